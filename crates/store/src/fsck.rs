@@ -1,0 +1,125 @@
+use crate::hash::Hash;
+use crate::progress::{Progress, Unit};
+use crate::store::Store;
+use anyhow::Result;
+use rayon::prelude::*;
+use std::fs;
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FsckProblem {
+    /// What is wrong, in one line, naming the ref, tree or object.
+    pub message: String,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FsckReport {
+    pub refs: u64,
+    pub trees: u64,
+    pub objects: u64,
+    pub object_bytes: u64,
+    /// Leftovers of interrupted writers; harmless, removed by `gc`.
+    pub tmp_entries: u64,
+    /// Objects and trees no ref reaches; harmless, removed by `gc`.
+    pub unreferenced: u64,
+    pub problems: Vec<FsckProblem>,
+}
+
+impl FsckReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Checks that every ref resolves to a complete tree, and that every tree
+    /// and object in the store has the bytes its name promises.
+    pub fn fsck(&self, progress: &dyn Progress) -> Result<FsckReport> {
+        let _lock = self.lock(false, progress)?;
+        let mut report = FsckReport::default();
+        let mut problems = Vec::new();
+        let mut roots = Vec::new();
+        for (name, r) in self.images()? {
+            report.refs += 1;
+            match r {
+                Ok(r) => roots.push((name, r.tree)),
+                Err(e) => problems.push(format!("image {name}: {e:#}")),
+            }
+        }
+        progress.phase("checking refs", None, Unit::Items);
+        let hashes: Vec<Hash> = roots.iter().map(|r| r.1).collect();
+        let live = self.reachable(&hashes, &mut |h, e| {
+            let who: Vec<String> = roots.iter().filter(|r| r.1 == h).map(|r| r.0.to_string()).collect();
+            let whose = if who.is_empty() { String::new() } else { format!(" (root of {})", who.join(", ")) };
+            problems.push(format!("tree {h}{whose}: {e:#}"));
+        });
+        for (h, size) in &live.objects {
+            match fs::symlink_metadata(self.object_path(h)) {
+                Ok(m) if m.is_file() && m.len() == *size => {}
+                Ok(m) => problems.push(format!("object {h} has {} bytes, trees expect {size}", m.len())),
+                Err(_) => problems.push(format!("object {h} is missing ({size} bytes, referenced by a tree)")),
+            }
+        }
+        report.trees = live.trees.len() as u64;
+
+        // Every stored object and tree must match its name, reachable or not:
+        // a later import would reuse a damaged one.
+        let mut files = Vec::new();
+        for (top, is_tree) in [(self.objects_dir(), false), (self.trees_dir(), true)] {
+            for shard in 0..=255u8 {
+                let dir = top.join(format!("{shard:02x}"));
+                let Ok(rd) = fs::read_dir(&dir) else {
+                    problems.push(format!("directory {} is missing", dir.display()));
+                    continue;
+                };
+                for ent in rd.flatten() {
+                    let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
+                    let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+                    files.push((ent.path(), name, is_tree, size));
+                }
+            }
+        }
+        let total: u64 = files.iter().map(|f| f.3).sum();
+        progress.phase("verifying content", Some(total), Unit::Bytes);
+        let bad = Mutex::new(Vec::new());
+        files.par_iter().for_each(|(path, name, is_tree, size)| {
+            let what = if *is_tree { "tree" } else { "object" };
+            let res = (|| -> std::io::Result<Option<String>> {
+                let Ok(h) = name.parse::<Hash>() else {
+                    return Ok(Some(format!("{} is not named by a hash", path.display())));
+                };
+                let mut f = fs::File::open(path)?;
+                let mut hasher = blake3::Hasher::new();
+                std::io::copy(&mut f, &mut hasher)?;
+                let got: Hash = hasher.finalize().into();
+                Ok((got != h).then(|| format!("{what} {h} is damaged: its bytes hash to {got}")))
+            })();
+            progress.advance(*size);
+            match res {
+                Ok(None) => {}
+                Ok(Some(msg)) => bad.lock().unwrap().push(msg),
+                Err(e) => bad.lock().unwrap().push(format!("{what} {name} cannot be read: {e}")),
+            }
+        });
+        problems.extend(bad.into_inner().unwrap());
+        for (_, name, is_tree, size) in &files {
+            let Ok(h) = name.parse::<Hash>() else { continue };
+            if *is_tree {
+                if !live.trees.contains(&h) {
+                    report.unreferenced += 1;
+                }
+            } else {
+                report.objects += 1;
+                report.object_bytes += size;
+                if !live.objects.contains_key(&h) {
+                    report.unreferenced += 1;
+                }
+            }
+        }
+        report.tmp_entries = fs::read_dir(self.tmp_dir()).map(|rd| rd.count() as u64).unwrap_or(0);
+        problems.sort();
+        problems.dedup();
+        report.problems = problems.into_iter().map(|message| FsckProblem { message }).collect();
+        Ok(report)
+    }
+}

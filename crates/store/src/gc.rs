@@ -1,0 +1,135 @@
+use crate::hash::Hash;
+use crate::progress::{Progress, Unit};
+use crate::store::Store;
+use crate::tree::EntryKind;
+use anyhow::{bail, Context, Result};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+
+/// What the refs reach: trees, and objects with their sizes.
+#[derive(Default)]
+pub(crate) struct Reachable {
+    pub trees: HashSet<Hash>,
+    pub objects: HashMap<Hash, u64>,
+}
+
+impl Store {
+    /// The roots every reader must keep: the trees of all refs. Fails if a
+    /// ref cannot be read, because then nothing can be safely swept.
+    pub(crate) fn root_trees(&self) -> Result<Vec<Hash>> {
+        let mut roots = Vec::new();
+        for (name, r) in self.images()? {
+            let r = r.with_context(|| format!("image {name}"))?;
+            roots.push(r.tree);
+        }
+        Ok(roots)
+    }
+
+    /// Walks every tree reachable from `roots`. Trees that cannot be read are
+    /// passed to `on_error` and not descended into.
+    pub(crate) fn reachable(&self, roots: &[Hash], on_error: &mut dyn FnMut(Hash, anyhow::Error)) -> Reachable {
+        let mut out = Reachable::default();
+        let mut stack: Vec<Hash> = roots.to_vec();
+        while let Some(h) = stack.pop() {
+            if !out.trees.insert(h) {
+                continue;
+            }
+            let tree = match self.read_tree(&h) {
+                Ok(t) => t,
+                Err(e) => {
+                    on_error(h, e);
+                    continue;
+                }
+            };
+            for e in tree.entries() {
+                match &e.kind {
+                    EntryKind::Dir(sub) => stack.push(*sub),
+                    EntryKind::File(f) if f.size > 0 => {
+                        out.objects.insert(f.object, f.size);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every object and tree no ref reaches, and leftovers of killed
+    /// writers under `tmp/`. Holds the store lock exclusively, so no import
+    /// can be between staging and publishing its ref meanwhile.
+    pub fn gc(&self, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
+        let _lock = self.lock(true, progress)?;
+        let roots = self.root_trees().context("gc refuses to run while a ref is unreadable; run `botyard fsck`")?;
+        progress.phase("marking", None, Unit::Items);
+        let mut first_err = None;
+        let live = self.reachable(&roots, &mut |h, e| {
+            first_err.get_or_insert_with(|| format!("tree {h}: {e:#}"));
+        });
+        if let Some(e) = first_err {
+            bail!("gc refuses to run because a referenced tree is unreadable ({e}); run `botyard fsck`");
+        }
+        let mut report = GcReport { dry_run, ..Default::default() };
+        progress.phase("sweeping", Some(512), Unit::Items);
+        for (top, is_tree) in [(self.objects_dir(), false), (self.trees_dir(), true)] {
+            for shard in 0..=255u8 {
+                let dir = top.join(format!("{shard:02x}"));
+                let rd = match fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+                };
+                for ent in rd {
+                    let ent = ent?;
+                    let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
+                    let keep = match name.parse::<Hash>() {
+                        Ok(h) if is_tree => live.trees.contains(&h),
+                        Ok(h) => live.objects.contains_key(&h),
+                        Err(_) => false,
+                    };
+                    if keep {
+                        continue;
+                    }
+                    let m = ent.metadata()?;
+                    if is_tree {
+                        report.trees += 1;
+                    } else {
+                        report.objects += 1;
+                    }
+                    report.bytes += Store::disk_bytes(&m);
+                    if !dry_run {
+                        fs::remove_file(ent.path()).with_context(|| format!("cannot remove {}", ent.path().display()))?;
+                    }
+                }
+                progress.advance(1);
+            }
+        }
+        for ent in fs::read_dir(self.tmp_dir())? {
+            let ent = ent?;
+            report.tmp_entries += 1;
+            if !dry_run {
+                let p = ent.path();
+                if ent.file_type()?.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                }
+                .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        if !dry_run {
+            self.syncfs()?;
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub objects: u64,
+    pub trees: u64,
+    /// Disk bytes of the objects and trees removed (or that would be).
+    pub bytes: u64,
+    /// Leftovers of interrupted writers under `tmp/`.
+    pub tmp_entries: u64,
+}

@@ -1,0 +1,50 @@
+//! The botyard store: one directory holding every file the fleet keeps, once.
+//!
+//! * **objects**: file contents named by the BLAKE3 hash of the bytes alone
+//!   (`objects/ab/cdef…`), read-only and never modified in place;
+//! * **trees**: directory listings carrying all metadata (mode, owner, mtime,
+//!   xattrs, links, devices), hashed like git trees so equal subtrees are shared;
+//! * **refs**: small JSON files naming trees (`refs/images/NAME/TAG`), replaced
+//!   atomically.
+//!
+//! Writers stage new objects and trees in a private directory under `tmp/`
+//! and publish them with renames ([`Staging`]); a ref is written only after the
+//! data it names is durable. Writers hold the store lock shared, `gc` holds it
+//! exclusive, so a sweep can never delete what an import is about to reference.
+//! This crate never mounts anything and knows nothing of bots.
+
+mod atomic;
+mod df;
+mod fsck;
+mod gc;
+mod hash;
+mod lock;
+mod names;
+mod progress;
+mod refs;
+mod staging;
+mod store;
+mod tree;
+
+pub use atomic::write_file_atomic;
+pub use df::{DfReport, ImageUsage};
+pub use fsck::{FsckProblem, FsckReport};
+pub use gc::GcReport;
+pub use hash::{Hash, HashParseError};
+pub use lock::StoreLock;
+pub use names::{validate_segment, ImageName, NameError, MAX_NAME_BYTES};
+pub use progress::{NoProgress, Progress, Unit};
+pub use refs::ImageRef;
+pub use staging::{hash_file, is_sparse, Staging, StagingStats, SMALL_FILE};
+pub use store::{default_store_path, Store, STORE_MARKER};
+pub use tree::{Entry, EntryKind, FileData, Tree, TreeError};
+
+/// Adds a hint to an error that came from a full filesystem, so every
+/// command reports ENOSPC the same way.
+pub fn is_no_space(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+    })
+}

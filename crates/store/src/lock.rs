@@ -1,0 +1,34 @@
+use anyhow::{Context, Result};
+use rustix::fs::{flock, FlockOperation};
+use std::fs::File;
+use std::path::Path;
+
+/// The store lock, held shared by everything that adds to the store or reads
+/// it as a whole (imports, fsck) and exclusive by `gc`. Released on drop; the
+/// kernel releases it when a holder is killed.
+pub struct StoreLock {
+    _file: File,
+    pub exclusive: bool,
+}
+
+impl StoreLock {
+    pub(crate) fn acquire(path: &Path, exclusive: bool, on_wait: &dyn Fn()) -> Result<StoreLock> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the store lock {}", path.display()))?;
+        let (try_op, op) = if exclusive {
+            (FlockOperation::NonBlockingLockExclusive, FlockOperation::LockExclusive)
+        } else {
+            (FlockOperation::NonBlockingLockShared, FlockOperation::LockShared)
+        };
+        if flock(&file, try_op).is_err() {
+            on_wait();
+            flock(&file, op).with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Ok(StoreLock { _file: file, exclusive })
+    }
+}

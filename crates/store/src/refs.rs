@@ -1,0 +1,128 @@
+//! Refs: the named entry points into the store. Every ref is a small JSON
+//! file replaced atomically, so a reader sees the old value or the new one.
+
+use crate::atomic::write_file_atomic;
+use crate::hash::Hash;
+use crate::names::ImageName;
+use crate::store::{now_rfc3339, Store};
+use anyhow::{bail, Context, Result};
+use std::fs;
+
+/// What `refs/images/NAME/TAG` holds.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The root tree of the image.
+    pub tree: Hash,
+    /// Where it came from: `dir:PATH`, `tar:PATH`, `oci:PATH:REF`,
+    /// `docker-archive:PATH`, `registry:REF`.
+    pub source: String,
+    /// The source's own digest (an OCI manifest digest), when it has one.
+    pub digest: Option<String>,
+    /// When the image was built, from its config, when known.
+    pub created: Option<String>,
+    /// When botyard imported it.
+    pub imported: String,
+    /// Regular files, directories and other entries, and the bytes of the
+    /// regular files (what a plain copy would take; hard links counted once).
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    pub bytes: u64,
+}
+
+impl ImageRef {
+    pub fn new(tree: Hash, source: String) -> ImageRef {
+        ImageRef {
+            tree,
+            source,
+            digest: None,
+            created: None,
+            imported: now_rfc3339(),
+            files: 0,
+            dirs: 0,
+            others: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl Store {
+    fn image_ref_path(&self, name: &ImageName) -> std::path::PathBuf {
+        self.refs_dir().join("images").join(name.ref_rel_path())
+    }
+
+    /// Reads one image ref; a missing one is an error naming `image ls`.
+    pub fn image(&self, name: &ImageName) -> Result<ImageRef> {
+        match self.try_image(name)? {
+            Some(r) => Ok(r),
+            None => bail!("no image {name} in the store; see `botyard image ls` for what is there"),
+        }
+    }
+
+    pub fn try_image(&self, name: &ImageName) -> Result<Option<ImageRef>> {
+        let path = self.image_ref_path(name);
+        match fs::read(&path) {
+            Ok(d) => Ok(Some(serde_json::from_slice(&d).with_context(|| {
+                format!("ref {} is damaged; run `botyard fsck`", path.display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Points NAME:TAG at a new value atomically. The caller must have made
+    /// the tree and its objects durable first ([`crate::Staging::commit`]).
+    pub fn set_image(&self, name: &ImageName, r: &ImageRef) -> Result<()> {
+        if !self.has_tree(&r.tree) {
+            bail!("refusing to point {name} at tree {} which is not in the store", r.tree);
+        }
+        let path = self.image_ref_path(name);
+        let dir = path.parent().unwrap();
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let data = serde_json::to_vec_pretty(r)?;
+        write_file_atomic(&self.tmp_dir(), &path, &data, 0o644)
+    }
+
+    /// Removes NAME:TAG; its data stays until `gc`.
+    pub fn remove_image(&self, name: &ImageName) -> Result<ImageRef> {
+        let r = self.image(name)?;
+        let path = self.image_ref_path(name);
+        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        let dir = path.parent().unwrap();
+        let _ = fs::remove_dir(dir); // only succeeds when no other tag is left
+        crate::atomic::fsync_dir(&self.refs_dir().join("images"))?;
+        Ok(r)
+    }
+
+    /// Every image ref, sorted by name; unreadable refs are returned as errors
+    /// so `fsck` can name them and `gc` can refuse to run.
+    pub fn images(&self) -> Result<Vec<(ImageName, Result<ImageRef>)>> {
+        let base = self.refs_dir().join("images");
+        let mut out = Vec::new();
+        for d in fs::read_dir(&base).with_context(|| format!("cannot read {}", base.display()))? {
+            let d = d?;
+            if !d.file_type()?.is_dir() {
+                continue;
+            }
+            let dname = d.file_name().to_string_lossy().into_owned();
+            for t in fs::read_dir(d.path())? {
+                let t = t?;
+                let tag = t.file_name().to_string_lossy().into_owned();
+                let Ok(name) = ImageName::from_ref_rel(&dname, &tag) else {
+                    out.push((
+                        ImageName { name: dname.replace('+', "/"), tag: tag.clone() },
+                        Err(anyhow::anyhow!("ref file {} has an invalid name", t.path().display())),
+                    ));
+                    continue;
+                };
+                let r = fs::read(t.path())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|data| serde_json::from_slice::<ImageRef>(&data).map_err(anyhow::Error::from))
+                    .with_context(|| format!("ref {} cannot be read", t.path().display()));
+                out.push((name, r));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}

@@ -1,0 +1,306 @@
+//! Staging: how new objects and trees enter the store.
+//!
+//! A writer stages everything it adds in a private directory under `tmp/`
+//! while holding the store lock shared. [`Staging::commit`] moves the staged
+//! files into `objects/` and `trees/` with renames (objects before the trees
+//! naming them), then syncs the filesystem once; only after that may the
+//! writer replace a ref. Dropping a staging without committing removes it, so
+//! a failed import leaves the store as it was. A killed writer leaves only a
+//! directory under `tmp/`, which `gc` removes.
+
+use crate::atomic::unique_name;
+use crate::hash::Hash;
+use crate::lock::StoreLock;
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::tree::Tree;
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const BLOCK: usize = 4096;
+const CHUNK: usize = 256 * 1024;
+/// Files up to this size are read into memory once, hashed, and written only
+/// if the store lacks them.
+pub const SMALL_FILE: u64 = 1 << 20;
+
+pub struct Staging {
+    store: Store,
+    dir: PathBuf,
+    done: bool,
+    new_objects: AtomicU64,
+    new_bytes: AtomicU64,
+    new_trees: AtomicU64,
+    _lock: StoreLock,
+}
+
+/// What a commit added to the store.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct StagingStats {
+    pub new_objects: u64,
+    pub new_object_bytes: u64,
+    pub new_trees: u64,
+}
+
+impl Staging {
+    pub fn new(store: &Store, progress: &dyn Progress) -> Result<Staging> {
+        let lock = store.lock(false, progress)?;
+        let dir = store.tmp_dir().join(unique_name("stage"));
+        for sub in ["objects", "trees", "partial"] {
+            fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("cannot create a staging directory in {}", store.tmp_dir().display()))?;
+        }
+        Ok(Staging {
+            store: store.clone(),
+            dir,
+            done: false,
+            new_objects: AtomicU64::new(0),
+            new_bytes: AtomicU64::new(0),
+            new_trees: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn staged_object(&self, h: &Hash) -> PathBuf {
+        self.dir.join("objects").join(h.to_hex())
+    }
+
+    /// Whether the store or this staging already holds the object.
+    pub fn has_object(&self, h: &Hash, size: u64) -> bool {
+        size == 0 || self.store.has_object(h, size) || self.staged_object(h).exists()
+    }
+
+    fn partial(&self) -> Result<(PathBuf, File)> {
+        let p = self.dir.join("partial").join(unique_name("obj"));
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&p)
+            .with_context(|| format!("cannot create {}", p.display()))?;
+        Ok((p, f))
+    }
+
+    fn publish_partial(&self, partial: &Path, h: &Hash, size: u64) -> Result<()> {
+        if self.has_object(h, size) {
+            fs::remove_file(partial)?;
+            return Ok(());
+        }
+        fs::rename(partial, self.staged_object(h))?;
+        self.new_objects.fetch_add(1, Ordering::Relaxed);
+        self.new_bytes.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Adds content held in memory; writes nothing if the store has it.
+    pub fn put_bytes(&self, data: &[u8], sparse: bool) -> Result<Hash> {
+        let h = Hash::of(data);
+        let size = data.len() as u64;
+        if self.has_object(&h, size) {
+            return Ok(h);
+        }
+        let (p, mut f) = self.partial()?;
+        write_maybe_sparse(&mut f, data, sparse)?;
+        finish_sparse(&f, size, sparse)?;
+        drop(f);
+        self.publish_partial(&p, &h, size)?;
+        Ok(h)
+    }
+
+    /// Adds content from a stream of unknown content. Small streams are held
+    /// in memory so that content the store has is never written; larger ones
+    /// go through a partial file.
+    pub fn put_reader(&self, r: &mut dyn Read, size_hint: u64, sparse: bool) -> Result<(Hash, u64)> {
+        if size_hint <= SMALL_FILE {
+            let mut buf = Vec::with_capacity(size_hint as usize);
+            r.read_to_end(&mut buf)?;
+            let h = self.put_bytes(&buf, sparse)?;
+            return Ok((h, buf.len() as u64));
+        }
+        let (p, mut f) = self.partial()?;
+        let res = copy_hashing(r, &mut f, sparse);
+        let (h, size) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&p);
+                return Err(e);
+            }
+        };
+        finish_sparse(&f, size, sparse)?;
+        drop(f);
+        self.publish_partial(&p, &h, size)?;
+        Ok((h, size))
+    }
+
+    /// Adds a file whose hash the caller computed, copying it only if the
+    /// store lacks the object. The copy is hashed again, so a file that
+    /// changed meanwhile is reported instead of stored under a wrong name.
+    pub fn put_file(&self, src: &mut File, expected: &Hash, size: u64, sparse: bool) -> Result<()> {
+        if self.has_object(expected, size) {
+            return Ok(());
+        }
+        src.seek(SeekFrom::Start(0))?;
+        let (p, mut f) = self.partial()?;
+        let (h, n) = match copy_hashing(src, &mut f, sparse) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&p);
+                return Err(e);
+            }
+        };
+        if h != *expected || n != size {
+            let _ = fs::remove_file(&p);
+            bail!("the file changed while it was being imported; import again once it is stable");
+        }
+        finish_sparse(&f, size, sparse)?;
+        drop(f);
+        self.publish_partial(&p, &h, size)
+    }
+
+    /// Adds a tree; returns its hash.
+    pub fn put_tree(&self, t: &Tree) -> Result<Hash> {
+        let data = t.encode();
+        let h = Hash::of(&data);
+        let staged = self.dir.join("trees").join(h.to_hex());
+        if self.store.has_tree(&h) || staged.exists() {
+            return Ok(h);
+        }
+        let (p, mut f) = self.partial()?;
+        f.write_all(&data)?;
+        drop(f);
+        fs::rename(&p, &staged)?;
+        self.new_trees.fetch_add(1, Ordering::Relaxed);
+        Ok(h)
+    }
+
+    /// Publishes everything staged and makes it durable. After this returns,
+    /// refs may name the staged trees.
+    pub fn commit(mut self) -> Result<StagingStats> {
+        publish_dir(&self.dir.join("objects"), &self.store.objects_dir())?;
+        publish_dir(&self.dir.join("trees"), &self.store.trees_dir())?;
+        self.store.syncfs()?;
+        self.done = true;
+        let _ = fs::remove_dir_all(&self.dir);
+        Ok(StagingStats {
+            new_objects: self.new_objects.load(Ordering::Relaxed),
+            new_object_bytes: self.new_bytes.load(Ordering::Relaxed),
+            new_trees: self.new_trees.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Moves every `HEX` file of `from` to `to/HE/X…`, keeping what is already
+/// there unless it is damaged (wrong size).
+fn publish_dir(from: &Path, to: &Path) -> Result<()> {
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let dest = to.join(&name[..2]).join(&name[2..]);
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            e.path(),
+            rustix::fs::CWD,
+            &dest,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => {
+                let staged = e.metadata()?.len();
+                let existing = fs::symlink_metadata(&dest)?;
+                if existing.len() != staged || !existing.is_file() {
+                    fs::rename(e.path(), &dest)?;
+                } else {
+                    fs::remove_file(e.path())?;
+                }
+            }
+            Err(err) => {
+                return Err(std::io::Error::from(err)).with_context(|| format!("cannot move an object to {}", dest.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// Writes `data`, skipping whole zero blocks when `sparse` so they stay holes.
+fn write_maybe_sparse(f: &mut File, data: &[u8], sparse: bool) -> Result<()> {
+    if !sparse {
+        f.write_all(data)?;
+        return Ok(());
+    }
+    for block in data.chunks(BLOCK) {
+        if block.len() == BLOCK && is_zero(block) {
+            f.seek(SeekFrom::Current(BLOCK as i64))?;
+        } else {
+            f.write_all(block)?;
+        }
+    }
+    Ok(())
+}
+
+fn finish_sparse(f: &File, size: u64, sparse: bool) -> Result<()> {
+    if sparse {
+        f.set_len(size)?;
+    }
+    Ok(())
+}
+
+/// Copies `r` to `w`, hashing on the way.
+fn copy_hashing(r: &mut dyn Read, w: &mut File, sparse: bool) -> Result<(Hash, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        // Fill whole chunks so sparse detection sees aligned blocks.
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = r.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        hasher.update(&buf[..filled]);
+        write_maybe_sparse(w, &buf[..filled], sparse)?;
+        total += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    Ok((hasher.finalize().into(), total))
+}
+
+/// Hashes a file's content from the start.
+pub fn hash_file(f: &mut File) -> Result<(Hash, u64)> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut hasher = blake3::Hasher::new();
+    let n = std::io::copy(f, &mut hasher)?;
+    Ok((hasher.finalize().into(), n))
+}
+
+/// Whether a file has holes (fewer blocks allocated than its size needs).
+pub fn is_sparse(m: &fs::Metadata) -> bool {
+    m.len() > 0 && m.blocks() * 512 < m.len().saturating_sub(BLOCK as u64)
+}

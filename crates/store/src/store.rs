@@ -1,0 +1,184 @@
+use crate::atomic::write_file_atomic;
+use crate::hash::Hash;
+use crate::lock::StoreLock;
+use crate::progress::Progress;
+use crate::tree::Tree;
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// The file that marks a directory as a botyard store.
+pub const STORE_MARKER: &str = "botyard-store.json";
+const FORMAT: u32 = 1;
+/// What `init` creates; a directory holding only these may be (re)initialised.
+const LAYOUT: &[&str] = &["objects", "trees", "refs", "tmp", "cache", "lock", STORE_MARKER];
+
+/// `$BOTYARD_HOME` is applied by the CLI; this is the fallback: the system
+/// store as root, a per-user one otherwise.
+pub fn default_store_path() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/botyard");
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("botyard");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/botyard")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Marker {
+    format: u32,
+    created: String,
+}
+
+/// An opened store directory. Cheap to clone; holds no lock by itself.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Creates a store at `path` (or completes one whose creation was
+    /// interrupted). Returns the store and whether it already existed.
+    pub fn init(path: &Path) -> Result<(Store, bool)> {
+        if path.join(STORE_MARKER).exists() {
+            return Ok((Store::open(path)?, true));
+        }
+        if path.exists() {
+            if !path.is_dir() {
+                bail!("{} exists and is not a directory; choose another --store path", path.display());
+            }
+            let foreign: Vec<String> = fs::read_dir(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !LAYOUT.contains(&n.as_str()))
+                .collect();
+            if !foreign.is_empty() {
+                bail!(
+                    "{} is not empty (it holds {}); a store needs an empty or new directory: choose another --store path",
+                    path.display(),
+                    foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true).mode(0o755);
+        b.create(path).with_context(|| format!("cannot create the store directory {}", path.display()))?;
+        let path = fs::canonicalize(path)?;
+        for top in ["objects", "trees"] {
+            for i in 0..=255u8 {
+                b.create(path.join(top).join(format!("{i:02x}")))
+                    .with_context(|| format!("cannot create {}/{top}", path.display()))?;
+            }
+        }
+        b.create(path.join("refs/images"))?;
+        b.create(path.join("cache"))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(path.join("tmp"))?;
+        let marker = Marker { format: FORMAT, created: now_rfc3339() };
+        let data = serde_json::to_vec_pretty(&marker)?;
+        write_file_atomic(&path.join("tmp"), &path.join(STORE_MARKER), &data, 0o644)?;
+        Ok((Store { root: path }, false))
+    }
+
+    /// Opens an existing store, refusing anything that is not one.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            bail!(
+                "no botyard store at {}: create one with `botyard init --store {}` (or point --store/BOTYARD_HOME at an existing store)",
+                path.display(),
+                path.display()
+            );
+        }
+        let marker_path = path.join(STORE_MARKER);
+        let data = match fs::read(&marker_path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{} is not a botyard store (no {STORE_MARKER}); point --store/BOTYARD_HOME at a store or run `botyard init` on an empty directory",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", marker_path.display())),
+        };
+        let marker: Marker = serde_json::from_slice(&data).with_context(|| {
+            format!("{} is damaged; restore it or re-create the store", marker_path.display())
+        })?;
+        if marker.format != FORMAT {
+            bail!(
+                "store {} has format {}, this botyard reads format {FORMAT}; use a matching botyard version",
+                path.display(),
+                marker.format
+            );
+        }
+        Ok(Store { root: fs::canonicalize(path)? })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+    pub fn trees_dir(&self) -> PathBuf {
+        self.root.join("trees")
+    }
+    pub fn refs_dir(&self) -> PathBuf {
+        self.root.join("refs")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn object_path(&self, h: &Hash) -> PathBuf {
+        self.root.join("objects").join(h.rel_path())
+    }
+    pub fn tree_path(&self, h: &Hash) -> PathBuf {
+        self.root.join("trees").join(h.rel_path())
+    }
+
+    /// Whether the object exists with the expected size (a size mismatch
+    /// means a damaged object, which a writer then replaces).
+    pub fn has_object(&self, h: &Hash, size: u64) -> bool {
+        fs::symlink_metadata(self.object_path(h)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    pub fn has_tree(&self, h: &Hash) -> bool {
+        self.tree_path(h).is_file()
+    }
+
+    /// Reads and verifies a tree: its bytes must hash to its name.
+    pub fn read_tree(&self, h: &Hash) -> Result<Tree> {
+        let path = self.tree_path(h);
+        let data = fs::read(&path).with_context(|| format!("tree {h} is missing from the store; run `botyard fsck`"))?;
+        if Hash::of(&data) != *h {
+            bail!("tree {h} is damaged (its bytes do not match its name); run `botyard fsck`");
+        }
+        Tree::decode(&data).with_context(|| format!("tree {h} cannot be decoded; run `botyard fsck`"))
+    }
+
+    /// Takes the store lock shared (writers, fsck) or exclusive (gc).
+    pub fn lock(&self, exclusive: bool, progress: &dyn Progress) -> Result<StoreLock> {
+        let what = if exclusive { "gc" } else { "writers" };
+        StoreLock::acquire(&self.root.join("lock"), exclusive, &|| {
+            progress.note(&format!("waiting for the store lock (other {what} hold it)"))
+        })
+    }
+
+    /// Flushes everything written to the store's filesystem.
+    pub fn syncfs(&self) -> Result<()> {
+        let f = fs::File::open(&self.root)?;
+        rustix::fs::syncfs(&f).with_context(|| format!("cannot sync the filesystem of {}", self.root.display()))
+    }
+
+    /// Disk space used by a file, in bytes (what `du` counts).
+    pub(crate) fn disk_bytes(m: &fs::Metadata) -> u64 {
+        m.blocks() * 512
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
