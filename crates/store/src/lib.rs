@@ -37,7 +37,7 @@ pub use progress::{NoProgress, Progress, Unit};
 pub use refs::ImageRef;
 pub use staging::{hash_file, is_sparse, Staging, StagingStats, SMALL_FILE};
 pub use store::{default_store_path, Store, STORE_MARKER};
-pub use tree::{Entry, EntryKind, FileData, Tree, TreeError};
+pub use tree::{valid_entry_name, Entry, EntryKind, FileData, Tree, TreeError, NAME_MAX, PATH_MAX};
 
 /// Adds a hint to an error that came from a full filesystem, so every
 /// command reports ENOSPC the same way.
