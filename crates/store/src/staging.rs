@@ -180,19 +180,24 @@ impl Staging {
         Ok(h)
     }
 
-    /// Publishes everything staged and makes it durable. After this returns,
-    /// refs may name the staged trees.
-    pub fn commit(mut self) -> Result<StagingStats> {
+    /// Publishes everything staged, makes it durable, then runs `then`
+    /// (which writes the refs naming what was staged) while still holding the
+    /// store lock, so no `gc` can run between the two.
+    pub fn commit<T>(mut self, then: impl FnOnce(&Store) -> Result<T>) -> Result<(StagingStats, T)> {
         publish_dir(&self.dir.join("objects"), &self.store.objects_dir())?;
         publish_dir(&self.dir.join("trees"), &self.store.trees_dir())?;
         self.store.syncfs()?;
         self.done = true;
         let _ = fs::remove_dir_all(&self.dir);
-        Ok(StagingStats {
-            new_objects: self.new_objects.load(Ordering::Relaxed),
-            new_object_bytes: self.new_bytes.load(Ordering::Relaxed),
-            new_trees: self.new_trees.load(Ordering::Relaxed),
-        })
+        let out = then(&self.store)?;
+        Ok((
+            StagingStats {
+                new_objects: self.new_objects.load(Ordering::Relaxed),
+                new_object_bytes: self.new_bytes.load(Ordering::Relaxed),
+                new_trees: self.new_trees.load(Ordering::Relaxed),
+            },
+            out,
+        ))
     }
 }
 

@@ -1,0 +1,261 @@
+//! Applying one tar stream (a rootfs tarball or an image layer) to a tree.
+//!
+//! Entries become tree nodes; file content goes to the store; nothing is
+//! written to the host filesystem, so device nodes import without root and
+//! no entry can reach outside the image. Refused: absolute paths, `..`,
+//! hard links to anything but an earlier regular file, relative symlinks
+//! that climb above the root, names over 255 bytes, unknown entry types.
+
+use anyhow::{bail, Context, Result};
+use fs::{split_path, MemKind, MemNode, MemTree, Meta};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use store::Staging;
+use tar::EntryType;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LayerOptions {
+    /// Interpret OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); off for plain
+    /// rootfs tarballs, where such names are ordinary files.
+    pub whiteouts: bool,
+}
+
+const WH: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+fn shown(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).chars().take(200).collect()
+}
+
+/// Applies a tar stream to `tree`. `label` names the archive in errors.
+pub fn apply_tar(
+    tree: &mut MemTree,
+    r: &mut dyn Read,
+    staging: &Staging,
+    opts: LayerOptions,
+    label: &str,
+) -> Result<()> {
+    let mut ar = tar::Archive::new(r);
+    let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut opaque: Vec<Vec<Vec<u8>>> = Vec::new();
+    let entries = ar.entries().with_context(|| format!("{label} is not a readable tar archive"))?;
+    for (i, entry) in entries.enumerate() {
+        let mut entry = entry.with_context(|| format!("{label} is truncated or corrupt at entry {}", i + 1))?;
+        let raw_path = entry.path_bytes().into_owned();
+        let comps = split_path(&raw_path).map_err(|e| {
+            anyhow::anyhow!("{label}: entry '{}' has {e}; refusing an archive that writes outside its root", shown(&raw_path))
+        })?;
+        let comps: Vec<Vec<u8>> = comps.into_iter().map(|c| c.to_vec()).collect();
+        let refs: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
+        let ctx = |what: &str| format!("{label}: entry '{}' {what}", shown(&raw_path));
+
+        if opts.whiteouts {
+            if let Some((last, parent)) = refs.split_last() {
+                if *last == OPAQUE {
+                    opaque.push(parent.iter().map(|c| c.to_vec()).collect());
+                    continue;
+                }
+                if let Some(target) = last.strip_prefix(WH) {
+                    if target.starts_with(WH) {
+                        continue; // AUFS bookkeeping (.wh..wh.plnk and friends)
+                    }
+                    if !store::valid_entry_name(target) {
+                        bail!(ctx("is a whiteout of an invalid name"));
+                    }
+                    let mut p: Vec<&[u8]> = parent.to_vec();
+                    p.push(target);
+                    tree.remove(&p);
+                    continue;
+                }
+            }
+        }
+
+        let meta = entry_meta(&mut entry).with_context(|| ctx("has invalid metadata"))?;
+        let header = entry.header().clone();
+        let kind = match header.entry_type() {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let sparse = header.entry_type() == EntryType::GNUSparse;
+                let size = entry.size();
+                let (object, got) = staging
+                    .put_reader(&mut entry, size, sparse)
+                    .with_context(|| format!("{label} is truncated or corrupt in the data of '{}'", shown(&raw_path)))?;
+                if got != size && !sparse {
+                    bail!(ctx("is truncated"));
+                }
+                MemKind::File { object, size: got, sparse, group: None }
+            }
+            EntryType::Directory => MemKind::Dir(Default::default()),
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| anyhow::anyhow!(ctx("is a symlink without a target")))?
+                    .into_owned();
+                check_symlink(&refs, &target).map_err(|e| anyhow::anyhow!(ctx(&e)))?;
+                MemKind::Symlink(target)
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| anyhow::anyhow!(ctx("is a hard link without a target")))?
+                    .into_owned();
+                let t = split_path(&target).map_err(|e| {
+                    anyhow::anyhow!(ctx(&format!("is a hard link whose target has {e}; it escapes the root")))
+                })?;
+                if t.is_empty() {
+                    bail!(ctx("is a hard link to the root"));
+                }
+                tree.link(&refs, &t).map_err(|e| {
+                    anyhow::anyhow!(ctx(&format!("is a hard link to '{}': {e}", shown(&target))))
+                })?;
+                touched.insert(raw_join(&refs));
+                continue;
+            }
+            EntryType::Char | EntryType::Block => {
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                if header.entry_type() == EntryType::Char {
+                    MemKind::CharDev { major, minor }
+                } else {
+                    MemKind::BlockDev { major, minor }
+                }
+            }
+            EntryType::Fifo => MemKind::Fifo,
+            other => bail!(ctx(&format!(
+                "has tar entry type {:?}, which botyard does not import; repack the archive without it",
+                other.as_byte() as char
+            ))),
+        };
+        tree.insert(&refs, MemNode { meta, kind }).map_err(|e| {
+            anyhow::anyhow!(ctx(&format!("cannot be placed: {e} (botyard never writes through a symlink)")))
+        })?;
+        touched.insert(raw_join(&refs));
+    }
+    // An opaque directory hides what lower layers had in it, but keeps what
+    // this layer put there, whatever the order of entries in the archive.
+    for dir in opaque {
+        let d: Vec<&[u8]> = dir.iter().map(|c| c.as_slice()).collect();
+        let mut prefix = raw_join(&d);
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        let keep: BTreeSet<Vec<u8>> = touched
+            .iter()
+            .filter_map(|p| p.strip_prefix(prefix.as_slice()))
+            .map(|rest| rest.split(|&b| b == b'/').next().unwrap_or(rest).to_vec())
+            .collect();
+        tree.retain_children(&d, |name| keep.contains(name));
+    }
+    Ok(())
+}
+
+fn raw_join(c: &[&[u8]]) -> Vec<u8> {
+    c.join(&b'/')
+}
+
+/// A relative symlink may not climb above the image root from where it
+/// sits; an absolute one is read inside the root, as in a chroot.
+fn check_symlink(path: &[&[u8]], target: &[u8]) -> Result<(), String> {
+    if target.is_empty() || target.contains(&0) || target.len() > store::PATH_MAX {
+        return Err("is a symlink with an empty, NUL-containing or overlong target".into());
+    }
+    if target.starts_with(b"/") {
+        return Ok(());
+    }
+    let mut depth = path.len() as i64 - 1;
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!(
+                        "is a symlink to '{}', which escapes the image root; refusing the archive",
+                        shown(target)
+                    ));
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+fn entry_meta<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta> {
+    let h = entry.header();
+    let mut meta = Meta {
+        mode: h.mode()? & 0o7777,
+        uid: u32::try_from(h.uid()?).context("uid does not fit 32 bits")?,
+        gid: u32::try_from(h.gid()?).context("gid does not fit 32 bits")?,
+        mtime: h.mtime()? as i64,
+        mtime_nsec: 0,
+        xattrs: Vec::new(),
+    };
+    let mut xattrs: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    if let Some(pax) = entry.pax_extensions()? {
+        for ext in pax {
+            let ext = ext?;
+            let key = ext.key_bytes();
+            let value = ext.value_bytes();
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.insert(name.to_vec(), value.to_vec());
+            } else if key == b"mtime" {
+                let (s, ns) = parse_pax_time(value).context("bad PAX mtime")?;
+                meta.mtime = s;
+                meta.mtime_nsec = ns;
+            } else if key == b"uid" {
+                meta.uid = std::str::from_utf8(value)?.trim().parse().context("bad PAX uid")?;
+            } else if key == b"gid" {
+                meta.gid = std::str::from_utf8(value)?.trim().parse().context("bad PAX gid")?;
+            }
+        }
+    }
+    meta.xattrs = xattrs.into_iter().collect();
+    meta.xattrs.sort();
+    Ok(meta)
+}
+
+/// Parses a PAX time (`1700000000.123456789`, possibly negative).
+fn parse_pax_time(v: &[u8]) -> Result<(i64, u32)> {
+    let s = std::str::from_utf8(v)?.trim();
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = int.parse()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        bail!("not a number");
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let mut ns: u32 = digits.parse()?;
+    if s.starts_with('-') && ns > 0 {
+        // -1.5 is 1.5 s before the epoch: -2 s + 0.5 s.
+        return Ok((secs - 1, 1_000_000_000 - ns));
+    }
+    if ns >= 1_000_000_000 {
+        ns = 0;
+    }
+    Ok((secs, ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_escape_rules() {
+        let p: Vec<&[u8]> = vec![b"usr", b"lib", b"x"];
+        assert!(check_symlink(&p, b"../../bin/sh").is_ok());
+        assert!(check_symlink(&p, b"/etc/passwd").is_ok());
+        assert!(check_symlink(&p, b"../../../etc/passwd").is_err());
+        assert!(check_symlink(&[b"a"], b"..").is_err());
+        assert!(check_symlink(&[b"a"], b"b/../../c").is_err());
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_pax_time(b"1700000000.5").unwrap(), (1_700_000_000, 500_000_000));
+        assert_eq!(parse_pax_time(b"12").unwrap(), (12, 0));
+        assert_eq!(parse_pax_time(b"-1.5").unwrap(), (-2, 500_000_000));
+        assert!(parse_pax_time(b"x").is_err());
+    }
+}
