@@ -1,0 +1,129 @@
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// botyard gives every AI agent a full, writable, persistent Linux root
+/// filesystem that costs almost nothing to store: every file the fleet keeps
+/// is stored once, by content.
+#[derive(Parser, Debug)]
+#[command(name = "botyard", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The store directory [default: /var/lib/botyard as root, else
+    /// ~/.local/share/botyard].
+    #[arg(long, global = true, env = "BOTYARD_HOME", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print only errors (no progress, no notes).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a store (or finish one whose creation was interrupted).
+    Init(JsonFlag),
+    /// Import, list, inspect and remove images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Show what plain copies would take against what the store holds.
+    Df(JsonFlag),
+    /// Remove objects and trees that no ref reaches.
+    ///
+    /// Takes the store lock exclusively: imports wait for gc and gc waits
+    /// for imports, so a sweep never deletes what an import is about to name.
+    Gc(GcArgs),
+    /// Check the store: every ref resolves, every tree and object matches its
+    /// name. Exits 1 naming each problem.
+    Fsck(JsonFlag),
+}
+
+#[derive(Args, Debug)]
+pub struct JsonFlag {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Report what would be removed without removing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an image from a directory, a tarball, an OCI layout or a docker
+    /// archive. Re-importing unchanged content writes no object data.
+    Import(ImportArgs),
+    /// Pull an image from an OCI registry and import it.
+    Pull(PullArgs),
+    /// List images.
+    Ls(JsonFlag),
+    /// Show an image's digest, files, bytes, source and dates.
+    Inspect(InspectArgs),
+    /// Remove images; their data is freed by the next `botyard gc`.
+    Rm(RmArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(false)))]
+pub struct ImportArgs {
+    /// The image's name and tag, like debian:12 (the tag defaults to latest).
+    #[arg(value_name = "NAME:TAG")]
+    pub name: String,
+    /// A directory holding an unpacked root filesystem.
+    #[arg(long, group = "source", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// A root filesystem tarball: plain, gzip or zstd (told by content).
+    #[arg(long, group = "source", value_name = "FILE")]
+    pub tar: Option<PathBuf>,
+    /// An OCI image layout, optionally with the ref name of one image in it.
+    #[arg(long, group = "source", value_name = "DIR[:REF]")]
+    pub oci: Option<String>,
+    /// An archive written by `docker save`.
+    #[arg(long = "docker-archive", group = "source", value_name = "FILE")]
+    pub docker_archive: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// What to pull: REGISTRY/REPOSITORY:TAG or @DIGEST.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Store it under this name [default: the reference's repository and tag].
+    #[arg(long = "as", value_name = "NAME:TAG")]
+    pub as_name: Option<String>,
+    /// Use plain HTTP instead of HTTPS (for a registry on loopback).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[arg(value_name = "NAME:TAG")]
+    pub name: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(value_name = "NAME:TAG", required = true)]
+    pub names: Vec<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}

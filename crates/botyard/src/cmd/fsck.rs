@@ -1,0 +1,33 @@
+use super::Ctx;
+use crate::cli::JsonFlag;
+use crate::output::bytes;
+use anyhow::Result;
+
+pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
+    let store = ctx.open()?;
+    let r = store.fsck(&ctx.bars)?;
+    ctx.bars.finish();
+    let code = if r.ok() { 0 } else { 1 };
+    if a.json {
+        crate::output::json(&serde_json::json!({"ok": r.ok(), "report": r}))?;
+        return Ok(code);
+    }
+    for p in &r.problems {
+        eprintln!("botyard: fsck: {}", p.message);
+    }
+    let summary = format!(
+        "{} refs, {} trees reachable, {} objects ({}) verified; {} unreferenced and {} leftovers (removed by `botyard gc`)",
+        r.refs,
+        r.trees,
+        r.objects,
+        bytes(r.object_bytes),
+        r.unreferenced,
+        r.tmp_entries
+    );
+    if r.ok() {
+        ctx.say(format!("ok: {summary}"));
+    } else {
+        eprintln!("botyard: fsck found {} problems: {summary}", r.problems.len());
+    }
+    Ok(code)
+}

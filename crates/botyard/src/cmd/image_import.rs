@@ -1,0 +1,56 @@
+use super::{image_name, Ctx};
+use crate::cli::ImportArgs;
+use crate::output::bytes;
+use anyhow::Result;
+use image::ImportOutcome;
+
+pub fn run(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
+    let name = image_name(&a.name)?;
+    let store = ctx.open()?;
+    let p = &ctx.bars;
+    let out = if let Some(dir) = &a.dir {
+        image::import_dir(&store, &name, dir, p)
+    } else if let Some(tar) = &a.tar {
+        image::import_tar(&store, &name, tar, p)
+    } else if let Some(oci) = &a.oci {
+        let (dir, reference) = image::split_oci_arg(oci);
+        image::import_oci(&store, &name, &dir, reference.as_deref(), p)
+    } else if let Some(f) = &a.docker_archive {
+        image::import_docker_archive(&store, &name, f, p)
+    } else {
+        unreachable!("clap requires one source")
+    }?;
+    ctx.bars.finish();
+    report(ctx, &out, a.json)
+}
+
+/// Prints an import's outcome; shared with `image pull`.
+pub fn report(ctx: &Ctx, out: &ImportOutcome, json: bool) -> Result<i32> {
+    if json {
+        crate::output::json(out)?;
+        return Ok(0);
+    }
+    let state = if out.unchanged {
+        " (unchanged)"
+    } else if out.previous_tree.is_some() {
+        " (updated)"
+    } else {
+        ""
+    };
+    ctx.say(format!(
+        "imported {}{state}: {} files, {} dirs, {} others, {}; tree {}",
+        out.name,
+        out.stats.files,
+        out.stats.dirs,
+        out.stats.others,
+        bytes(out.stats.bytes),
+        &out.tree.to_hex()[..16]
+    ));
+    ctx.say(format!(
+        "stored {} new objects ({}) and {} new trees; the rest was already in the store",
+        out.written.new_objects,
+        bytes(out.written.new_object_bytes),
+        out.written.new_trees
+    ));
+    Ok(0)
+}

@@ -1,0 +1,14 @@
+use super::{image_name, Ctx};
+use crate::cli::PullArgs;
+use anyhow::Result;
+
+pub fn run(ctx: &Ctx, a: PullArgs) -> Result<i32> {
+    let name = match &a.as_name {
+        Some(n) => image_name(n)?,
+        None => image::default_name_for(&a.reference)?,
+    };
+    let store = ctx.open()?;
+    let out = image::pull(&store, &a.reference, &name, image::PullOptions { insecure: a.insecure }, &ctx.bars)?;
+    ctx.bars.finish();
+    super::image_import::report(ctx, &out, a.json)
+}
