@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages botyard's quickstart, tests and benchmarks use.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+PKGS=(debootstrap skopeo umoci docker-registry busybox-static zstd xz-utils
+      xfsprogs btrfs-progs e2fsprogs util-linux time rsync)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Rust toolchain components used by CI.
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
