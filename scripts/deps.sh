@@ -2,7 +2,7 @@
 # Installs the Debian packages botyard's quickstart, tests and benchmarks use.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
-PKGS=(debootstrap skopeo umoci docker-registry busybox-static zstd xz-utils
+PKGS=(debootstrap attr python3 skopeo umoci docker-registry busybox-static zstd xz-utils
       xfsprogs btrfs-progs e2fsprogs util-linux time rsync)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -196,6 +196,9 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta> {
             let ext = ext?;
             let key = ext.key_bytes();
             let value = ext.value_bytes();
+            if key.starts_with(b"GNU.sparse.") {
+                bail!("uses the PAX sparse format, which botyard does not read; repack with `tar --format=gnu -S` or without -S");
+            }
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                 xattrs.insert(name.to_vec(), value.to_vec());
             } else if key == b"mtime" {
