@@ -80,7 +80,7 @@ pub fn apply_tar(
                     .put_reader(&mut entry, size, sparse)
                     .with_context(|| format!("{label} is truncated or corrupt in the data of '{}'", shown(&raw_path)))?;
                 if got != size && !sparse {
-                    bail!(ctx("is truncated"));
+                    bail!("{label} is truncated: it ends inside the data of '{}'; fetch or build it again", shown(&raw_path));
                 }
                 MemKind::File { object, size: got, sparse, group: None }
             }
