@@ -161,9 +161,9 @@ impl Store {
 
     /// Takes the store lock shared (writers, fsck) or exclusive (gc).
     pub fn lock(&self, exclusive: bool, progress: &dyn Progress) -> Result<StoreLock> {
-        let what = if exclusive { "gc" } else { "writers" };
+        let holder = if exclusive { "an import, fsck or df is running" } else { "a gc is running" };
         StoreLock::acquire(&self.root.join("lock"), exclusive, &|| {
-            progress.note(&format!("waiting for the store lock (other {what} hold it)"))
+            progress.note(&format!("waiting for the store lock ({holder})"))
         })
     }
 
