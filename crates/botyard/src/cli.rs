@@ -5,7 +5,12 @@ use std::path::PathBuf;
 /// filesystem that costs almost nothing to store: every file the fleet keeps
 /// is stored once, by content.
 #[derive(Parser, Debug)]
-#[command(name = "botyard", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "botyard",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The store directory [default: /var/lib/botyard as root, else
     /// ~/.local/share/botyard].

@@ -12,7 +12,11 @@ pub struct Bars {
 
 impl Bars {
     pub fn new(quiet: bool) -> Bars {
-        Bars { bar: Mutex::new(None), draw: !quiet && std::io::stderr().is_terminal(), quiet }
+        Bars {
+            bar: Mutex::new(None),
+            draw: !quiet && std::io::stderr().is_terminal(),
+            quiet,
+        }
     }
 
     pub fn finish(&self) {
@@ -36,12 +40,18 @@ impl Progress for Bars {
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
         };
         let tmpl = match (total.is_some(), unit) {
-            (true, Unit::Bytes) => "{msg:>18} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            (true, Unit::Bytes) => {
+                "{msg:>18} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+            }
             (true, Unit::Items) => "{msg:>18} [{bar:30}] {pos}/{len} {eta}",
             (false, Unit::Bytes) => "{msg:>18} {spinner} {bytes} {bytes_per_sec}",
             (false, Unit::Items) => "{msg:>18} {spinner} {pos}",
         };
-        bar.set_style(ProgressStyle::with_template(tmpl).unwrap().progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(tmpl)
+                .unwrap()
+                .progress_chars("=> "),
+        );
         bar.set_message(name.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         *slot = Some(bar);

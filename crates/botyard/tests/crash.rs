@@ -25,10 +25,18 @@ fn mutate(src: &Path, round: u64) {
     for i in 0..300 {
         let d = src.join(format!("d{}", i % 17));
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(format!("r{i}")), format!("round {round} file {i} ").repeat(20 + i as usize)).unwrap();
+        std::fs::write(
+            d.join(format!("r{i}")),
+            format!("round {round} file {i} ").repeat(20 + i as usize),
+        )
+        .unwrap();
     }
     for i in 0..2 {
-        std::fs::write(src.join(format!("big{i}")), vec![(round * 3 + i) as u8; (2 << 20) + 17]).unwrap();
+        std::fs::write(
+            src.join(format!("big{i}")),
+            vec![(round * 3 + i) as u8; (2 << 20) + 17],
+        )
+        .unwrap();
     }
 }
 
@@ -41,13 +49,22 @@ fn base(src: &Path) {
 }
 
 fn tree_or_none(env: &Env, name: &str) -> Option<store::Hash> {
-    env.store().try_image(&name.parse().unwrap()).unwrap().map(|r| r.tree)
+    env.store()
+        .try_image(&name.parse().unwrap())
+        .unwrap()
+        .map(|r| r.tree)
 }
 
 /// Runs botyard, killing it after `delay`; returns how long it took if it
 /// finished first.
 fn run_killed(env: &Env, args: &[String], delay: Duration) -> Option<Duration> {
-    let mut child = env.cmd().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while start.elapsed() < delay {
         if let Some(st) = child.try_wait().unwrap() {
@@ -63,7 +80,11 @@ fn run_killed(env: &Env, args: &[String], delay: Duration) -> Option<Duration> {
 
 #[test]
 fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let env = Env::new();
@@ -87,7 +108,13 @@ fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
                 env.ok(&["image", "import", "x:1", "--dir", src.to_str().unwrap()]);
                 vec!["gc".into()]
             }
-            1 => vec!["image".into(), "import".into(), "x:1".into(), "--dir".into(), src.display().to_string()],
+            1 => vec![
+                "image".into(),
+                "import".into(),
+                "x:1".into(),
+                "--dir".into(),
+                src.display().to_string(),
+            ],
             _ => {
                 let tarball = env.path("src.tar.gz");
                 sh(&format!(
@@ -95,10 +122,20 @@ fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
                     src.display(),
                     tarball.display()
                 ));
-                vec!["image".into(), "import".into(), "x:1".into(), "--tar".into(), tarball.display().to_string()]
+                vec![
+                    "image".into(),
+                    "import".into(),
+                    "x:1".into(),
+                    "--tar".into(),
+                    tarball.display().to_string(),
+                ]
             }
         };
-        let old = if kind == 0 { tree_or_none(&env, "x:1") } else { old };
+        let old = if kind == 0 {
+            tree_or_none(&env, "x:1")
+        } else {
+            old
+        };
         let k = kind as usize;
         let delay = Duration::from_micros(rng.below(took[k].as_micros() as u64));
         match run_killed(&env, &args, delay) {
@@ -112,11 +149,17 @@ fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
         let now = tree_or_none(&env, "x:1");
         if now != old {
             // The new value must be the whole of what was imported.
-            assert_same(&manifest_of_dir(&src), &manifest_of_tree(&env.store(), now.unwrap()));
+            assert_same(
+                &manifest_of_dir(&src),
+                &manifest_of_tree(&env.store(), now.unwrap()),
+            );
         }
     }
     eprintln!("{killed} runs killed mid-way, {finished} finished before the kill");
-    assert!(killed >= rounds as usize / 3, "too few runs were actually killed ({killed}); the test proves little");
+    assert!(
+        killed >= rounds as usize / 3,
+        "too few runs were actually killed ({killed}); the test proves little"
+    );
     // After all that, gc cleans up and the store is still whole.
     env.ok(&["gc"]);
     env.fsck_ok();
@@ -136,8 +179,14 @@ fn two_imports_and_a_gc_at_once_keep_every_live_object() {
         // Something for gc to remove while the imports run.
         env.ok(&["image", "import", "junk:1", "--dir", a.to_str().unwrap()]);
         env.ok(&["image", "rm", "junk:1"]);
-        let spawn = |args: &[&str]| env.cmd().args(args).stdout(std::process::Stdio::null()).spawn().unwrap();
-        let mut procs = vec![
+        let spawn = |args: &[&str]| {
+            env.cmd()
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut procs = [
             spawn(&["image", "import", "a:1", "--dir", a.to_str().unwrap()]),
             spawn(&["gc"]),
             spawn(&["image", "import", "b:1", "--dir", b.to_str().unwrap()]),
@@ -147,8 +196,14 @@ fn two_imports_and_a_gc_at_once_keep_every_live_object() {
             assert!(p.wait().unwrap().success());
         }
         env.fsck_ok();
-        assert_same(&manifest_of_dir(&a), &manifest_of_tree(&env.store(), env.tree_of("a:1")));
-        assert_same(&manifest_of_dir(&b), &manifest_of_tree(&env.store(), env.tree_of("b:1")));
+        assert_same(
+            &manifest_of_dir(&a),
+            &manifest_of_tree(&env.store(), env.tree_of("a:1")),
+        );
+        assert_same(
+            &manifest_of_dir(&b),
+            &manifest_of_tree(&env.store(), env.tree_of("b:1")),
+        );
     }
 }
 
@@ -165,7 +220,10 @@ fn fsck_names_damage_and_gc_removes_only_garbage() {
     let dry = env.json(&["gc", "--dry-run", "--json"]);
     assert!(dry["objects"].as_u64().unwrap() >= 300, "{dry}");
     let before = env.contents();
-    assert_eq!(env.json(&["gc", "--dry-run", "--json"])["objects"], dry["objects"]);
+    assert_eq!(
+        env.json(&["gc", "--dry-run", "--json"])["objects"],
+        dry["objects"]
+    );
     assert_eq!(env.contents(), before, "--dry-run removed something");
     let done = env.json(&["gc", "--json"]);
     assert_eq!(done["objects"], dry["objects"]);
@@ -189,7 +247,10 @@ fn fsck_names_damage_and_gc_removes_only_garbage() {
     let out = env.run(&["fsck"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("object {victim} is damaged")), "{err}");
+    assert!(
+        err.contains(&format!("object {victim} is damaged")),
+        "{err}"
+    );
     assert!(err.contains(&format!("object {gone} is missing")), "{err}");
     assert!(err.contains("broken:1"), "{err}");
     // gc refuses to sweep while a ref is unreadable.

@@ -43,35 +43,65 @@ fn umoci_layout(env: &Env) -> std::path::PathBuf {
 #[test]
 fn oci_layout_docker_archive_and_registry_give_the_same_tree() {
     require_root!();
-    if !have_tool("umoci", "umoci") || !have_tool("skopeo", "skopeo") || !have_tool("docker-registry", "docker-registry") {
+    if !have_tool("umoci", "umoci")
+        || !have_tool("skopeo", "skopeo")
+        || !have_tool("docker-registry", "docker-registry")
+    {
         return;
     }
     let env = Env::new();
     let rootfs = umoci_layout(&env);
     let l = env.path("layout");
 
-    env.ok(&["image", "import", "img:v1", "--oci", &format!("{}:v1", l.display())]);
-    let v = env.json(&["image", "import", "img:v2", "--oci", &format!("{}:v2", l.display()), "--json"]);
+    env.ok(&[
+        "image",
+        "import",
+        "img:v1",
+        "--oci",
+        &format!("{}:v1", l.display()),
+    ]);
+    let v = env.json(&[
+        "image",
+        "import",
+        "img:v2",
+        "--oci",
+        &format!("{}:v2", l.display()),
+        "--json",
+    ]);
     assert!(v["digest"].as_str().unwrap().starts_with("sha256:"));
     // umoci (Go's archive/tar) rounds mtimes to whole seconds in its layers.
     let seconds = |mut m: Manifest| {
-        m.values_mut().for_each(|d| d.mtime = (d.mtime.0 + (d.mtime.1 >= 500_000_000) as i64, 0));
+        m.values_mut()
+            .for_each(|d| d.mtime = (d.mtime.0 + (d.mtime.1 >= 500_000_000) as i64, 0));
         m
     };
     let want = seconds(manifest_of_dir(&rootfs));
     let got = manifest_of_tree(&env.store(), env.tree_of("img:v2"));
     assert_same(&want, &got);
-    assert!(!got.contains_key(&b"etc/removed".to_vec()), "the whiteout was not applied");
+    assert!(
+        !got.contains_key(b"etc/removed".as_slice()),
+        "the whiteout was not applied"
+    );
     let v1 = manifest_of_tree(&env.store(), env.tree_of("img:v1"));
-    assert!(v1.contains_key(&b"etc/removed".to_vec()));
+    assert!(v1.contains_key(b"etc/removed".as_slice()));
     // Several images in the layout and no ref: the error lists them.
     let err = env.fails(&["image", "import", "x:1", "--oci", l.to_str().unwrap()]);
     assert!(err.contains("v1") && err.contains("v2"), "{err}");
 
     // docker save format, as skopeo writes it.
     let archive = env.path("img.tar");
-    sh(&format!("skopeo copy -q oci:'{}':v2 docker-archive:'{}':test/img:v2", l.display(), archive.display()));
-    env.ok(&["image", "import", "img:archive", "--docker-archive", archive.to_str().unwrap()]);
+    sh(&format!(
+        "skopeo copy -q oci:'{}':v2 docker-archive:'{}':test/img:v2",
+        l.display(),
+        archive.display()
+    ));
+    env.ok(&[
+        "image",
+        "import",
+        "img:archive",
+        "--docker-archive",
+        archive.to_str().unwrap(),
+    ]);
     assert_eq!(env.tree_of("img:archive"), env.tree_of("img:v2"));
 
     // A real registry on loopback.
@@ -85,10 +115,25 @@ fn oci_layout_docker_archive_and_registry_give_the_same_tree() {
     let v = env.json(&["image", "pull", &reference, "--insecure", "--json"]);
     assert_eq!(v["name"], "test/img:v2");
     assert_eq!(env.tree_of("test/img:v2"), env.tree_of("img:v2"));
-    assert_eq!(v["written"]["new_objects"], 0, "pulling stored content wrote objects");
-    env.ok(&["image", "pull", &reference, "--insecure", "--as", "pulled:1"]);
+    assert_eq!(
+        v["written"]["new_objects"], 0,
+        "pulling stored content wrote objects"
+    );
+    env.ok(&[
+        "image",
+        "pull",
+        &reference,
+        "--insecure",
+        "--as",
+        "pulled:1",
+    ]);
     assert_eq!(env.tree_of("pulled:1"), env.tree_of("img:v2"));
-    let err = env.fails(&["image", "pull", &format!("127.0.0.1:{}/test/nope:v9", reg.port), "--insecure"]);
+    let err = env.fails(&[
+        "image",
+        "pull",
+        &format!("127.0.0.1:{}/test/nope:v9", reg.port),
+        "--insecure",
+    ]);
     assert!(err.contains("cannot pull"), "{err}");
     env.fsck_ok();
 }
@@ -112,19 +157,35 @@ fn opaque_directories_and_whiteouts_follow_the_oci_rules() {
         .finish();
     let layout = env.path("layout");
     write_oci_layout(&layout, "t", &[l1, l2]);
-    let v = env.json(&["image", "import", "w:1", "--oci", &format!("{}:t", layout.display()), "--json"]);
+    let v = env.json(&[
+        "image",
+        "import",
+        "w:1",
+        "--oci",
+        &format!("{}:t", layout.display()),
+        "--json",
+    ]);
     assert_eq!(v["stats"]["files"], 2, "{v}");
     let m = manifest_of_tree(&env.store(), env.tree_of("w:1"));
-    let names: Vec<String> = m.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    let names: Vec<String> = m
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
     assert_eq!(names, ["keep", "keep/b", "opt", "opt/new"]);
     let r = env.json(&["image", "inspect", "w:1", "--json"]);
     assert_eq!(r["image"]["created"], "2024-01-02T03:04:05Z");
     // In a plain tarball the same names are ordinary files.
     let raw = RawTar::new().file("keep/.wh.a", b"").finish();
     std::fs::write(env.path("plain.tar"), raw).unwrap();
-    env.ok(&["image", "import", "p:1", "--tar", env.path("plain.tar").to_str().unwrap()]);
+    env.ok(&[
+        "image",
+        "import",
+        "p:1",
+        "--tar",
+        env.path("plain.tar").to_str().unwrap(),
+    ]);
     let m = manifest_of_tree(&env.store(), env.tree_of("p:1"));
-    assert!(m.contains_key(&b"keep/.wh.a".to_vec()));
+    assert!(m.contains_key(b"keep/.wh.a".as_slice()));
 }
 
 struct Registry {
@@ -134,7 +195,11 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let data = dir.join("registry");
         std::fs::create_dir_all(&data).unwrap();
         let cfg = dir.join("registry.yml");
@@ -146,7 +211,7 @@ impl Registry {
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -159,6 +224,8 @@ impl Registry {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("docker-registry did not start on port {port}");
     }
 }

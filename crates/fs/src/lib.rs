@@ -13,5 +13,5 @@ mod memtree;
 mod scan;
 mod statcache;
 
-pub use memtree::{split_path, Meta, MemKind, MemNode, MemTree, TreeStats};
+pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
 pub use scan::{scan_dir, ScanOptions};

@@ -17,10 +17,21 @@ pub struct Meta {
 pub enum MemKind {
     Dir(BTreeMap<Vec<u8>, MemNode>),
     /// `group` ties the members of a hard-link group together.
-    File { object: Hash, size: u64, sparse: bool, group: Option<u64> },
+    File {
+        object: Hash,
+        size: u64,
+        sparse: bool,
+        group: Option<u64>,
+    },
     Symlink(Vec<u8>),
-    CharDev { major: u32, minor: u32 },
-    BlockDev { major: u32, minor: u32 },
+    CharDev {
+        major: u32,
+        minor: u32,
+    },
+    BlockDev {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     Socket,
 }
@@ -33,7 +44,10 @@ pub struct MemNode {
 
 impl MemNode {
     pub fn dir(meta: Meta) -> MemNode {
-        MemNode { meta, kind: MemKind::Dir(BTreeMap::new()) }
+        MemNode {
+            meta,
+            kind: MemKind::Dir(BTreeMap::new()),
+        }
     }
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, MemKind::Dir(_))
@@ -77,13 +91,19 @@ pub struct MemTree {
 
 impl Default for MemTree {
     fn default() -> Self {
-        MemTree::new(Meta { mode: 0o755, ..Default::default() })
+        MemTree::new(Meta {
+            mode: 0o755,
+            ..Default::default()
+        })
     }
 }
 
 impl MemTree {
     pub fn new(root_meta: Meta) -> MemTree {
-        MemTree { root: MemNode::dir(root_meta), next_group: 1 }
+        MemTree {
+            root: MemNode::dir(root_meta),
+            next_group: 1,
+        }
     }
 
     pub fn new_group(&mut self) -> u64 {
@@ -108,16 +128,23 @@ impl MemTree {
     fn dir_mut(&mut self, path: &[&[u8]]) -> Result<&mut BTreeMap<Vec<u8>, MemNode>> {
         let mut n = &mut self.root;
         for c in path {
-            let MemKind::Dir(ch) = &mut n.kind else { unreachable!() };
-            let child = ch
-                .entry(c.to_vec())
-                .or_insert_with(|| MemNode::dir(Meta { mode: 0o755, ..Default::default() }));
+            let MemKind::Dir(ch) = &mut n.kind else {
+                unreachable!()
+            };
+            let child = ch.entry(c.to_vec()).or_insert_with(|| {
+                MemNode::dir(Meta {
+                    mode: 0o755,
+                    ..Default::default()
+                })
+            });
             if !child.is_dir() {
                 bail!("'{}' is not a directory", String::from_utf8_lossy(c));
             }
             n = child;
         }
-        let MemKind::Dir(ch) = &mut n.kind else { unreachable!() };
+        let MemKind::Dir(ch) = &mut n.kind else {
+            unreachable!()
+        };
         Ok(ch)
     }
 
@@ -143,7 +170,9 @@ impl MemTree {
 
     /// Removes `path` if present; returns whether it was.
     pub fn remove(&mut self, path: &[&[u8]]) -> bool {
-        let Some((last, parent)) = path.split_last() else { return false };
+        let Some((last, parent)) = path.split_last() else {
+            return false;
+        };
         let mut n = &mut self.root;
         for c in parent {
             match &mut n.kind {
@@ -180,8 +209,12 @@ impl MemTree {
 
     /// Makes `path` a hard link to the regular file at `target`.
     pub fn link(&mut self, path: &[&[u8]], target: &[&[u8]]) -> Result<()> {
-        let Some(t) = self.get(target) else { bail!("hard link target does not exist") };
-        let MemKind::File { group, .. } = &t.kind else { bail!("hard link target is not a regular file") };
+        let Some(t) = self.get(target) else {
+            bail!("hard link target does not exist")
+        };
+        let MemKind::File { group, .. } = &t.kind else {
+            bail!("hard link target is not a regular file")
+        };
         let g = match group {
             Some(g) => *g,
             None => self.new_group(),
@@ -229,7 +262,9 @@ fn collect_groups(n: &MemNode, path: &mut Vec<u8>, groups: &mut HashMap<u64, (Ve
         }
         path.extend_from_slice(name);
         match &child.kind {
-            MemKind::File { group: Some(g), .. } => groups.entry(*g).or_insert_with(|| (path.clone(), 0)).1 += 1,
+            MemKind::File { group: Some(g), .. } => {
+                groups.entry(*g).or_insert_with(|| (path.clone(), 0)).1 += 1
+            }
             MemKind::Dir(_) => collect_groups(child, path, groups),
             _ => {}
         }
@@ -244,7 +279,9 @@ fn write_dir(
     groups: &HashMap<u64, (Vec<u8>, u32)>,
     stats: &mut TreeStats,
 ) -> Result<Hash> {
-    let MemKind::Dir(ch) = &n.kind else { unreachable!() };
+    let MemKind::Dir(ch) = &n.kind else {
+        unreachable!()
+    };
     let mut entries = Vec::with_capacity(ch.len());
     for (name, child) in ch {
         let len = path.len();
@@ -257,18 +294,37 @@ fn write_dir(
                 stats.dirs += 1;
                 EntryKind::Dir(write_dir(child, path, staging, groups, stats)?)
             }
-            MemKind::File { object, size, sparse, group } => {
-                let link = group.and_then(|g| groups.get(&g)).filter(|(_, n)| *n > 1).map(|(p, _)| p.clone());
+            MemKind::File {
+                object,
+                size,
+                sparse,
+                group,
+            } => {
+                let link = group
+                    .and_then(|g| groups.get(&g))
+                    .filter(|(_, n)| *n > 1)
+                    .map(|(p, _)| p.clone());
                 // A hard-link group counts once, at its leader.
                 if link.as_ref().is_none_or(|l| l == path) {
                     stats.files += 1;
                     stats.bytes += size;
                 }
-                EntryKind::File(FileData { object: *object, size: *size, sparse: *sparse, link })
+                EntryKind::File(FileData {
+                    object: *object,
+                    size: *size,
+                    sparse: *sparse,
+                    link,
+                })
             }
             MemKind::Symlink(t) => EntryKind::Symlink(t.clone()),
-            MemKind::CharDev { major, minor } => EntryKind::CharDev { major: *major, minor: *minor },
-            MemKind::BlockDev { major, minor } => EntryKind::BlockDev { major: *major, minor: *minor },
+            MemKind::CharDev { major, minor } => EntryKind::CharDev {
+                major: *major,
+                minor: *minor,
+            },
+            MemKind::BlockDev { major, minor } => EntryKind::BlockDev {
+                major: *major,
+                minor: *minor,
+            },
             MemKind::Fifo => EntryKind::Fifo,
             MemKind::Socket => EntryKind::Socket,
         };

@@ -31,9 +31,17 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { stat_cache: true, one_file_system: true }
+        ScanOptions {
+            stat_cache: true,
+            one_file_system: true,
+        }
     }
 }
+
+/// (device, inode) of a file.
+type Inode = (u64, u64);
+/// A hard-link group: its id, object and size.
+type LinkGroup = (u64, Hash, u64);
 
 struct Ctx<'a> {
     staging: &'a Staging,
@@ -43,22 +51,32 @@ struct Ctx<'a> {
     old: StatCache,
     new: Mutex<HashMap<Vec<u8>, (Stamp, Hash)>>,
     /// (dev, ino) of multiply-linked files → (group, object, size).
-    links: Mutex<HashMap<(u64, u64), (u64, Hash, u64)>>,
+    links: Mutex<HashMap<Inode, LinkGroup>>,
     next_group: AtomicU64,
     racy_after_ns: i128,
 }
 
 /// Scans `root` into a tree, adding every file's content to `staging`.
-pub fn scan_dir(root: &Path, staging: &Staging, opts: ScanOptions, progress: &dyn Progress) -> Result<MemTree> {
-    let canon = std::fs::canonicalize(root).with_context(|| format!("cannot open directory {}", root.display()))?;
-    let fd = rustix::fs::open(&canon, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("{} is not a readable directory", root.display()))?;
+pub fn scan_dir(
+    root: &Path,
+    staging: &Staging,
+    opts: ScanOptions,
+    progress: &dyn Progress,
+) -> Result<MemTree> {
+    let canon = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot open directory {}", root.display()))?;
+    let fd = rustix::fs::open(
+        &canon,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("{} is not a readable directory", root.display()))?;
     let st = rustix::fs::fstat(&fd)?;
-    let cache_path = staging
-        .store()
-        .cache_dir()
-        .join(format!("scan-{}", &Hash::of(canon.as_os_str().as_encoded_bytes()).to_hex()[..32]));
+    let cache_path = staging.store().cache_dir().join(format!(
+        "scan-{}",
+        &Hash::of(canon.as_os_str().as_encoded_bytes()).to_hex()[..32]
+    ));
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -68,7 +86,11 @@ pub fn scan_dir(root: &Path, staging: &Staging, opts: ScanOptions, progress: &dy
         progress,
         opts,
         root_dev: st.st_dev,
-        old: if opts.stat_cache { StatCache::load(&cache_path) } else { StatCache::default() },
+        old: if opts.stat_cache {
+            StatCache::load(&cache_path)
+        } else {
+            StatCache::default()
+        },
         new: Mutex::new(HashMap::new()),
         links: Mutex::new(HashMap::new()),
         next_group: AtomicU64::new(1),
@@ -79,13 +101,23 @@ pub fn scan_dir(root: &Path, staging: &Staging, opts: ScanOptions, progress: &dy
     let mut root_meta = meta_of(&st);
     root_meta.xattrs = read_xattrs_fd(&fd)?;
     let tree = MemTree::from_root(
-        MemNode { meta: root_meta, kind: MemKind::Dir(children) },
+        MemNode {
+            meta: root_meta,
+            kind: MemKind::Dir(children),
+        },
         ctx.next_group.load(Ordering::Relaxed) + 1,
     );
     if opts.stat_cache {
-        let cache = StatCache { map: ctx.new.into_inner().unwrap() };
+        let cache = StatCache {
+            map: ctx.new.into_inner().unwrap(),
+        };
         // A cache that cannot be written only costs the next scan time.
-        let _ = store::write_file_atomic(&staging.store().tmp_dir(), &cache_path, &cache.encode(), 0o600);
+        let _ = store::write_file_atomic(
+            &staging.store().tmp_dir(),
+            &cache_path,
+            &cache.encode(),
+            0o600,
+        );
     }
     Ok(tree)
 }
@@ -103,16 +135,25 @@ fn meta_of(st: &Stat) -> Meta {
 
 fn show(dir: &Path, rel: &[u8]) -> String {
     use std::os::unix::ffi::OsStrExt;
-    dir.join(std::ffi::OsStr::from_bytes(rel)).display().to_string()
+    dir.join(std::ffi::OsStr::from_bytes(rel))
+        .display()
+        .to_string()
 }
 
-fn scan_children(ctx: &Ctx, dirfd: &OwnedFd, root: &Path, rel: &[u8]) -> Result<BTreeMap<Vec<u8>, MemNode>> {
+fn scan_children(
+    ctx: &Ctx,
+    dirfd: &OwnedFd,
+    root: &Path,
+    rel: &[u8],
+) -> Result<BTreeMap<Vec<u8>, MemNode>> {
     let mut names = Vec::new();
     let dir = rustix::fs::Dir::read_from(dirfd)
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot read directory {}", show(root, rel)))?;
     for ent in dir {
-        let ent = ent.map_err(std::io::Error::from).with_context(|| format!("cannot read {}", show(root, rel)))?;
+        let ent = ent
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot read {}", show(root, rel)))?;
         let name = ent.file_name().to_bytes();
         if name != b"." && name != b".." {
             names.push(name.to_vec());
@@ -135,15 +176,23 @@ fn scan_children(ctx: &Ctx, dirfd: &OwnedFd, root: &Path, rel: &[u8]) -> Result<
 }
 
 fn scan_entry(ctx: &Ctx, dirfd: &OwnedFd, name: &[u8], root: &Path, rel: &[u8]) -> Result<MemNode> {
-    let st = rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)?;
+    let st =
+        rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)?;
     let mut meta = meta_of(&st);
     let kind = match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => {
-            let fd = rustix::fs::openat(dirfd, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(std::io::Error::from)?;
+            let fd = rustix::fs::openat(
+                dirfd,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(std::io::Error::from)?;
             let fst = rustix::fs::fstat(&fd)?;
             if fst.st_ino != st.st_ino {
-                anyhow::bail!("it was replaced during the scan; import again once the directory is stable");
+                anyhow::bail!(
+                    "it was replaced during the scan; import again once the directory is stable"
+                );
             }
             meta.xattrs = read_xattrs_fd(&fd)?;
             file_node(ctx, File::from(fd), &fst, rel)?
@@ -158,7 +207,10 @@ fn scan_entry(ctx: &Ctx, dirfd: &OwnedFd, name: &[u8], root: &Path, rel: &[u8]) 
             .map_err(std::io::Error::from)?;
             meta.xattrs = read_xattrs_fd(&fd)?;
             if ctx.opts.one_file_system && st.st_dev != ctx.root_dev {
-                ctx.progress.note(&format!("{} is another filesystem; kept as an empty directory", show(root, rel)));
+                ctx.progress.note(&format!(
+                    "{} is another filesystem; kept as an empty directory",
+                    show(root, rel)
+                ));
                 MemKind::Dir(BTreeMap::new())
             } else {
                 MemKind::Dir(scan_children(ctx, &fd, root, rel)?)
@@ -168,7 +220,8 @@ fn scan_entry(ctx: &Ctx, dirfd: &OwnedFd, name: &[u8], root: &Path, rel: &[u8]) 
             meta.xattrs = read_xattrs_at(dirfd, name)?;
             match other {
                 FileType::Symlink => {
-                    let t = rustix::fs::readlinkat(dirfd, name, Vec::new()).map_err(std::io::Error::from)?;
+                    let t = rustix::fs::readlinkat(dirfd, name, Vec::new())
+                        .map_err(std::io::Error::from)?;
                     MemKind::Symlink(t.into_bytes())
                 }
                 FileType::CharacterDevice | FileType::BlockDevice => {
@@ -196,7 +249,12 @@ fn file_node(ctx: &Ctx, mut f: File, st: &Stat, rel: &[u8]) -> Result<MemKind> {
     let key = (st.st_dev, st.st_ino);
     if multi {
         if let Some((g, h, s)) = ctx.links.lock().unwrap().get(&key).copied() {
-            return Ok(MemKind::File { object: h, size: s, sparse, group: Some(g) });
+            return Ok(MemKind::File {
+                object: h,
+                size: s,
+                sparse,
+                group: Some(g),
+            });
         }
     }
     let stamp = Stamp {
@@ -218,13 +276,17 @@ fn file_node(ctx: &Ctx, mut f: File, st: &Stat, rel: &[u8]) -> Result<MemKind> {
                 let mut buf = Vec::with_capacity(size as usize);
                 f.read_to_end(&mut buf)?;
                 if buf.len() as u64 != size {
-                    anyhow::bail!("it changed size during the scan; import again once it is stable");
+                    anyhow::bail!(
+                        "it changed size during the scan; import again once it is stable"
+                    );
                 }
                 ctx.staging.put_bytes(&buf, sparse)?
             } else {
                 let (h, n) = store::hash_file(&mut f)?;
                 if n != size {
-                    anyhow::bail!("it changed size during the scan; import again once it is stable");
+                    anyhow::bail!(
+                        "it changed size during the scan; import again once it is stable"
+                    );
                 }
                 ctx.staging.put_file(&mut f, &h, size, sparse)?;
                 h
@@ -233,7 +295,10 @@ fn file_node(ctx: &Ctx, mut f: File, st: &Stat, rel: &[u8]) -> Result<MemKind> {
             h
         }
     };
-    if ctx.opts.stat_cache && stamp.ctime_ns < ctx.racy_after_ns && stamp.mtime_ns < ctx.racy_after_ns {
+    if ctx.opts.stat_cache
+        && stamp.ctime_ns < ctx.racy_after_ns
+        && stamp.mtime_ns < ctx.racy_after_ns
+    {
         ctx.new.lock().unwrap().insert(rel.to_vec(), (stamp, h));
     }
     let group = if multi {
@@ -246,7 +311,12 @@ fn file_node(ctx: &Ctx, mut f: File, st: &Stat, rel: &[u8]) -> Result<MemKind> {
     } else {
         None
     };
-    Ok(MemKind::File { object: h, size, sparse, group })
+    Ok(MemKind::File {
+        object: h,
+        size,
+        sparse,
+        group,
+    })
 }
 
 fn ignore_unsupported<T: Default>(r: rustix::io::Result<T>) -> std::io::Result<T> {
@@ -283,7 +353,9 @@ fn read_xattrs_at(dirfd: &OwnedFd, name: &[u8]) -> std::io::Result<Vec<(Vec<u8>,
     let mut out = Vec::new();
     for n in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let cname = std::ffi::CString::new(n).unwrap();
-        let v = read_sized(|b| ignore_unsupported(rustix::fs::lgetxattr(path.as_c_str(), cname.as_c_str(), b)))?;
+        let v = read_sized(|b| {
+            ignore_unsupported(rustix::fs::lgetxattr(path.as_c_str(), cname.as_c_str(), b))
+        })?;
         out.push((n.to_vec(), v));
     }
     out.sort();

@@ -25,7 +25,9 @@ const MAGIC: &[u8; 8] = b"BYSTAT01";
 
 impl StatCache {
     pub fn load(path: &Path) -> StatCache {
-        let Ok(data) = std::fs::read(path) else { return StatCache::default() };
+        let Ok(data) = std::fs::read(path) else {
+            return StatCache::default();
+        };
         Self::decode(&data).unwrap_or_default()
     }
 
@@ -48,7 +50,18 @@ impl StatCache {
             let mtime_ns = i128::from_le_bytes(take(&mut rest, 16)?.try_into().ok()?);
             let ctime_ns = i128::from_le_bytes(take(&mut rest, 16)?.try_into().ok()?);
             let h = Hash(take(&mut rest, 32)?.try_into().ok()?);
-            map.insert(p, (Stamp { ino, size, mtime_ns, ctime_ns }, h));
+            map.insert(
+                p,
+                (
+                    Stamp {
+                        ino,
+                        size,
+                        mtime_ns,
+                        ctime_ns,
+                    },
+                    h,
+                ),
+            );
         }
         Some(StatCache { map })
     }

@@ -61,12 +61,20 @@ mod tests {
     #[test]
     fn detects_by_magic() {
         assert_eq!(detect(&[0x1f, 0x8b, 8, 0]).unwrap(), Compression::Gzip);
-        assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap(), Compression::Zstd);
+        assert_eq!(
+            detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]).unwrap(),
+            Compression::Zstd
+        );
         let mut tar = vec![0u8; 512];
         tar[257..262].copy_from_slice(b"ustar");
         assert_eq!(detect(&tar).unwrap(), Compression::None);
-        let e = detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1]).unwrap_err().to_string();
+        let e = detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("xz"), "{e}");
-        assert!(detect(&[7u8; 600]).unwrap_err().to_string().contains("unknown compression"));
+        assert!(detect(&[7u8; 600])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown compression"));
     }
 }

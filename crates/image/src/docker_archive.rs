@@ -42,7 +42,8 @@ fn normalise(p: &str) -> String {
 
 impl ArchiveIndex {
     fn build(path: &Path) -> Result<ArchiveIndex> {
-        let f = File::open(path).with_context(|| format!("cannot open the docker archive {}", path.display()))?;
+        let f = File::open(path)
+            .with_context(|| format!("cannot open the docker archive {}", path.display()))?;
         let mut head = vec![0u8; 512];
         let n = (&f).take(512).read(&mut head)?;
         crate::compression::detect(&head[..n])
@@ -55,17 +56,30 @@ impl ArchiveIndex {
         let mut ar = tar::Archive::new(f);
         let mut members = HashMap::new();
         for e in ar.entries_with_seek()? {
-            let e = e.with_context(|| format!("the docker archive {} is truncated or corrupt", path.display()))?;
+            let e = e.with_context(|| {
+                format!(
+                    "the docker archive {} is truncated or corrupt",
+                    path.display()
+                )
+            })?;
             let name = normalise(&String::from_utf8_lossy(&e.path_bytes()));
             let m = match e.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    Member::File { pos: e.raw_file_position(), size: e.size() }
-                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => Member::File {
+                    pos: e.raw_file_position(),
+                    size: e.size(),
+                },
                 tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let t = e.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+                    let t = e
+                        .link_name_bytes()
+                        .map(|t| String::from_utf8_lossy(&t).into_owned())
+                        .unwrap_or_default();
                     if e.header().entry_type() == tar::EntryType::Symlink {
                         let dir = name.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                        Member::Symlink(if t.starts_with('/') { normalise(&t) } else { normalise(&format!("{dir}/{t}")) })
+                        Member::Symlink(if t.starts_with('/') {
+                            normalise(&t)
+                        } else {
+                            normalise(&format!("{dir}/{t}"))
+                        })
                     } else {
                         Member::Symlink(normalise(&t))
                     }
@@ -82,7 +96,10 @@ impl ArchiveIndex {
                 }
             }
         }
-        Ok(ArchiveIndex { path: path.to_path_buf(), members })
+        Ok(ArchiveIndex {
+            path: path.to_path_buf(),
+            members,
+        })
     }
 
     fn locate(&self, name: &str) -> Result<(u64, u64)> {
@@ -91,10 +108,16 @@ impl ArchiveIndex {
             match self.members.get(&n) {
                 Some(Member::File { pos, size }) => return Ok((*pos, *size)),
                 Some(Member::Symlink(t)) => n = t.clone(),
-                _ => bail!("the docker archive {} has no file {name}", self.path.display()),
+                _ => bail!(
+                    "the docker archive {} has no file {name}",
+                    self.path.display()
+                ),
             }
         }
-        bail!("too many links for {name} in the docker archive {}", self.path.display())
+        bail!(
+            "too many links for {name} in the docker archive {}",
+            self.path.display()
+        )
     }
 
     fn read(&self, name: &str) -> Result<Box<dyn Read + '_>> {
@@ -146,9 +169,21 @@ pub fn import_docker_archive(
     if !idx.members.contains_key("manifest.json") {
         if idx.members.contains_key("index.json") {
             let (tree, digest, config, staging) = load_oci(store, &idx, None, progress)?;
-            return finish(staging, &tree, name, Source { label, digest: Some(digest), created: config.created });
+            return finish(
+                staging,
+                &tree,
+                name,
+                Source {
+                    label,
+                    digest: Some(digest),
+                    created: config.created,
+                },
+            );
         }
-        bail!("{} is not a docker archive (no manifest.json); use --tar for a rootfs tarball", path.display());
+        bail!(
+            "{} is not a docker archive (no manifest.json); use --tar for a rootfs tarball",
+            path.display()
+        );
     }
     let entries: Vec<LegacyEntry> = serde_json::from_slice(&idx.read_small("manifest.json")?)
         .with_context(|| format!("manifest.json in {} is not valid", path.display()))?;
@@ -159,9 +194,17 @@ pub fn import_docker_archive(
             let want = name.to_string();
             entries
                 .iter()
-                .find(|e| e.repo_tags.iter().flatten().any(|t| *t == want || t.ends_with(&format!("/{want}"))))
+                .find(|e| {
+                    e.repo_tags
+                        .iter()
+                        .flatten()
+                        .any(|t| *t == want || t.ends_with(&format!("/{want}")))
+                })
                 .ok_or_else(|| {
-                    let tags: Vec<String> = entries.iter().flat_map(|e| e.repo_tags.clone().unwrap_or_default()).collect();
+                    let tags: Vec<String> = entries
+                        .iter()
+                        .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+                        .collect();
                     anyhow::anyhow!(
                         "{} holds {} images ({}); import it as one of those names",
                         path.display(),
@@ -172,17 +215,29 @@ pub fn import_docker_archive(
         }
     };
     let config_bytes = idx.read_small(&entry.config)?;
-    let stem = entry.config.rsplit('/').next().unwrap_or("").trim_end_matches(".json");
+    let stem = entry
+        .config
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(".json");
     let config_id = crate::import_oci::Digest_::parse(&format!("sha256:{stem}")).ok();
     if let Some(dg) = &config_id {
         let (got, _) = dg.of_reader(&mut config_bytes.as_slice())?;
         if got != dg.hex {
-            bail!("the image config in {} does not match its digest {dg}; the archive is corrupt", path.display());
+            bail!(
+                "the image config in {} does not match its digest {dg}; the archive is corrupt",
+                path.display()
+            );
         }
     }
     let config: Config = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("the image config in {} is not valid JSON", path.display()))?;
-    let diff_ids = config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
+    let diff_ids = config
+        .rootfs
+        .as_ref()
+        .map(|r| r.diff_ids.clone())
+        .unwrap_or_default();
     if diff_ids.len() != entry.layers.len() {
         bail!(
             "{} lists {} layers but its config has {} diff_ids; the archive is corrupt",
@@ -191,12 +246,19 @@ pub fn import_docker_archive(
             diff_ids.len()
         );
     }
-    let total: u64 = entry.layers.iter().filter_map(|l| idx.locate(l).ok()).map(|(_, s)| s).sum();
+    let total: u64 = entry
+        .layers
+        .iter()
+        .filter_map(|l| idx.locate(l).ok())
+        .map(|(_, s)| s)
+        .sum();
     progress.phase("verifying layers", Some(total), Unit::Bytes);
     for (layer, diff_id) in entry.layers.iter().zip(&diff_ids) {
         let dg = Digest_::parse(diff_id)?;
         let mut r = crate::compression::decompress(BufReader::new(idx.read(layer)?))?;
-        let (got, _) = dg.of_reader(&mut r).with_context(|| format!("cannot read layer {layer}"))?;
+        let (got, _) = dg
+            .of_reader(&mut r)
+            .with_context(|| format!("cannot read layer {layer}"))?;
         if got != dg.hex {
             bail!(
                 "layer {layer} in {} does not match its diff_id {dg}; the archive is corrupt or tampered with",
@@ -210,9 +272,25 @@ pub fn import_docker_archive(
     let mut tree = MemTree::default();
     for (i, layer) in entry.layers.iter().enumerate() {
         let lbl = format!("layer {} ({layer}) of {}", i + 1, path.display());
-        let mut r = crate::compression::decompress(BufReader::with_capacity(256 * 1024, idx.read(layer)?))?;
-        apply_tar(&mut tree, &mut r, &staging, LayerOptions { whiteouts: true }, &lbl)?;
+        let mut r =
+            crate::compression::decompress(BufReader::with_capacity(256 * 1024, idx.read(layer)?))?;
+        apply_tar(
+            &mut tree,
+            &mut r,
+            &staging,
+            LayerOptions { whiteouts: true },
+            &lbl,
+        )?;
     }
     let digest = config_id.map(|d| d.to_string());
-    finish(staging, &tree, name, Source { label, digest, created: config.created })
+    finish(
+        staging,
+        &tree,
+        name,
+        Source {
+            label,
+            digest,
+            created: config.created,
+        },
+    )
 }

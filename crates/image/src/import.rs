@@ -26,7 +26,12 @@ pub struct ImportOutcome {
     pub digest: Option<String>,
 }
 
-pub(crate) fn finish(staging: Staging, tree: &MemTree, name: &ImageName, source: Source) -> Result<ImportOutcome> {
+pub(crate) fn finish(
+    staging: Staging,
+    tree: &MemTree,
+    name: &ImageName,
+    source: Source,
+) -> Result<ImportOutcome> {
     let (root, stats) = tree.write(&staging)?;
     let (written, previous) = staging.commit(|store| {
         let previous = store.try_image(name).ok().flatten().map(|r| r.tree);

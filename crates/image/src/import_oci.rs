@@ -77,17 +77,30 @@ impl Digest_ {
         let (alg, len) = match alg {
             "sha256" => ("sha256", 64),
             "sha512" => ("sha512", 128),
-            _ => bail!("digest '{}' uses an unsupported algorithm; expected sha256 or sha512", short(s)),
+            _ => bail!(
+                "digest '{}' uses an unsupported algorithm; expected sha256 or sha512",
+                short(s)
+            ),
         };
-        if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != len
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             bail!("digest '{}' is malformed", short(s));
         }
-        Ok(Digest_ { alg, hex: hex.to_string() })
+        Ok(Digest_ {
+            alg,
+            hex: hex.to_string(),
+        })
     }
 
     /// Hashes a stream with this digest's algorithm.
     pub fn of_reader(&self, r: &mut dyn Read) -> Result<(String, u64)> {
-        fn run<D: sha2::Digest + std::io::Write>(mut d: D, r: &mut dyn Read) -> Result<(String, u64)> {
+        fn run<D: sha2::Digest + std::io::Write>(
+            mut d: D,
+            r: &mut dyn Read,
+        ) -> Result<(String, u64)> {
             let n = std::io::copy(r, &mut d)?;
             Ok((hex::encode(d.finalize()), n))
         }
@@ -112,7 +125,10 @@ fn short(s: &str) -> String {
 pub(crate) fn read_verified(blobs: &dyn Blobs, d: &Descriptor, limit: u64) -> Result<Vec<u8>> {
     let dg = Digest_::parse(&d.digest)?;
     if d.size > limit {
-        bail!("blob {dg} is {} bytes; refusing metadata larger than {limit}", d.size);
+        bail!(
+            "blob {dg} is {} bytes; refusing metadata larger than {limit}",
+            d.size
+        );
     }
     let mut data = Vec::new();
     blobs.open(&dg)?.take(limit + 1).read_to_end(&mut data)?;
@@ -128,7 +144,9 @@ pub(crate) fn verify_blob(blobs: &dyn Blobs, d: &Descriptor) -> Result<()> {
 }
 
 fn check_blob(dg: &Digest_, size: u64, r: &mut dyn Read, blobs: &dyn Blobs) -> Result<()> {
-    let (got, n) = dg.of_reader(r).with_context(|| format!("cannot read blob {dg} in {}", blobs.describe()))?;
+    let (got, n) = dg
+        .of_reader(r)
+        .with_context(|| format!("cannot read blob {dg} in {}", blobs.describe()))?;
     if n != size {
         bail!("blob {dg} in {} has {n} bytes, its descriptor says {size}; the image is corrupt, fetch it again", blobs.describe());
     }
@@ -166,25 +184,46 @@ pub(crate) fn pick_platform(index: &Index, what: &str) -> Result<Descriptor> {
     index
         .manifests
         .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+        })
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("{what} has no image for linux/{arch}"))
 }
 
 /// Resolves a descriptor to an image manifest, descending through indexes.
-pub(crate) fn resolve_manifest(blobs: &dyn Blobs, mut d: Descriptor) -> Result<(Descriptor, Manifest)> {
+pub(crate) fn resolve_manifest(
+    blobs: &dyn Blobs,
+    mut d: Descriptor,
+) -> Result<(Descriptor, Manifest)> {
     for _ in 0..4 {
         let data = read_verified(blobs, &d, 16 << 20)?;
-        let v: serde_json::Value = serde_json::from_slice(&data)
-            .with_context(|| format!("manifest {} in {} is not valid JSON", d.digest, blobs.describe()))?;
-        let mt = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(&d.media_type).to_string();
+        let v: serde_json::Value = serde_json::from_slice(&data).with_context(|| {
+            format!(
+                "manifest {} in {} is not valid JSON",
+                d.digest,
+                blobs.describe()
+            )
+        })?;
+        let mt = v
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .unwrap_or(&d.media_type)
+            .to_string();
         if is_index(&mt) || (v.get("manifests").is_some() && v.get("layers").is_none()) {
             let idx: Index = serde_json::from_value(v).context("bad image index")?;
             d = pick_platform(&idx, &format!("index {}", d.digest))?;
             continue;
         }
-        let m: Manifest = serde_json::from_value(v)
-            .with_context(|| format!("manifest {} in {} is not an image manifest", d.digest, blobs.describe()))?;
+        let m: Manifest = serde_json::from_value(v).with_context(|| {
+            format!(
+                "manifest {} in {} is not an image manifest",
+                d.digest,
+                blobs.describe()
+            )
+        })?;
         return Ok((d, m));
     }
     bail!("image indexes nest too deeply in {}", blobs.describe())
@@ -214,10 +253,19 @@ pub(crate) fn apply_layers(
     for (i, l) in layers.iter().enumerate() {
         let dg = Digest_::parse(&l.digest)?;
         let label = format!("layer {} ({dg}) of {}", i + 1, blobs.describe());
-        let raw = Counting { inner: blobs.open(&dg)?, progress };
+        let raw = Counting {
+            inner: blobs.open(&dg)?,
+            progress,
+        };
         let mut r = crate::compression::decompress(BufReader::with_capacity(256 * 1024, raw))
             .with_context(|| format!("cannot read {label}"))?;
-        apply_tar(&mut tree, &mut r, staging, LayerOptions { whiteouts: true }, &label)?;
+        apply_tar(
+            &mut tree,
+            &mut r,
+            staging,
+            LayerOptions { whiteouts: true },
+            &label,
+        )?;
     }
     Ok(tree)
 }
@@ -230,13 +278,18 @@ pub(crate) struct LayoutDir {
 impl Blobs for LayoutDir {
     fn open(&self, d: &Digest_) -> Result<Box<dyn Read + '_>> {
         let p = self.dir.join("blobs").join(d.alg).join(&d.hex);
-        let f = std::fs::File::open(&p).with_context(|| format!("blob {d} is missing from {}", self.describe()))?;
+        let f = std::fs::File::open(&p)
+            .with_context(|| format!("blob {d} is missing from {}", self.describe()))?;
         Ok(Box::new(f))
     }
     fn read_named(&self, name: &str) -> Result<Vec<u8>> {
         let p = self.dir.join(name);
-        let f = std::fs::File::open(&p)
-            .with_context(|| format!("{} is not an OCI image layout (no {name})", self.dir.display()))?;
+        let f = std::fs::File::open(&p).with_context(|| {
+            format!(
+                "{} is not an OCI image layout (no {name})",
+                self.dir.display()
+            )
+        })?;
         let mut data = Vec::new();
         f.take(16 << 20).read_to_end(&mut data)?;
         Ok(data)
@@ -253,7 +306,9 @@ pub fn split_oci_arg(arg: &str) -> (PathBuf, Option<String>) {
         return (PathBuf::from(arg), None);
     }
     match arg.rsplit_once(':') {
-        Some((d, r)) if !r.contains('/') && !r.is_empty() => (PathBuf::from(d), Some(r.to_string())),
+        Some((d, r)) if !r.contains('/') && !r.is_empty() => {
+            (PathBuf::from(d), Some(r.to_string()))
+        }
         _ => (PathBuf::from(arg), None),
     }
 }
@@ -267,14 +322,25 @@ pub fn import_oci(
     reference: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<ImportOutcome> {
-    let layout = LayoutDir { dir: dir.to_path_buf() };
+    let layout = LayoutDir {
+        dir: dir.to_path_buf(),
+    };
     let (tree, manifest_digest, config, staging) = load_oci(store, &layout, reference, progress)?;
     let canon = std::fs::canonicalize(dir)?;
     let label = match reference {
         Some(r) => format!("oci:{}:{r}", canon.display()),
         None => format!("oci:{}", canon.display()),
     };
-    finish(staging, &tree, name, Source { label, digest: Some(manifest_digest), created: config.created })
+    finish(
+        staging,
+        &tree,
+        name,
+        Source {
+            label,
+            digest: Some(manifest_digest),
+            created: config.created,
+        },
+    )
 }
 
 pub(crate) fn load_oci(
@@ -307,8 +373,15 @@ pub(crate) fn load_oci(
         ),
     };
     let (mdesc, manifest) = resolve_manifest(layout, desc)?;
-    let config: Config = serde_json::from_slice(&read_verified(layout, &manifest.config, 16 << 20)?)
-        .with_context(|| format!("the image config in {} is not valid JSON", layout.describe()))?;
+    let config: Config =
+        serde_json::from_slice(&read_verified(layout, &manifest.config, 16 << 20)?).with_context(
+            || {
+                format!(
+                    "the image config in {} is not valid JSON",
+                    layout.describe()
+                )
+            },
+        )?;
     let staging = Staging::new(store, progress)?;
     let tree = apply_layers(layout, &manifest.layers, &staging, progress)?;
     Ok((tree, mdesc.digest, config, staging))
@@ -316,14 +389,24 @@ pub(crate) fn load_oci(
 
 fn read_index(layout: &dyn Blobs) -> Result<Index> {
     let data = layout.read_named("index.json")?;
-    serde_json::from_slice(&data).with_context(|| format!("index.json in {} is not a valid OCI index", layout.describe()))
+    serde_json::from_slice(&data).with_context(|| {
+        format!(
+            "index.json in {} is not a valid OCI index",
+            layout.describe()
+        )
+    })
 }
 
 fn ref_names(index: &Index) -> String {
     let names: Vec<&str> = index
         .manifests
         .iter()
-        .map(|d| d.annotations.get(REF_ANNOTATION).map(String::as_str).unwrap_or("(untagged)"))
+        .map(|d| {
+            d.annotations
+                .get(REF_ANNOTATION)
+                .map(String::as_str)
+                .unwrap_or("(untagged)")
+        })
         .collect();
     names.join(", ")
 }

@@ -21,17 +21,40 @@ impl<R: Read> Read for Counting<'_, R> {
 }
 
 /// Imports a root filesystem tarball (plain, gzip or zstd, told by content).
-pub fn import_tar(store: &Store, name: &ImageName, path: &Path, progress: &dyn Progress) -> Result<ImportOutcome> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open the tarball {}", path.display()))?;
+pub fn import_tar(
+    store: &Store,
+    name: &ImageName,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<ImportOutcome> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the tarball {}", path.display()))?;
     let size = file.metadata()?.len();
     let label = format!("tarball {}", path.display());
     let staging = Staging::new(store, progress)?;
     progress.phase("importing", Some(size), Unit::Bytes);
-    let counted = BufReader::with_capacity(256 * 1024, Counting { inner: file, progress });
-    let mut reader = crate::compression::decompress(counted).with_context(|| format!("cannot read {label}"))?;
+    let counted = BufReader::with_capacity(
+        256 * 1024,
+        Counting {
+            inner: file,
+            progress,
+        },
+    );
+    let mut reader =
+        crate::compression::decompress(counted).with_context(|| format!("cannot read {label}"))?;
     let mut tree = MemTree::default();
-    apply_tar(&mut tree, &mut reader, &staging, LayerOptions::default(), &label)?;
+    apply_tar(
+        &mut tree,
+        &mut reader,
+        &staging,
+        LayerOptions::default(),
+        &label,
+    )?;
     let canon = std::fs::canonicalize(path)?;
-    let source = Source { label: format!("tar:{}", canon.display()), digest: None, created: None };
+    let source = Source {
+        label: format!("tar:{}", canon.display()),
+        digest: None,
+        created: None,
+    };
     finish(staging, &tree, name, source)
 }

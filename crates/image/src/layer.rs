@@ -38,12 +38,18 @@ pub fn apply_tar(
     let mut ar = tar::Archive::new(r);
     let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut opaque: Vec<Vec<Vec<u8>>> = Vec::new();
-    let entries = ar.entries().with_context(|| format!("{label} is not a readable tar archive"))?;
+    let entries = ar
+        .entries()
+        .with_context(|| format!("{label} is not a readable tar archive"))?;
     for (i, entry) in entries.enumerate() {
-        let mut entry = entry.with_context(|| format!("{label} is truncated or corrupt at entry {}", i + 1))?;
+        let mut entry =
+            entry.with_context(|| format!("{label} is truncated or corrupt at entry {}", i + 1))?;
         let raw_path = entry.path_bytes().into_owned();
         let comps = split_path(&raw_path).map_err(|e| {
-            anyhow::anyhow!("{label}: entry '{}' has {e}; refusing an archive that writes outside its root", shown(&raw_path))
+            anyhow::anyhow!(
+                "{label}: entry '{}' has {e}; refusing an archive that writes outside its root",
+                shown(&raw_path)
+            )
         })?;
         let comps: Vec<Vec<u8>> = comps.into_iter().map(|c| c.to_vec()).collect();
         let refs: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
@@ -126,7 +132,9 @@ pub fn apply_tar(
             ))),
         };
         tree.insert(&refs, MemNode { meta, kind }).map_err(|e| {
-            anyhow::anyhow!(ctx(&format!("cannot be placed: {e} (botyard never writes through a symlink)")))
+            anyhow::anyhow!(ctx(&format!(
+                "cannot be placed: {e} (botyard never writes through a symlink)"
+            )))
         })?;
         touched.insert(raw_join(&refs));
     }
@@ -206,9 +214,15 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta> {
                 meta.mtime = s;
                 meta.mtime_nsec = ns;
             } else if key == b"uid" {
-                meta.uid = std::str::from_utf8(value)?.trim().parse().context("bad PAX uid")?;
+                meta.uid = std::str::from_utf8(value)?
+                    .trim()
+                    .parse()
+                    .context("bad PAX uid")?;
             } else if key == b"gid" {
-                meta.gid = std::str::from_utf8(value)?.trim().parse().context("bad PAX gid")?;
+                meta.gid = std::str::from_utf8(value)?
+                    .trim()
+                    .parse()
+                    .context("bad PAX gid")?;
             }
         }
     }
@@ -256,7 +270,10 @@ mod tests {
 
     #[test]
     fn pax_times() {
-        assert_eq!(parse_pax_time(b"1700000000.5").unwrap(), (1_700_000_000, 500_000_000));
+        assert_eq!(
+            parse_pax_time(b"1700000000.5").unwrap(),
+            (1_700_000_000, 500_000_000)
+        );
         assert_eq!(parse_pax_time(b"12").unwrap(), (12, 0));
         assert_eq!(parse_pax_time(b"-1.5").unwrap(), (-2, 500_000_000));
         assert!(parse_pax_time(b"x").is_err());

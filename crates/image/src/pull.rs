@@ -25,9 +25,11 @@ pub struct PullOptions {
 }
 
 fn parse_ref(reference: &str) -> Result<Reference> {
-    reference
-        .parse::<Reference>()
-        .map_err(|e| anyhow::anyhow!("'{reference}' is not an image reference ({e}); use REGISTRY/REPOSITORY:TAG"))
+    reference.parse::<Reference>().map_err(|e| {
+        anyhow::anyhow!(
+            "'{reference}' is not an image reference ({e}); use REGISTRY/REPOSITORY:TAG"
+        )
+    })
 }
 
 /// The store name for a pulled reference: its repository and tag
@@ -35,9 +37,9 @@ fn parse_ref(reference: &str) -> Result<Reference> {
 pub fn default_name_for(reference: &str) -> Result<ImageName> {
     let r = parse_ref(reference)?;
     let tag = r.tag().unwrap_or("latest");
-    format!("{}:{tag}", r.repository())
-        .parse()
-        .map_err(|e| anyhow::anyhow!("cannot name the pulled image after '{reference}': {e}; pass --as NAME:TAG"))
+    format!("{}:{tag}", r.repository()).parse().map_err(|e| {
+        anyhow::anyhow!("cannot name the pulled image after '{reference}': {e}; pass --as NAME:TAG")
+    })
 }
 
 struct TempDir(PathBuf);
@@ -56,9 +58,15 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<ImportOutcome> {
     let r = parse_ref(reference)?;
-    let tmp = TempDir(store.tmp_dir().join(format!("pull-{}-{}", std::process::id(), rand_suffix())));
+    let tmp = TempDir(store.tmp_dir().join(format!(
+        "pull-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    )));
     std::fs::create_dir_all(tmp.0.join("blobs/sha256"))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let top = rt
         .block_on(fetch(&r, &tmp.0, opts, progress))
         .with_context(|| format!("cannot pull {reference}"))?;
@@ -67,19 +75,29 @@ pub fn pull(
         "manifests": [{"mediaType": top.0, "digest": top.1, "size": top.2}],
     });
     std::fs::write(tmp.0.join("index.json"), serde_json::to_vec(&index)?)?;
-    std::fs::write(tmp.0.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    std::fs::write(
+        tmp.0.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let layout = LayoutDir { dir: tmp.0.clone() };
     let (tree, digest, config, staging) = load_oci(store, &layout, None, progress)?;
     finish(
         staging,
         &tree,
         name,
-        Source { label: format!("registry:{reference}"), digest: Some(digest), created: config.created },
+        Source {
+            label: format!("registry:{reference}"),
+            digest: Some(digest),
+            created: config.created,
+        },
     )
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
@@ -91,9 +109,18 @@ fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
 
 /// Fetches the manifest chain, config and layers; returns the top
 /// manifest's media type, digest and size.
-async fn fetch(r: &Reference, dir: &Path, opts: PullOptions, progress: &dyn Progress) -> Result<(String, String, u64)> {
+async fn fetch(
+    r: &Reference,
+    dir: &Path,
+    opts: PullOptions,
+    progress: &dyn Progress,
+) -> Result<(String, String, u64)> {
     let client = Client::new(ClientConfig {
-        protocol: if opts.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+        protocol: if opts.insecure {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        },
         ..Default::default()
     });
     let auth = RegistryAuth::Anonymous;
@@ -105,15 +132,23 @@ async fn fetch(r: &Reference, dir: &Path, opts: PullOptions, progress: &dyn Prog
     let mut mtype = top_type;
     for _ in 0..4 {
         if mtype.contains("index") || mtype.contains("list") {
-            let idx: Index = serde_json::from_slice(&raw).context("the registry sent an invalid image index")?;
+            let idx: Index =
+                serde_json::from_slice(&raw).context("the registry sent an invalid image index")?;
             let d = pick_platform(&idx, "the image index")?;
-            let (m, dg) = client.pull_manifest_raw(&r.clone_with_digest(d.digest.clone()), &auth, MANIFEST_TYPES).await?;
+            let (m, dg) = client
+                .pull_manifest_raw(
+                    &r.clone_with_digest(d.digest.clone()),
+                    &auth,
+                    MANIFEST_TYPES,
+                )
+                .await?;
             std::fs::write(blob_path(dir, &dg)?, &m)?;
             mtype = media_type_of(&m);
             raw = m;
             continue;
         }
-        let m: Manifest = serde_json::from_slice(&raw).context("the registry sent an invalid image manifest")?;
+        let m: Manifest =
+            serde_json::from_slice(&raw).context("the registry sent an invalid image manifest")?;
         let total: u64 = m.layers.iter().map(|l| l.size).sum::<u64>() + m.config.size;
         progress.phase("downloading", Some(total), Unit::Bytes);
         for d in std::iter::once(&m.config).chain(m.layers.iter()) {
@@ -133,6 +168,10 @@ async fn fetch(r: &Reference, dir: &Path, opts: PullOptions, progress: &dyn Prog
 fn media_type_of(raw: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(raw)
         .ok()
-        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(String::from))
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(String::from)
+        })
         .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into())
 }

@@ -29,9 +29,12 @@ pub fn write_file_atomic(tmp_dir: &Path, dest: &Path, data: &[u8], mode: u32) ->
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(data).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, dest).with_context(|| format!("cannot replace {}", dest.display()))?;
+        f.write_all(data)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("cannot replace {}", dest.display()))?;
         if let Some(parent) = dest.parent() {
             fsync_dir(parent)?;
         }

@@ -34,7 +34,11 @@ impl Store {
         let mut images = Vec::new();
         for (name, r) in self.images()? {
             if let Ok(r) = r {
-                images.push(ImageUsage { name: name.to_string(), files: r.files, logical_bytes: r.bytes });
+                images.push(ImageUsage {
+                    name: name.to_string(),
+                    files: r.files,
+                    logical_bytes: r.bytes,
+                });
             }
         }
         let (objects, object_bytes) = count_dir(&self.objects_dir())?;
@@ -50,7 +54,11 @@ impl Store {
             object_bytes,
             trees,
             tree_bytes,
-            dedup_ratio: if physical_bytes == 0 { 0.0 } else { logical_bytes as f64 / physical_bytes as f64 },
+            dedup_ratio: if physical_bytes == 0 {
+                0.0
+            } else {
+                logical_bytes as f64 / physical_bytes as f64
+            },
         })
     }
 }

@@ -49,15 +49,28 @@ impl Store {
         progress.phase("checking refs", None, Unit::Items);
         let hashes: Vec<Hash> = roots.iter().map(|r| r.1).collect();
         let live = self.reachable(&hashes, &mut |h, e| {
-            let who: Vec<String> = roots.iter().filter(|r| r.1 == h).map(|r| r.0.to_string()).collect();
-            let whose = if who.is_empty() { String::new() } else { format!(" (root of {})", who.join(", ")) };
+            let who: Vec<String> = roots
+                .iter()
+                .filter(|r| r.1 == h)
+                .map(|r| r.0.to_string())
+                .collect();
+            let whose = if who.is_empty() {
+                String::new()
+            } else {
+                format!(" (root of {})", who.join(", "))
+            };
             problems.push(format!("tree {h}{whose}: {e:#}"));
         });
         for (h, size) in &live.objects {
             match fs::symlink_metadata(self.object_path(h)) {
                 Ok(m) if m.is_file() && m.len() == *size => {}
-                Ok(m) => problems.push(format!("object {h} has {} bytes, trees expect {size}", m.len())),
-                Err(_) => problems.push(format!("object {h} is missing ({size} bytes, referenced by a tree)")),
+                Ok(m) => problems.push(format!(
+                    "object {h} has {} bytes, trees expect {size}",
+                    m.len()
+                )),
+                Err(_) => problems.push(format!(
+                    "object {h} is missing ({size} bytes, referenced by a tree)"
+                )),
             }
         }
         report.trees = live.trees.len() as u64;
@@ -98,12 +111,17 @@ impl Store {
             match res {
                 Ok(None) => {}
                 Ok(Some(msg)) => bad.lock().unwrap().push(msg),
-                Err(e) => bad.lock().unwrap().push(format!("{what} {name} cannot be read: {e}")),
+                Err(e) => bad
+                    .lock()
+                    .unwrap()
+                    .push(format!("{what} {name} cannot be read: {e}")),
             }
         });
         problems.extend(bad.into_inner().unwrap());
         for (_, name, is_tree, size) in &files {
-            let Ok(h) = name.parse::<Hash>() else { continue };
+            let Ok(h) = name.parse::<Hash>() else {
+                continue;
+            };
             if *is_tree {
                 if !live.trees.contains(&h) {
                     report.unreferenced += 1;
@@ -116,10 +134,15 @@ impl Store {
                 }
             }
         }
-        report.tmp_entries = fs::read_dir(self.tmp_dir()).map(|rd| rd.count() as u64).unwrap_or(0);
+        report.tmp_entries = fs::read_dir(self.tmp_dir())
+            .map(|rd| rd.count() as u64)
+            .unwrap_or(0);
         problems.sort();
         problems.dedup();
-        report.problems = problems.into_iter().map(|message| FsckProblem { message }).collect();
+        report.problems = problems
+            .into_iter()
+            .map(|message| FsckProblem { message })
+            .collect();
         Ok(report)
     }
 }

@@ -27,7 +27,11 @@ impl Store {
 
     /// Walks every tree reachable from `roots`. Trees that cannot be read are
     /// passed to `on_error` and not descended into.
-    pub(crate) fn reachable(&self, roots: &[Hash], on_error: &mut dyn FnMut(Hash, anyhow::Error)) -> Reachable {
+    pub(crate) fn reachable(
+        &self,
+        roots: &[Hash],
+        on_error: &mut dyn FnMut(Hash, anyhow::Error),
+    ) -> Reachable {
         let mut out = Reachable::default();
         let mut stack: Vec<Hash> = roots.to_vec();
         while let Some(h) = stack.pop() {
@@ -59,7 +63,9 @@ impl Store {
     /// can be between staging and publishing its ref meanwhile.
     pub fn gc(&self, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
         let _lock = self.lock(true, progress)?;
-        let roots = self.root_trees().context("gc refuses to run while a ref is unreadable; run `botyard fsck`")?;
+        let roots = self
+            .root_trees()
+            .context("gc refuses to run while a ref is unreadable; run `botyard fsck`")?;
         progress.phase("marking", None, Unit::Items);
         let mut first_err = None;
         let live = self.reachable(&roots, &mut |h, e| {
@@ -68,7 +74,10 @@ impl Store {
         if let Some(e) = first_err {
             bail!("gc refuses to run because a referenced tree is unreadable ({e}); run `botyard fsck`");
         }
-        let mut report = GcReport { dry_run, ..Default::default() };
+        let mut report = GcReport {
+            dry_run,
+            ..Default::default()
+        };
         progress.phase("sweeping", Some(512), Unit::Items);
         for (top, is_tree) in [(self.objects_dir(), false), (self.trees_dir(), true)] {
             for shard in 0..=255u8 {
@@ -76,7 +85,9 @@ impl Store {
                 let rd = match fs::read_dir(&dir) {
                     Ok(rd) => rd,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot read {}", dir.display()))
+                    }
                 };
                 for ent in rd {
                     let ent = ent?;
@@ -97,7 +108,8 @@ impl Store {
                     }
                     report.bytes += Store::disk_bytes(&m);
                     if !dry_run {
-                        fs::remove_file(ent.path()).with_context(|| format!("cannot remove {}", ent.path().display()))?;
+                        fs::remove_file(ent.path())
+                            .with_context(|| format!("cannot remove {}", ent.path().display()))?;
                     }
                 }
                 progress.advance(1);

@@ -60,7 +60,11 @@ impl FromStr for Hash {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s2 = s.strip_prefix("blake3:").unwrap_or(s);
         let mut out = [0u8; 32];
-        if s2.len() != 64 || !s2.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s2.len() != 64
+            || !s2
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(HashParseError(s.chars().take(80).collect()));
         }
         hex::decode_to_slice(s2, &mut out).map_err(|_| HashParseError(s.to_string()))?;

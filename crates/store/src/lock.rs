@@ -21,14 +21,23 @@ impl StoreLock {
             .open(path)
             .with_context(|| format!("cannot open the store lock {}", path.display()))?;
         let (try_op, op) = if exclusive {
-            (FlockOperation::NonBlockingLockExclusive, FlockOperation::LockExclusive)
+            (
+                FlockOperation::NonBlockingLockExclusive,
+                FlockOperation::LockExclusive,
+            )
         } else {
-            (FlockOperation::NonBlockingLockShared, FlockOperation::LockShared)
+            (
+                FlockOperation::NonBlockingLockShared,
+                FlockOperation::LockShared,
+            )
         };
         if flock(&file, try_op).is_err() {
             on_wait();
             flock(&file, op).with_context(|| format!("cannot lock {}", path.display()))?;
         }
-        Ok(StoreLock { _file: file, exclusive })
+        Ok(StoreLock {
+            _file: file,
+            exclusive,
+        })
     }
 }

@@ -24,22 +24,33 @@ impl std::error::Error for NameError {}
 pub fn validate_segment(what: &str, s: &str, max: usize) -> Result<(), NameError> {
     let shown: String = s.chars().take(40).flat_map(char::escape_debug).collect();
     if s.is_empty() || s.trim().is_empty() {
-        return Err(NameError(format!("{what} is empty; give a name like 'debian'")));
+        return Err(NameError(format!(
+            "{what} is empty; give a name like 'debian'"
+        )));
     }
     if s == "." || s == ".." {
-        return Err(NameError(format!("{what} '{shown}' is not allowed: '.' and '..' are path traversal")));
+        return Err(NameError(format!(
+            "{what} '{shown}' is not allowed: '.' and '..' are path traversal"
+        )));
     }
     if s.contains('\0') {
         return Err(NameError(format!("{what} '{shown}' contains a NUL byte")));
     }
     if s.contains('/') || s.contains('\\') {
-        return Err(NameError(format!("{what} '{shown}' contains a path separator")));
+        return Err(NameError(format!(
+            "{what} '{shown}' contains a path separator"
+        )));
     }
     if s.len() > max {
-        return Err(NameError(format!("{what} '{shown}…' is {} bytes long; the limit is {max}", s.len())));
+        return Err(NameError(format!(
+            "{what} '{shown}…' is {} bytes long; the limit is {max}",
+            s.len()
+        )));
     }
     if s.chars().any(char::is_control) {
-        return Err(NameError(format!("{what} '{shown}' contains a control character")));
+        return Err(NameError(format!(
+            "{what} '{shown}' contains a control character"
+        )));
     }
     Ok(())
 }
@@ -79,7 +90,9 @@ impl FromStr for ImageName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let shown: String = s.chars().take(40).flat_map(char::escape_debug).collect();
         if s.contains('\0') {
-            return Err(NameError(format!("image name '{shown}' contains a NUL byte")));
+            return Err(NameError(format!(
+                "image name '{shown}' contains a NUL byte"
+            )));
         }
         if s.len() > 2 * MAX_NAME_BYTES + 1 {
             return Err(NameError(format!(
@@ -98,7 +111,9 @@ impl FromStr for ImageName {
             )));
         }
         if name.is_empty() {
-            return Err(NameError(format!("image reference '{shown}' has no name; use NAME:TAG, like debian:12")));
+            return Err(NameError(format!(
+                "image reference '{shown}' has no name; use NAME:TAG, like debian:12"
+            )));
         }
         for comp in name.split('/') {
             if comp.is_empty() || comp == "." || comp == ".." {
@@ -106,8 +121,11 @@ impl FromStr for ImageName {
                     "image name '{shown}' has an empty, '.' or '..' component; use NAME:TAG, like debian:12"
                 )));
             }
-            let ok_first = comp.as_bytes()[0].is_ascii_lowercase() || comp.as_bytes()[0].is_ascii_digit();
-            let ok_rest = comp.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            let ok_first =
+                comp.as_bytes()[0].is_ascii_lowercase() || comp.as_bytes()[0].is_ascii_digit();
+            let ok_rest = comp
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
             if !ok_first || !ok_rest {
                 return Err(NameError(format!(
                     "image name '{shown}' may only use lowercase letters, digits, '.', '_', '-' and '/' between components"
@@ -115,17 +133,24 @@ impl FromStr for ImageName {
             }
         }
         if tag.is_empty() || tag.len() > MAX_NAME_BYTES {
-            return Err(NameError(format!("tag of '{shown}' must be 1 to {MAX_NAME_BYTES} bytes")));
+            return Err(NameError(format!(
+                "tag of '{shown}' must be 1 to {MAX_NAME_BYTES} bytes"
+            )));
         }
         let tb = tag.as_bytes();
         if !(tb[0].is_ascii_alphanumeric() || tb[0] == b'_')
-            || !tb.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+            || !tb
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
         {
             return Err(NameError(format!(
                 "tag of '{shown}' may only use letters, digits, '.', '_' and '-', and must not start with '.' or '-'"
             )));
         }
-        Ok(ImageName { name: name.to_string(), tag: tag.to_string() })
+        Ok(ImageName {
+            name: name.to_string(),
+            tag: tag.to_string(),
+        })
     }
 }
 
@@ -140,16 +165,22 @@ mod tests {
         let n: ImageName = "library/debian".parse().unwrap();
         assert_eq!(n.tag, "latest");
         assert_eq!(n.ref_rel_path(), "library+debian/latest");
-        assert_eq!(ImageName::from_ref_rel("library+debian", "latest").unwrap(), n);
+        assert_eq!(
+            ImageName::from_ref_rel("library+debian", "latest").unwrap(),
+            n
+        );
         for bad in [
-            "../x:1", "a/../b:1", "/abs:1", "a//b:1", "a:..", "a:.", "a\0b:1", "A:1", "a:-x", "", ":1", "a/./b:1",
+            "../x:1", "a/../b:1", "/abs:1", "a//b:1", "a:..", "a:.", "a\0b:1", "A:1", "a:-x", "",
+            ":1", "a/./b:1",
         ] {
             assert!(bad.parse::<ImageName>().is_err(), "{bad:?} accepted");
         }
         let long = "a".repeat(129);
         assert!(format!("{long}:1").parse::<ImageName>().is_err());
         assert!(format!("a:{long}").parse::<ImageName>().is_err());
-        assert!(format!("{}:1", "a".repeat(128)).parse::<ImageName>().is_ok());
+        assert!(format!("{}:1", "a".repeat(128))
+            .parse::<ImageName>()
+            .is_ok());
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl Store {
     /// the tree and its objects durable first ([`crate::Staging::commit`]).
     pub fn set_image(&self, name: &ImageName, r: &ImageRef) -> Result<()> {
         if !self.has_tree(&r.tree) {
-            bail!("refusing to point {name} at tree {} which is not in the store", r.tree);
+            bail!(
+                "refusing to point {name} at tree {} which is not in the store",
+                r.tree
+            );
         }
         let path = self.image_ref_path(name);
         let dir = path.parent().unwrap();
@@ -110,14 +113,22 @@ impl Store {
                 let tag = t.file_name().to_string_lossy().into_owned();
                 let Ok(name) = ImageName::from_ref_rel(&dname, &tag) else {
                     out.push((
-                        ImageName { name: dname.replace('+', "/"), tag: tag.clone() },
-                        Err(anyhow::anyhow!("ref file {} has an invalid name", t.path().display())),
+                        ImageName {
+                            name: dname.replace('+', "/"),
+                            tag: tag.clone(),
+                        },
+                        Err(anyhow::anyhow!(
+                            "ref file {} has an invalid name",
+                            t.path().display()
+                        )),
                     ));
                     continue;
                 };
                 let r = fs::read(t.path())
                     .map_err(anyhow::Error::from)
-                    .and_then(|data| serde_json::from_slice::<ImageRef>(&data).map_err(anyhow::Error::from))
+                    .and_then(|data| {
+                        serde_json::from_slice::<ImageRef>(&data).map_err(anyhow::Error::from)
+                    })
                     .with_context(|| format!("ref {} cannot be read", t.path().display()));
                 out.push((name, r));
             }

@@ -50,8 +50,12 @@ impl Staging {
         let lock = store.lock(false, progress)?;
         let dir = store.tmp_dir().join(unique_name("stage"));
         for sub in ["objects", "trees", "partial"] {
-            fs::create_dir_all(dir.join(sub))
-                .with_context(|| format!("cannot create a staging directory in {}", store.tmp_dir().display()))?;
+            fs::create_dir_all(dir.join(sub)).with_context(|| {
+                format!(
+                    "cannot create a staging directory in {}",
+                    store.tmp_dir().display()
+                )
+            })?;
         }
         Ok(Staging {
             store: store.clone(),
@@ -117,7 +121,12 @@ impl Staging {
     /// Adds content from a stream of unknown content. Small streams are held
     /// in memory so that content the store has is never written; larger ones
     /// go through a partial file.
-    pub fn put_reader(&self, r: &mut dyn Read, size_hint: u64, sparse: bool) -> Result<(Hash, u64)> {
+    pub fn put_reader(
+        &self,
+        r: &mut dyn Read,
+        size_hint: u64,
+        sparse: bool,
+    ) -> Result<(Hash, u64)> {
         if size_hint <= SMALL_FILE {
             let mut buf = Vec::with_capacity(size_hint as usize);
             r.read_to_end(&mut buf)?;
@@ -183,7 +192,10 @@ impl Staging {
     /// Publishes everything staged, makes it durable, then runs `then`
     /// (which writes the refs naming what was staged) while still holding the
     /// store lock, so no `gc` can run between the two.
-    pub fn commit<T>(mut self, then: impl FnOnce(&Store) -> Result<T>) -> Result<(StagingStats, T)> {
+    pub fn commit<T>(
+        mut self,
+        then: impl FnOnce(&Store) -> Result<T>,
+    ) -> Result<(StagingStats, T)> {
         publish_dir(&self.dir.join("objects"), &self.store.objects_dir())?;
         publish_dir(&self.dir.join("trees"), &self.store.trees_dir())?;
         self.store.syncfs()?;
@@ -235,7 +247,8 @@ fn publish_dir(from: &Path, to: &Path) -> Result<()> {
                 }
             }
             Err(err) => {
-                return Err(std::io::Error::from(err)).with_context(|| format!("cannot move an object to {}", dest.display()))
+                return Err(std::io::Error::from(err))
+                    .with_context(|| format!("cannot move an object to {}", dest.display()))
             }
         }
     }

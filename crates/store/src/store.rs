@@ -12,7 +12,15 @@ use std::path::{Path, PathBuf};
 pub const STORE_MARKER: &str = "botyard-store.json";
 const FORMAT: u32 = 1;
 /// What `init` creates; a directory holding only these may be (re)initialised.
-const LAYOUT: &[&str] = &["objects", "trees", "refs", "tmp", "cache", "lock", STORE_MARKER];
+const LAYOUT: &[&str] = &[
+    "objects",
+    "trees",
+    "refs",
+    "tmp",
+    "cache",
+    "lock",
+    STORE_MARKER,
+];
 
 /// `$BOTYARD_HOME` is applied by the CLI; this is the fallback: the system
 /// store as root, a per-user one otherwise.
@@ -23,7 +31,9 @@ pub fn default_store_path() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("botyard");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/botyard")
 }
 
@@ -48,7 +58,10 @@ impl Store {
         }
         if path.exists() {
             if !path.is_dir() {
-                bail!("{} exists and is not a directory; choose another --store path", path.display());
+                bail!(
+                    "{} exists and is not a directory; choose another --store path",
+                    path.display()
+                );
             }
             let foreign: Vec<String> = fs::read_dir(path)
                 .with_context(|| format!("cannot read {}", path.display()))?
@@ -66,7 +79,8 @@ impl Store {
         }
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(0o755);
-        b.create(path).with_context(|| format!("cannot create the store directory {}", path.display()))?;
+        b.create(path)
+            .with_context(|| format!("cannot create the store directory {}", path.display()))?;
         let path = fs::canonicalize(path)?;
         for top in ["objects", "trees"] {
             for i in 0..=255u8 {
@@ -76,8 +90,14 @@ impl Store {
         }
         b.create(path.join("refs/images"))?;
         b.create(path.join("cache"))?;
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(path.join("tmp"))?;
-        let marker = Marker { format: FORMAT, created: now_rfc3339() };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path.join("tmp"))?;
+        let marker = Marker {
+            format: FORMAT,
+            created: now_rfc3339(),
+        };
         let data = serde_json::to_vec_pretty(&marker)?;
         write_file_atomic(&path.join("tmp"), &path.join(STORE_MARKER), &data, 0o644)?;
         Ok((Store { root: path }, false))
@@ -102,7 +122,10 @@ impl Store {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", marker_path.display())),
         };
         let marker: Marker = serde_json::from_slice(&data).with_context(|| {
-            format!("{} is damaged; restore it or re-create the store", marker_path.display())
+            format!(
+                "{} is damaged; restore it or re-create the store",
+                marker_path.display()
+            )
         })?;
         if marker.format != FORMAT {
             bail!(
@@ -111,7 +134,9 @@ impl Store {
                 marker.format
             );
         }
-        Ok(Store { root: fs::canonicalize(path)? })
+        Ok(Store {
+            root: fs::canonicalize(path)?,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -152,16 +177,22 @@ impl Store {
     /// Reads and verifies a tree: its bytes must hash to its name.
     pub fn read_tree(&self, h: &Hash) -> Result<Tree> {
         let path = self.tree_path(h);
-        let data = fs::read(&path).with_context(|| format!("tree {h} is missing from the store; run `botyard fsck`"))?;
+        let data = fs::read(&path)
+            .with_context(|| format!("tree {h} is missing from the store; run `botyard fsck`"))?;
         if Hash::of(&data) != *h {
             bail!("tree {h} is damaged (its bytes do not match its name); run `botyard fsck`");
         }
-        Tree::decode(&data).with_context(|| format!("tree {h} cannot be decoded; run `botyard fsck`"))
+        Tree::decode(&data)
+            .with_context(|| format!("tree {h} cannot be decoded; run `botyard fsck`"))
     }
 
     /// Takes the store lock shared (writers, fsck) or exclusive (gc).
     pub fn lock(&self, exclusive: bool, progress: &dyn Progress) -> Result<StoreLock> {
-        let holder = if exclusive { "an import, fsck or df is running" } else { "a gc is running" };
+        let holder = if exclusive {
+            "an import, fsck or df is running"
+        } else {
+            "a gc is running"
+        };
         StoreLock::acquire(&self.root.join("lock"), exclusive, &|| {
             progress.note(&format!("waiting for the store lock ({holder})"))
         })
@@ -170,7 +201,8 @@ impl Store {
     /// Flushes everything written to the store's filesystem.
     pub fn syncfs(&self) -> Result<()> {
         let f = fs::File::open(&self.root)?;
-        rustix::fs::syncfs(&f).with_context(|| format!("cannot sync the filesystem of {}", self.root.display()))
+        rustix::fs::syncfs(&f)
+            .with_context(|| format!("cannot sync the filesystem of {}", self.root.display()))
     }
 
     /// Disk space used by a file, in bytes (what `du` counts).

@@ -144,7 +144,10 @@ impl Tree {
         }
         for w in entries.windows(2) {
             if w[0].name == w[1].name {
-                return err(format!("duplicate entry name {:?}", String::from_utf8_lossy(&w[0].name)));
+                return err(format!(
+                    "duplicate entry name {:?}",
+                    String::from_utf8_lossy(&w[0].name)
+                ));
             }
         }
         Ok(Tree { entries })
@@ -259,7 +262,12 @@ impl Tree {
                     } else {
                         None
                     };
-                    EntryKind::File(FileData { object, size, sparse: flags & 1 != 0, link })
+                    EntryKind::File(FileData {
+                        object,
+                        size,
+                        sparse: flags & 1 != 0,
+                        link,
+                    })
                 }
                 2 => EntryKind::Dir(Hash(r.take(32)?.try_into().unwrap())),
                 3 => {
@@ -279,7 +287,16 @@ impl Tree {
                 7 => EntryKind::Socket,
                 c => return err(format!("unknown entry kind {c}")),
             };
-            let e = Entry { name, mode, uid, gid, mtime, mtime_nsec, xattrs, kind };
+            let e = Entry {
+                name,
+                mode,
+                uid,
+                gid,
+                mtime,
+                mtime_nsec,
+                xattrs,
+                kind,
+            };
             check_entry(&e)?;
             if let Some(prev) = entries.last() {
                 let prev: &Entry = prev;
@@ -308,7 +325,10 @@ fn check_entry(e: &Entry) -> Result<(), TreeError> {
         return err(format!("entry {:?} has nanoseconds out of range", shown()));
     }
     if !e.xattrs.windows(2).all(|w| w[0].0 < w[1].0) {
-        return err(format!("entry {:?} has duplicate or unsorted xattrs", shown()));
+        return err(format!(
+            "entry {:?} has duplicate or unsorted xattrs",
+            shown()
+        ));
     }
     if e.xattrs.len() > u16::MAX as usize {
         return err(format!("entry {:?} has too many xattrs", shown()));
@@ -322,7 +342,11 @@ fn check_entry(e: &Entry) -> Result<(), TreeError> {
         EntryKind::Symlink(t) if t.is_empty() || t.len() > PATH_MAX || t.contains(&0) => {
             err(format!("symlink {:?} has an invalid target", shown()))
         }
-        EntryKind::File(f) if f.link.as_ref().is_some_and(|l| l.is_empty() || l.len() > PATH_MAX) => {
+        EntryKind::File(f)
+            if f.link
+                .as_ref()
+                .is_some_and(|l| l.is_empty() || l.len() > PATH_MAX) =>
+        {
             err(format!("file {:?} has an invalid link path", shown()))
         }
         _ => Ok(()),
@@ -383,9 +407,17 @@ mod tests {
     fn round_trip_every_kind() {
         let mut f = entry(
             "f",
-            EntryKind::File(FileData { object: Hash::of(b"x"), size: 1, sparse: true, link: Some(b"a/b".to_vec()) }),
+            EntryKind::File(FileData {
+                object: Hash::of(b"x"),
+                size: 1,
+                sparse: true,
+                link: Some(b"a/b".to_vec()),
+            }),
         );
-        f.xattrs = vec![(b"user.b".to_vec(), b"2".to_vec()), (b"security.capability".to_vec(), vec![1, 0, 0, 2])];
+        f.xattrs = vec![
+            (b"user.b".to_vec(), b"2".to_vec()),
+            (b"security.capability".to_vec(), vec![1, 0, 0, 2]),
+        ];
         let t = Tree::from_entries(vec![
             f,
             entry("d", EntryKind::Dir(Hash::of(b"t"))),
@@ -405,7 +437,11 @@ mod tests {
 
     #[test]
     fn rejects_non_canonical_and_corrupt_input() {
-        let t = Tree::from_entries(vec![entry("a", EntryKind::Fifo), entry("b", EntryKind::Fifo)]).unwrap();
+        let t = Tree::from_entries(vec![
+            entry("a", EntryKind::Fifo),
+            entry("b", EntryKind::Fifo),
+        ])
+        .unwrap();
         let mut enc = t.encode();
         // swap the two names: still parseable but out of order
         let i = enc.iter().position(|&b| b == b'a').unwrap();
@@ -414,10 +450,17 @@ mod tests {
         assert!(Tree::decode(&enc).is_err());
         let enc = t.encode();
         for cut in 0..enc.len() {
-            assert!(Tree::decode(&enc[..cut]).is_err(), "truncated at {cut} accepted");
+            assert!(
+                Tree::decode(&enc[..cut]).is_err(),
+                "truncated at {cut} accepted"
+            );
         }
         assert!(Tree::from_entries(vec![entry("..", EntryKind::Fifo)]).is_err());
         assert!(Tree::from_entries(vec![entry("a/b", EntryKind::Fifo)]).is_err());
-        assert!(Tree::from_entries(vec![entry("a", EntryKind::Fifo), entry("a", EntryKind::Socket)]).is_err());
+        assert!(Tree::from_entries(vec![
+            entry("a", EntryKind::Fifo),
+            entry("a", EntryKind::Socket)
+        ])
+        .is_err());
     }
 }

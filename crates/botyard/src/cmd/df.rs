@@ -23,8 +23,11 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
         r.dedup_ratio
     );
     if !r.images.is_empty() {
-        let rows: Vec<Vec<String>> =
-            r.images.iter().map(|i| vec![i.name.clone(), i.files.to_string(), bytes(i.logical_bytes)]).collect();
+        let rows: Vec<Vec<String>> = r
+            .images
+            .iter()
+            .map(|i| vec![i.name.clone(), i.files.to_string(), bytes(i.logical_bytes)])
+            .collect();
         crate::output::table(&["IMAGE", "FILES", "PLAIN COPY"], &rows);
     }
     Ok(0)

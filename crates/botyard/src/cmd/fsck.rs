@@ -27,7 +27,10 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     if r.ok() {
         ctx.say(format!("ok: {summary}"));
     } else {
-        eprintln!("botyard: fsck found {} problems: {summary}", r.problems.len());
+        eprintln!(
+            "botyard: fsck found {} problems: {summary}",
+            r.problems.len()
+        );
     }
     Ok(code)
 }

@@ -17,7 +17,10 @@ pub fn run(ctx: &Ctx, a: InspectArgs) -> Result<i32> {
     println!("source:   {}", r.source);
     println!("created:  {}", r.created.as_deref().unwrap_or("-"));
     println!("imported: {}", r.imported);
-    println!("files:    {} ({} dirs, {} others)", r.files, r.dirs, r.others);
+    println!(
+        "files:    {} ({} dirs, {} others)",
+        r.files, r.dirs, r.others
+    );
     println!("bytes:    {} ({})", r.bytes, bytes(r.bytes));
     Ok(0)
 }

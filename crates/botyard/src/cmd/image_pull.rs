@@ -8,7 +8,15 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<i32> {
         None => image::default_name_for(&a.reference)?,
     };
     let store = ctx.open()?;
-    let out = image::pull(&store, &a.reference, &name, image::PullOptions { insecure: a.insecure }, &ctx.bars)?;
+    let out = image::pull(
+        &store,
+        &a.reference,
+        &name,
+        image::PullOptions {
+            insecure: a.insecure,
+        },
+        &ctx.bars,
+    )?;
     ctx.bars.finish();
     super::image_import::report(ctx, &out, a.json)
 }

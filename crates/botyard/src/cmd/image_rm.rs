@@ -4,7 +4,11 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: RmArgs) -> Result<i32> {
     // Check every name before removing any, so a typo removes nothing.
-    let names = a.names.iter().map(|n| image_name(n)).collect::<Result<Vec<_>>>()?;
+    let names = a
+        .names
+        .iter()
+        .map(|n| image_name(n))
+        .collect::<Result<Vec<_>>>()?;
     let store = ctx.open()?;
     for n in &names {
         store.image(n)?;

@@ -7,7 +7,10 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     if a.json {
         crate::output::json(&serde_json::json!({"store": store.root(), "created": !existed}))?;
     } else if existed {
-        ctx.say(format!("store at {} already exists", store.root().display()));
+        ctx.say(format!(
+            "store at {} already exists",
+            store.root().display()
+        ));
     } else {
         ctx.say(format!("created a store at {}", store.root().display()));
     }

@@ -57,5 +57,6 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// Parses NAME:TAG with a one-line error that says what is allowed.
 pub fn image_name(s: &str) -> Result<store::ImageName> {
-    s.parse().map_err(|e: store::NameError| anyhow::anyhow!("{e}"))
+    s.parse()
+        .map_err(|e: store::NameError| anyhow::anyhow!("{e}"))
 }

@@ -29,7 +29,11 @@ macro_rules! require_root {
 /// Skips a test whose external tool is missing, saying how to get it, unless
 /// running in CI, where a missing tool is a failure.
 pub fn have_tool(tool: &str, package: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         if std::env::var_os("CI").is_some() {
             panic!("{tool} is missing in CI; scripts/deps.sh must install {package}");
@@ -46,7 +50,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("botyard-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("botyard-test-")
+            .tempdir()
+            .unwrap();
         let store = dir.path().join("store");
         let e = Env { dir, store };
         e.ok(&["init"]);
@@ -70,7 +77,10 @@ impl Env {
     /// Runs botyard and expects success; returns stdout.
     pub fn ok<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
         let out = self.run(args);
-        let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
         assert!(
             out.status.success(),
             "botyard {shown:?} failed: {}\n{}",
@@ -88,12 +98,29 @@ impl Env {
     /// one-line error. Returns that line.
     pub fn fails<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
         let out = self.run(args);
-        let shown: Vec<String> = args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect();
-        assert!(!out.status.success(), "botyard {shown:?} succeeded but should have failed");
-        assert_eq!(out.status.code(), Some(1), "botyard {shown:?} did not exit 1");
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !out.status.success(),
+            "botyard {shown:?} succeeded but should have failed"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "botyard {shown:?} did not exit 1"
+        );
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("botyard: note:")).collect();
-        assert_eq!(lines.len(), 1, "expected a one-line error from {shown:?}, got: {err}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.starts_with("botyard: note:"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected a one-line error from {shown:?}, got: {err}"
+        );
         assert!(lines[0].starts_with("botyard: error: "), "{err}");
         lines[0].to_string()
     }
@@ -173,9 +200,17 @@ fn xattrs_of(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 pub fn manifest_of_dir(root: &Path) -> Manifest {
     let mut m = Manifest::new();
     let mut inodes: HashMap<(u64, u64), BTreeSet<Vec<u8>>> = HashMap::new();
-    fn walk(root: &Path, rel: &[u8], m: &mut Manifest, inodes: &mut HashMap<(u64, u64), BTreeSet<Vec<u8>>>) {
+    fn walk(
+        root: &Path,
+        rel: &[u8],
+        m: &mut Manifest,
+        inodes: &mut HashMap<(u64, u64), BTreeSet<Vec<u8>>>,
+    ) {
         let dir = root.join(OsStr::from_bytes(rel));
-        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         for n in names {
             let mut r = rel.to_vec();
@@ -204,7 +239,10 @@ pub fn manifest_of_dir(root: &Path) -> Manifest {
             };
             let content = ft.is_file().then(|| Hash::of(&std::fs::read(&p).unwrap()));
             if ft.is_file() && md.nlink() > 1 {
-                inodes.entry((md.dev(), md.ino())).or_default().insert(r.clone());
+                inodes
+                    .entry((md.dev(), md.ino()))
+                    .or_default()
+                    .insert(r.clone());
             }
             m.insert(
                 r.clone(),
@@ -217,7 +255,13 @@ pub fn manifest_of_dir(root: &Path) -> Manifest {
                     xattrs: xattrs_of(&p),
                     size: if ft.is_file() { md.len() } else { 0 },
                     content,
-                    target: ft.is_symlink().then(|| std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+                    target: ft.is_symlink().then(|| {
+                        std::fs::read_link(&p)
+                            .unwrap()
+                            .as_os_str()
+                            .as_bytes()
+                            .to_vec()
+                    }),
                     dev: (ft.is_char_device() || ft.is_block_device())
                         .then(|| (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()))),
                     links: None,
@@ -241,7 +285,13 @@ pub fn manifest_of_dir(root: &Path) -> Manifest {
 pub fn manifest_of_tree(store: &Store, root: Hash) -> Manifest {
     let mut m = Manifest::new();
     let mut groups: HashMap<Vec<u8>, BTreeSet<Vec<u8>>> = HashMap::new();
-    fn walk(store: &Store, h: Hash, rel: &[u8], m: &mut Manifest, groups: &mut HashMap<Vec<u8>, BTreeSet<Vec<u8>>>) {
+    fn walk(
+        store: &Store,
+        h: Hash,
+        rel: &[u8],
+        m: &mut Manifest,
+        groups: &mut HashMap<Vec<u8>, BTreeSet<Vec<u8>>>,
+    ) {
         let t = store.read_tree(&h).unwrap();
         for e in t.entries() {
             let mut r = rel.to_vec();
@@ -265,15 +315,25 @@ pub fn manifest_of_tree(store: &Store, root: Hash) -> Manifest {
             match &e.kind {
                 EntryKind::File(f) => {
                     d.size = f.size;
-                    let bytes = if f.size == 0 { Vec::new() } else { std::fs::read(store.object_path(&f.object)).unwrap() };
-                    assert_eq!(Hash::of(&bytes), f.object, "object content does not match its name");
+                    let bytes = if f.size == 0 {
+                        Vec::new()
+                    } else {
+                        std::fs::read(store.object_path(&f.object)).unwrap()
+                    };
+                    assert_eq!(
+                        Hash::of(&bytes),
+                        f.object,
+                        "object content does not match its name"
+                    );
                     d.content = Some(f.object);
                     if let Some(l) = &f.link {
                         groups.entry(l.clone()).or_default().insert(r.clone());
                     }
                 }
                 EntryKind::Symlink(t) => d.target = Some(t.clone()),
-                EntryKind::CharDev { major, minor } | EntryKind::BlockDev { major, minor } => d.dev = Some((*major, *minor)),
+                EntryKind::CharDev { major, minor } | EntryKind::BlockDev { major, minor } => {
+                    d.dev = Some((*major, *minor))
+                }
                 _ => {}
             }
             m.insert(r.clone(), d);
@@ -295,12 +355,19 @@ pub fn manifest_of_tree(store: &Store, root: Hash) -> Manifest {
 pub fn assert_same(a: &Manifest, b: &Manifest) {
     for (k, v) in a {
         match b.get(k) {
-            None => panic!("{} is missing from the second manifest", String::from_utf8_lossy(k)),
+            None => panic!(
+                "{} is missing from the second manifest",
+                String::from_utf8_lossy(k)
+            ),
             Some(w) => assert_eq!(v, w, "entry {} differs", String::from_utf8_lossy(k)),
         }
     }
     for k in b.keys() {
-        assert!(a.contains_key(k), "{} is extra in the second manifest", String::from_utf8_lossy(k));
+        assert!(
+            a.contains_key(k),
+            "{} is extra in the second manifest",
+            String::from_utf8_lossy(k)
+        );
     }
 }
 
@@ -314,7 +381,13 @@ impl RawTar {
         RawTar { data: Vec::new() }
     }
 
-    pub fn entry(&mut self, name: &[u8], kind: tar::EntryType, body: &[u8], link: Option<&[u8]>) -> &mut Self {
+    pub fn entry(
+        &mut self,
+        name: &[u8],
+        kind: tar::EntryType,
+        body: &[u8],
+        link: Option<&[u8]>,
+    ) -> &mut Self {
         let mut h = tar::Header::new_ustar();
         {
             let old = h.as_old_mut();
@@ -326,7 +399,11 @@ impl RawTar {
             }
         }
         h.set_entry_type(kind);
-        h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_size(body.len() as u64);
         h.set_uid(0);
         h.set_gid(0);
