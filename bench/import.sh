@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Import benchmark: botyard importing a real Debian rootfs, side by side with
+# `cp -a` and `tar -x` of the same tree in one run, reported as ratios.
+#
+#   bash bench/import.sh [RUNS]        (default 5 runs each; median reported)
+#
+# All copies and stores live on one filesystem (bench/cache/work). The
+# source is read once first so every contender starts with it in the page
+# cache. botyard syncs the filesystem before it writes a ref (that is its
+# crash safety), so it is compared with `cp -a; sync` as well as `cp -a`.
+# Peak memory is the maximum resident set size reported by GNU time, for the
+# rootfs and for a synthetic tree of 100,000 small files and 1 GiB of large
+# ones. Results go to bench/results/import.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+bash scripts/deps.sh
+cargo build --release --locked -q
+B=$PWD/target/release/botyard
+ROOTFS=$(bash scripts/debian-rootfs.sh)
+W=$PWD/bench/cache/work
+rm -rf "$W"; mkdir -p "$W"
+TARBALL=$W/rootfs.tar
+tar --xattrs --xattrs-include='*' --numeric-owner --format=pax -C "$ROOTFS" -cf "$TARBALL" .
+cat "$TARBALL" >/dev/null; tar -C "$ROOTFS" -cf - . >/dev/null
+
+# Prints "seconds maxrss_kib" of a command.
+measure() {
+  /usr/bin/time -o "$W/time" -f '%e %M' "$@" >/dev/null 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
+  tail -n1 "$W/time"
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+reset() { rm -rf "$W/dst" "$W/store"; sync; }
+
+declare -A T M
+run() { # name, command...
+  local name=$1; shift
+  local ts=() ms=()
+  for _ in $(seq "$RUNS"); do
+    reset
+    [ "$name" = reimport ] && { "$B" --store "$W/store" init -q; "$B" --store "$W/store" image import -q d:1 --dir "$ROOTFS"; sync; }
+    [ "$name" = import_dir ] || [ "$name" = import_tar ] && "$B" --store "$W/store" init -q
+    read -r t m < <(measure "$@")
+    ts+=("$t"); ms+=("$m")
+  done
+  T[$name]=$(printf '%s\n' "${ts[@]}" | median)
+  M[$name]=$(printf '%s\n' "${ms[@]}" | sort -n | tail -n1)
+}
+
+run cp       sh -c "cp -a '$ROOTFS' '$W/dst'"
+run cp_sync  sh -c "cp -a '$ROOTFS' '$W/dst' && sync -f '$W'"
+run tar_x    sh -c "mkdir '$W/dst' && tar --xattrs --xattrs-include='*' --numeric-owner -C '$W/dst' -xf '$TARBALL'"
+run import_dir "$B" --store "$W/store" image import -q d:1 --dir "$ROOTFS"
+run import_tar "$B" --store "$W/store" image import -q d:1 --tar "$TARBALL"
+run reimport   "$B" --store "$W/store" image import -q d:1 --dir "$ROOTFS"
+
+# Peak memory on a bigger tree: 100,000 small files and 8 files of 128 MiB.
+BIG=$W/big
+mkdir -p "$BIG"
+python3 - "$BIG" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(100_000):
+    d = os.path.join(root, "d%03d" % (i % 500))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d" % i), "w") as f:
+        f.write("small file %d\n" % i * 3)
+block = os.urandom(1 << 20)
+for j in range(8):
+    with open(os.path.join(root, "large%d" % j), "wb") as f:
+        for k in range(128):
+            f.write(bytes([j]) + block[1:])
+PY
+reset; "$B" --store "$W/store" init -q
+read -r big_t big_m < <(measure "$B" --store "$W/store" image import -q big:1 --dir "$BIG")
+big_files=$(find "$BIG" -type f | wc -l); big_bytes=$(du -sb "$BIG" | cut -f1)
+
+files=$(find "$ROOTFS" -type f | wc -l); bytes=$(du -sb "$ROOTFS" | cut -f1)
+r() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.0f MiB", k/1024}'; }
+{
+  echo "## Import benchmark"
+  echo
+  echo "Debian bookworm minbase: $files files, $((bytes / 1024 / 1024)) MiB; median of $RUNS runs; $(nproc) cores; $(uname -r); store on $(df -T "$W" | awk 'NR==2 {print $2}')."
+  echo
+  echo "| contender | seconds | vs cp -a | vs cp -a + sync | peak RSS |"
+  echo "| --- | --- | --- | --- | --- |"
+  for n in cp cp_sync tar_x import_dir import_tar reimport; do
+    label=$n
+    case $n in
+      cp) label='`cp -a`';; cp_sync) label='`cp -a` + `sync`';; tar_x) label='`tar -x`';;
+      import_dir) label='`botyard image import --dir`';; import_tar) label='`botyard image import --tar`';;
+      reimport) label='`botyard image import --dir`, unchanged tree again';;
+    esac
+    echo "| $label | ${T[$n]} | $(r "${T[$n]}" "${T[cp]}")× | $(r "${T[$n]}" "${T[cp_sync]}")× | $(mib "${M[$n]}") |"
+  done
+  echo
+  echo "Peak memory on a larger tree ($big_files files, $((big_bytes / 1024 / 1024)) MiB): $(mib "$big_m") in ${big_t} s."
+} | tee bench/results/import.md
+rm -rf "$W"
