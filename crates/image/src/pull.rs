@@ -153,11 +153,13 @@ async fn fetch(
         progress.phase("downloading", Some(total), Unit::Bytes);
         for d in std::iter::once(&m.config).chain(m.layers.iter()) {
             let path = blob_path(dir, &d.digest)?;
-            let f = tokio::fs::File::create(&path).await?;
+            let mut f = tokio::fs::File::create(&path).await?;
             client
-                .pull_blob(r, d.digest.as_str(), f)
+                .pull_blob(r, d.digest.as_str(), &mut f)
                 .await
                 .with_context(|| format!("cannot download blob {}", d.digest))?;
+            // tokio writes in the background; the import reads the file next.
+            tokio::io::AsyncWriteExt::flush(&mut f).await?;
             progress.advance(d.size);
         }
         return Ok(top);
