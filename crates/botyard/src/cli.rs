@@ -77,7 +77,14 @@ pub enum ImageCommand {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(false)))]
+#[command(
+    group(clap::ArgGroup::new("source").required(true).multiple(false)),
+    after_help = "Examples:\n  botyard image import debian:12 --dir /srv/rootfs\n  \
+                  botyard image import debian:12 --tar rootfs.tar.zst\n  \
+                  botyard image import app:1 --oci ./layout:v1\n  \
+                  botyard image import app:1 --docker-archive app.tar\n\n\
+                  Importing the same NAME:TAG again points it at the new tree; the old one is freed by `botyard gc`."
+)]
 pub struct ImportArgs {
     /// The image's name and tag, like debian:12 (the tag defaults to latest).
     #[arg(value_name = "NAME:TAG")]

@@ -60,6 +60,8 @@ pub struct TreeStats {
     pub files: u64,
     pub dirs: u64,
     pub others: u64,
+    /// Character and block devices (also counted in `others`).
+    pub devices: u64,
     pub bytes: u64,
 }
 
@@ -331,6 +333,12 @@ fn write_dir(
         path.truncate(len);
         if !matches!(child.kind, MemKind::Dir(_) | MemKind::File { .. }) {
             stats.others += 1;
+        }
+        if matches!(
+            child.kind,
+            MemKind::CharDev { .. } | MemKind::BlockDev { .. }
+        ) {
+            stats.devices += 1;
         }
         let m = &child.meta;
         entries.push(Entry {

@@ -178,6 +178,7 @@ pub fn import_docker_archive(
                     digest: Some(digest),
                     created: config.created,
                 },
+                progress,
             );
         }
         bail!(
@@ -292,5 +293,6 @@ pub fn import_docker_archive(
             digest,
             created: config.created,
         },
+        progress,
     )
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use fs::{MemTree, TreeStats};
-use store::{Hash, ImageName, ImageRef, Staging, StagingStats};
+use store::{Hash, ImageName, ImageRef, Progress, Staging, StagingStats, Unit};
 
 /// Where an image comes from, recorded in its ref.
 #[derive(Clone, Debug)]
@@ -31,7 +31,9 @@ pub(crate) fn finish(
     tree: &MemTree,
     name: &ImageName,
     source: Source,
+    progress: &dyn Progress,
 ) -> Result<ImportOutcome> {
+    progress.phase("publishing", None, Unit::Items);
     let (root, stats) = tree.write(&staging)?;
     let (written, previous) = staging.commit(|store| {
         let previous = store.try_image(name).ok().flatten().map(|r| r.tree);

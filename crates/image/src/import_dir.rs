@@ -33,5 +33,5 @@ pub fn import_dir(
         digest: None,
         created: None,
     };
-    finish(staging, &tree, name, source)
+    finish(staging, &tree, name, source, progress)
 }

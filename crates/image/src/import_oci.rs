@@ -340,6 +340,7 @@ pub fn import_oci(
             digest: Some(manifest_digest),
             created: config.created,
         },
+        progress,
     )
 }
 

@@ -56,5 +56,5 @@ pub fn import_tar(
         digest: None,
         created: None,
     };
-    finish(staging, &tree, name, source)
+    finish(staging, &tree, name, source, progress)
 }

@@ -90,6 +90,7 @@ pub fn pull(
             digest: Some(digest),
             created: config.created,
         },
+        progress,
     )
 }
 

@@ -3,6 +3,7 @@ use crate::cli::ImportArgs;
 use crate::output::bytes;
 use anyhow::Result;
 use image::ImportOutcome;
+use store::Progress;
 
 pub fn run(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
     let name = image_name(&a.name)?;
@@ -46,6 +47,12 @@ pub fn report(ctx: &Ctx, out: &ImportOutcome, json: bool) -> Result<i32> {
         bytes(out.stats.bytes),
         &out.tree.to_hex()[..16]
     ));
+    if out.stats.devices > 0 && !rustix::process::geteuid().is_root() {
+        ctx.bars.note(&format!(
+            "{} device nodes were recorded in the image; they are only created when a bot is mounted, which needs root",
+            out.stats.devices
+        ));
+    }
     ctx.say(format!(
         "stored {} new objects ({}) and {} new trees; the rest was already in the store",
         out.written.new_objects,
