@@ -45,7 +45,9 @@ pub fn detect(head: &[u8]) -> Result<Compression> {
 }
 
 /// Wraps a buffered stream in the right decompressor.
-pub(crate) fn decompress<'a, R: BufRead + 'a>(mut r: R) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompress<'a, R: BufRead + Send + 'a>(
+    mut r: R,
+) -> Result<Box<dyn Read + Send + 'a>> {
     let head = r.fill_buf()?.to_vec();
     Ok(match detect(&head)? {
         Compression::None => Box::new(r),

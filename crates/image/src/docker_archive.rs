@@ -4,7 +4,7 @@
 
 use crate::import::{finish, ImportOutcome, Source};
 use crate::import_oci::{load_oci, Blobs, Config, Digest_};
-use crate::layer::{apply_tar, LayerOptions};
+use crate::layer::{apply_tar_stream, LayerOptions};
 use anyhow::{bail, Context, Result};
 use fs::MemTree;
 use serde::Deserialize;
@@ -120,7 +120,7 @@ impl ArchiveIndex {
         )
     }
 
-    fn read(&self, name: &str) -> Result<Box<dyn Read + '_>> {
+    fn read(&self, name: &str) -> Result<Box<dyn Read + Send + '_>> {
         let (pos, size) = self.locate(name)?;
         let mut f = File::open(&self.path)?;
         f.seek(SeekFrom::Start(pos))?;
@@ -135,7 +135,7 @@ impl ArchiveIndex {
 }
 
 impl Blobs for ArchiveIndex {
-    fn open(&self, d: &Digest_) -> Result<Box<dyn Read + '_>> {
+    fn open(&self, d: &Digest_) -> Result<Box<dyn Read + Send + '_>> {
         self.read(&format!("blobs/{}/{}", d.alg, d.hex))
     }
     fn read_named(&self, name: &str) -> Result<Vec<u8>> {
@@ -273,11 +273,11 @@ pub fn import_docker_archive(
     let mut tree = MemTree::default();
     for (i, layer) in entry.layers.iter().enumerate() {
         let lbl = format!("layer {} ({layer}) of {}", i + 1, path.display());
-        let mut r =
+        let r =
             crate::compression::decompress(BufReader::with_capacity(256 * 1024, idx.read(layer)?))?;
-        apply_tar(
+        apply_tar_stream(
             &mut tree,
-            &mut r,
+            r,
             &staging,
             LayerOptions { whiteouts: true },
             &lbl,

@@ -3,7 +3,7 @@
 
 use crate::import::{finish, ImportOutcome, Source};
 use crate::import_tar::Counting;
-use crate::layer::{apply_tar, LayerOptions};
+use crate::layer::{apply_tar_stream, LayerOptions};
 use anyhow::{bail, Context, Result};
 use fs::MemTree;
 use serde::Deserialize;
@@ -58,7 +58,7 @@ pub(crate) struct RootFs {
 /// Something that holds blobs by content digest.
 pub(crate) trait Blobs {
     /// Opens the blob with this digest (already validated).
-    fn open(&self, digest: &Digest_) -> Result<Box<dyn Read + '_>>;
+    fn open(&self, digest: &Digest_) -> Result<Box<dyn Read + Send + '_>>;
     /// Reads a small file at the top of the layout (`index.json`).
     fn read_named(&self, name: &str) -> Result<Vec<u8>>;
     fn describe(&self) -> String;
@@ -257,11 +257,11 @@ pub(crate) fn apply_layers(
             inner: blobs.open(&dg)?,
             progress,
         };
-        let mut r = crate::compression::decompress(BufReader::with_capacity(256 * 1024, raw))
+        let r = crate::compression::decompress(BufReader::with_capacity(256 * 1024, raw))
             .with_context(|| format!("cannot read {label}"))?;
-        apply_tar(
+        apply_tar_stream(
             &mut tree,
-            &mut r,
+            r,
             staging,
             LayerOptions { whiteouts: true },
             &label,
@@ -276,7 +276,7 @@ pub(crate) struct LayoutDir {
 }
 
 impl Blobs for LayoutDir {
-    fn open(&self, d: &Digest_) -> Result<Box<dyn Read + '_>> {
+    fn open(&self, d: &Digest_) -> Result<Box<dyn Read + Send + '_>> {
         let p = self.dir.join("blobs").join(d.alg).join(&d.hex);
         let f = std::fs::File::open(&p)
             .with_context(|| format!("blob {d} is missing from {}", self.describe()))?;

@@ -1,5 +1,5 @@
 use crate::import::{finish, ImportOutcome, Source};
-use crate::layer::{apply_tar, LayerOptions};
+use crate::layer::{apply_tar_stream, LayerOptions};
 use anyhow::{Context, Result};
 use fs::MemTree;
 use std::io::{BufReader, Read};
@@ -40,16 +40,10 @@ pub fn import_tar(
             progress,
         },
     );
-    let mut reader =
+    let reader =
         crate::compression::decompress(counted).with_context(|| format!("cannot read {label}"))?;
     let mut tree = MemTree::default();
-    apply_tar(
-        &mut tree,
-        &mut reader,
-        &staging,
-        LayerOptions::default(),
-        &label,
-    )?;
+    apply_tar_stream(&mut tree, reader, &staging, LayerOptions::default(), &label)?;
     let canon = std::fs::canonicalize(path)?;
     let source = Source {
         label: format!("tar:{}", canon.display()),

@@ -156,6 +156,89 @@ pub fn apply_tar(
     Ok(())
 }
 
+/// [`apply_tar`] with the reading (and so the decompression) on a thread of
+/// its own, so that unpacking overlaps hashing and writing.
+pub fn apply_tar_stream(
+    tree: &mut MemTree,
+    r: Box<dyn Read + Send + '_>,
+    staging: &Staging,
+    opts: LayerOptions,
+    label: &str,
+) -> Result<()> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(8);
+        s.spawn(move || {
+            let mut r = r;
+            // Sends 1 MiB chunks, then an empty chunk at the end, or the error.
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                let mut failed = None;
+                while filled < buf.len() {
+                    match r.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                buf.truncate(filled);
+                let end = filled == 0;
+                // A send fails only when the import gave up: stop reading.
+                if (!end || failed.is_none()) && tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+                if let Some(e) = failed {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
+        });
+        let mut reader = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
+        apply_tar(tree, &mut reader, staging, opts, label)
+    })
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(b)) if b.is_empty() => return Ok(0),
+                Ok(Ok(b)) => {
+                    self.cur = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(std::io::Error::other(
+                        "the archive reader stopped unexpectedly",
+                    ))
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 fn raw_join(c: &[&[u8]]) -> Vec<u8> {
     c.join(&b'/')
 }
