@@ -363,3 +363,64 @@ impl MemTree {
         MemTree { root, next_group }
     }
 }
+
+impl MemTree {
+    /// Loads a stored tree (metadata and hashes only).
+    pub fn load(store: &store::Store, root: &Hash) -> Result<MemTree> {
+        let mut groups: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut next = 1u64;
+        let children = load_dir(store, root, &mut groups, &mut next)?;
+        Ok(MemTree {
+            root: MemNode { meta: Meta { mode: 0o755, ..Default::default() }, kind: MemKind::Dir(children) },
+            next_group: next + 1,
+        })
+    }
+
+    /// Makes later groups start above `n` (after a scanner used ids up to it).
+    pub fn reserve_groups(&mut self, n: u64) {
+        self.next_group = self.next_group.max(n + 1);
+    }
+
+    pub fn next_group_id(&self) -> u64 {
+        self.next_group + 1
+    }
+}
+
+fn load_dir(
+    store: &store::Store,
+    h: &Hash,
+    groups: &mut HashMap<Vec<u8>, u64>,
+    next: &mut u64,
+) -> Result<BTreeMap<Vec<u8>, MemNode>> {
+    let t = store.read_tree(h)?;
+    let mut out = BTreeMap::new();
+    for e in t.into_entries() {
+        let meta = Meta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            mtime_nsec: e.mtime_nsec,
+            xattrs: e.xattrs,
+        };
+        let kind = match e.kind {
+            EntryKind::Dir(sub) => MemKind::Dir(load_dir(store, &sub, groups, next)?),
+            EntryKind::File(f) => {
+                let group = f.link.map(|l| {
+                    *groups.entry(l).or_insert_with(|| {
+                        *next += 1;
+                        *next
+                    })
+                });
+                MemKind::File { object: f.object, size: f.size, sparse: f.sparse, group }
+            }
+            EntryKind::Symlink(t) => MemKind::Symlink(t),
+            EntryKind::CharDev { major, minor } => MemKind::CharDev { major, minor },
+            EntryKind::BlockDev { major, minor } => MemKind::BlockDev { major, minor },
+            EntryKind::Fifo => MemKind::Fifo,
+            EntryKind::Socket => MemKind::Socket,
+        };
+        out.insert(e.name, MemNode { meta, kind });
+    }
+    Ok(out)
+}

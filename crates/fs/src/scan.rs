@@ -122,6 +122,54 @@ pub fn scan_dir(
     Ok(tree)
 }
 
+/// Scans single entries into tree nodes, storing content; used to fold an
+/// overlay's upper dir into a tree, reading each changed path through a
+/// read-only view of the merged layers.
+pub struct Scanner<'a> {
+    ctx: Ctx<'a>,
+    root: std::path::PathBuf,
+}
+
+impl<'a> Scanner<'a> {
+    /// `root` names the scanned tree in errors; `first_group` is the first
+    /// free hard-link group id of the tree the nodes go into.
+    pub fn new(root: &Path, staging: &'a Staging, progress: &'a dyn Progress, first_group: u64) -> Scanner<'a> {
+        Scanner {
+            ctx: Ctx {
+                staging,
+                progress,
+                opts: ScanOptions { stat_cache: false, one_file_system: false },
+                root_dev: 0,
+                old: StatCache::default(),
+                new: Mutex::new(HashMap::new()),
+                links: Mutex::new(HashMap::new()),
+                next_group: AtomicU64::new(first_group),
+                racy_after_ns: 0,
+            },
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Scans `name` in `dirfd` (recursively for a directory).
+    pub fn entry(&self, dirfd: &OwnedFd, name: &[u8], rel: &[u8]) -> Result<MemNode> {
+        scan_entry(&self.ctx, dirfd, name, &self.root, rel)
+            .with_context(|| format!("cannot read {}", show(&self.root, rel)))
+    }
+
+    /// Metadata (with xattrs) of `name` in `dirfd`, without content.
+    pub fn meta(&self, dirfd: &OwnedFd, name: &[u8]) -> Result<Meta> {
+        let st = rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)?;
+        let mut m = meta_of(&st);
+        m.xattrs = read_xattrs_at(dirfd, name)?;
+        Ok(m)
+    }
+
+    /// The next free hard-link group id.
+    pub fn next_group(&self) -> u64 {
+        self.ctx.next_group.load(Ordering::Relaxed)
+    }
+}
+
 fn meta_of(st: &Stat) -> Meta {
     Meta {
         mode: st.st_mode & 0o7777,
@@ -344,7 +392,7 @@ pub(crate) fn read_xattrs_fd<Fd: AsFd>(fd: Fd) -> std::io::Result<Vec<(Vec<u8>, 
 /// Reads the xattrs of an entry that must not be opened (symlinks, devices,
 /// fifos, sockets): through its parent's descriptor in /proc, without
 /// following the entry itself.
-fn read_xattrs_at(dirfd: &OwnedFd, name: &[u8]) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn read_xattrs_at(dirfd: &OwnedFd, name: &[u8]) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use std::os::fd::AsRawFd;
     let mut p = format!("/proc/self/fd/{}/", dirfd.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
