@@ -32,6 +32,9 @@ pub enum Command {
     /// Import, list, inspect and remove images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Create, mount, commit and remove bots: persistent root filesystems.
+    #[command(subcommand)]
+    Bot(BotCommand),
     /// Show what plain copies would take against what the store holds.
     Df(JsonFlag),
     /// Remove objects and trees that no ref reaches.
@@ -138,4 +141,86 @@ pub struct RmArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BotCommand {
+    /// Create a bot from an image. Ready in milliseconds once the image's
+    /// layer dir exists on this node (the first bot of an image builds it).
+    Create(BotCreateArgs),
+    /// Mount a bot's root, writable and persistent, at DIR or bots/ID/root.
+    Mount(BotMountArgs),
+    /// Unmount a bot (refused, naming the fix, while a process uses it).
+    Unmount(BotIdArgs),
+    /// Fold a bot's changes into the store; what the fleet already stores is
+    /// shared, new files become objects, and the bot's upper dir is emptied.
+    ///
+    /// The bot must be unmounted: overlayfs forbids changing a live mount's
+    /// upper dir, and a process in the bot must never see a file change
+    /// under it. Unmount, commit, mount again.
+    Commit(BotCommitArgs),
+    /// List bots: image, driver, mount point, uncommitted bytes.
+    Ls(JsonFlag),
+    /// Show one bot.
+    Show(BotIdArgs),
+    /// Remove a bot (refused while mounted unless --force).
+    Rm(BotRmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BotCreateArgs {
+    /// The bot's id: up to 63 bytes, no '/', whitespace, '.' or '..'.
+    pub id: String,
+    /// The image to start from.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub image: String,
+    /// How the root is presented: overlay (kernel overlayfs, root).
+    #[arg(long, default_value = "overlay", env = "BOTYARD_DRIVER")]
+    pub driver: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotMountArgs {
+    /// The bot to mount (omit with --all).
+    #[arg(required_unless_present = "all")]
+    pub id: Option<String>,
+    /// Where to mount it [default: STORE/bots/ID/root].
+    #[arg(long, value_name = "DIR", conflicts_with = "all")]
+    pub at: Option<PathBuf>,
+    /// Mount every bot that is not mounted, where it was last mounted
+    /// (after a reboot).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotIdArgs {
+    pub id: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotCommitArgs {
+    /// The bot to commit (omit with --all).
+    #[arg(required_unless_present = "all")]
+    pub id: Option<String>,
+    /// Commit every bot that is not mounted.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotRmArgs {
+    pub id: String,
+    /// Unmount it first if it is mounted.
+    #[arg(long)]
+    pub force: bool,
 }

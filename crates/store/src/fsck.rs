@@ -42,8 +42,15 @@ impl Store {
         for (name, r) in self.images()? {
             report.refs += 1;
             match r {
-                Ok(r) => roots.push((name, r.tree)),
+                Ok(r) => roots.push((format!("image {name}"), r.tree)),
                 Err(e) => problems.push(format!("image {name}: {e:#}")),
+            }
+        }
+        for (name, r) in self.other_refs()? {
+            report.refs += 1;
+            match r {
+                Ok(trees) => roots.extend(trees.into_iter().map(|t| (name.clone(), t))),
+                Err(e) => problems.push(format!("{name}: {e:#}")),
             }
         }
         progress.phase("checking refs", None, Unit::Items);

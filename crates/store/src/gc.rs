@@ -22,6 +22,9 @@ impl Store {
             let r = r.with_context(|| format!("image {name}"))?;
             roots.push(r.tree);
         }
+        for (name, r) in self.other_refs()? {
+            roots.extend(r.with_context(|| format!("ref {name}"))?);
+        }
         Ok(roots)
     }
 

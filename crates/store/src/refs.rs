@@ -137,3 +137,67 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// Refs of other kinds (`refs/KIND/ID`, bots for instance) and the trees
+    /// each keeps alive. The store does not know those kinds; by convention
+    /// every ref is a JSON object whose top-level string fields named `tree`
+    /// or ending in `_tree` name trees to keep.
+    pub fn other_refs(&self) -> Result<Vec<(String, Result<Vec<Hash>>)>> {
+        let mut out = Vec::new();
+        for kind in fs::read_dir(self.refs_dir())? {
+            let kind = kind?;
+            let kname = kind.file_name().to_string_lossy().into_owned();
+            if kname == "images" || !kind.file_type()?.is_dir() {
+                continue;
+            }
+            for r in fs::read_dir(kind.path())? {
+                let r = r?;
+                let name = format!("{kname}/{}", r.file_name().to_string_lossy());
+                let trees = fs::read(r.path())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).map_err(anyhow::Error::from))
+                    .and_then(|v| {
+                        let obj = v.as_object().ok_or_else(|| anyhow::anyhow!("not a JSON object"))?;
+                        obj.iter()
+                            .filter(|(k, _)| *k == "tree" || k.ends_with("_tree"))
+                            .map(|(k, v)| {
+                                v.as_str()
+                                    .and_then(|s| s.parse::<Hash>().ok())
+                                    .ok_or_else(|| anyhow::anyhow!("field {k} is not a tree hash"))
+                            })
+                            .collect()
+                    })
+                    .with_context(|| format!("ref {} cannot be read", r.path().display()));
+                out.push((name, trees));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Writes `refs/KIND/ID` atomically (see [`Store::other_refs`] for the
+    /// convention its JSON must follow).
+    pub fn write_ref(&self, kind: &str, id: &str, value: &serde_json::Value) -> Result<()> {
+        crate::names::validate_segment("ref kind", kind, 64)?;
+        crate::names::validate_segment("ref id", id, 128)?;
+        let dir = self.refs_dir().join(kind);
+        fs::create_dir_all(&dir)?;
+        write_file_atomic(&self.tmp_dir(), &dir.join(id), &serde_json::to_vec_pretty(value)?, 0o644)
+    }
+
+    pub fn read_ref(&self, kind: &str, id: &str) -> Result<Option<serde_json::Value>> {
+        let p = self.refs_dir().join(kind).join(id);
+        match fs::read(&p) {
+            Ok(d) => Ok(Some(serde_json::from_slice(&d).with_context(|| format!("ref {} is damaged", p.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+        }
+    }
+
+    pub fn remove_ref(&self, kind: &str, id: &str) -> Result<()> {
+        let dir = self.refs_dir().join(kind);
+        fs::remove_file(dir.join(id))?;
+        crate::atomic::fsync_dir(&dir)
+    }
+}

@@ -1,6 +1,11 @@
 //! One file per verb; each turns parsed arguments into library calls and
 //! prints the result. Returns the process exit code.
 
+mod bot_commit;
+mod bot_create;
+mod bot_ls;
+mod bot_mount;
+mod bot_rm;
 mod df;
 mod fsck;
 mod gc;
@@ -11,7 +16,7 @@ mod image_pull;
 mod image_rm;
 mod init;
 
-use crate::cli::{Cli, Command, ImageCommand};
+use crate::cli::{BotCommand, Cli, Command, ImageCommand};
 use crate::progress::Bars;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -49,6 +54,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Image(ImageCommand::Ls(a)) => image_ls::run(&ctx, a),
         Command::Image(ImageCommand::Inspect(a)) => image_inspect::run(&ctx, a),
         Command::Image(ImageCommand::Rm(a)) => image_rm::run(&ctx, a),
+        Command::Bot(BotCommand::Create(a)) => bot_create::run(&ctx, a),
+        Command::Bot(BotCommand::Mount(a)) => bot_mount::mount(&ctx, a),
+        Command::Bot(BotCommand::Unmount(a)) => bot_mount::unmount(&ctx, a),
+        Command::Bot(BotCommand::Commit(a)) => bot_commit::run(&ctx, a),
+        Command::Bot(BotCommand::Ls(a)) => bot_ls::ls(&ctx, a),
+        Command::Bot(BotCommand::Show(a)) => bot_ls::show(&ctx, a),
+        Command::Bot(BotCommand::Rm(a)) => bot_rm::run(&ctx, a),
         Command::Df(a) => df::run(&ctx, a),
         Command::Gc(a) => gc::run(&ctx, a),
         Command::Fsck(a) => fsck::run(&ctx, a),

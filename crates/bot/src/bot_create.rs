@@ -1,0 +1,30 @@
+use crate::state::{empty_dir, now, Bot, BotRef, Driver};
+use anyhow::{bail, Result};
+use store::{ImageName, Store};
+
+/// Creates a bot from an image: a ref and empty upper and work dirs. The
+/// first bot of an image builds the image's layer dir; the others reuse it.
+pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Result<BotRef> {
+    let bot = Bot::new(store, id)?;
+    let _lock = bot.lock()?;
+    if bot.exists()? {
+        bail!("bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`");
+    }
+    let img = store.image(image)?;
+    fs::layer_dir(store, &img.tree)?;
+    // Leftovers of an interrupted create have no ref; start clean.
+    empty_dir(&bot.upper())?;
+    empty_dir(&bot.work())?;
+    std::fs::create_dir_all(bot.default_mount())?;
+    let r = BotRef {
+        id: id.to_string(),
+        image: image.to_string(),
+        image_tree: img.tree,
+        tree: img.tree,
+        driver,
+        created: now(),
+        committed: None,
+    };
+    bot.save(&r)?;
+    Ok(r)
+}

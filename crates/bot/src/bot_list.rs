@@ -1,0 +1,58 @@
+use crate::state::{Bot, BotRef};
+use anyhow::Result;
+use std::path::Path;
+use store::Store;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BotInfo {
+    #[serde(flatten)]
+    pub bot: BotRef,
+    pub mounted_at: Option<String>,
+    /// Disk bytes of the upper dir: what changed since the last commit.
+    pub uncommitted_bytes: u64,
+}
+
+pub(crate) fn ids(store: &Store) -> Result<Vec<String>> {
+    let dir = store.refs_dir().join("bots");
+    let mut ids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd {
+            ids.push(e?.file_name().to_string_lossy().into_owned());
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+fn du(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+    let mut n = m.blocks() * 512;
+    if m.is_dir() {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.flatten() {
+                n += du(&e.path());
+            }
+        }
+    }
+    n
+}
+
+pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
+    let bot = Bot::new(store, id)?;
+    let r = bot.load()?;
+    Ok(BotInfo {
+        bot: r,
+        mounted_at: bot.mounted_at().map(|p| p.display().to_string()),
+        uncommitted_bytes: du(&bot.upper()).saturating_sub(du_empty()),
+    })
+}
+
+/// An empty directory's own blocks, not counted as change.
+fn du_empty() -> u64 {
+    4096
+}
+
+pub fn list(store: &Store) -> Result<Vec<BotInfo>> {
+    ids(store)?.iter().map(|id| show(store, id)).collect()
+}

@@ -1,0 +1,58 @@
+use crate::state::Bot;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use store::Store;
+
+/// Mounts a bot's root, writable, at `at` (default `bots/ID/root`).
+pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
+    let bot = Bot::new(store, id)?;
+    let _lock = bot.lock()?;
+    let r = bot.load()?;
+    if let Some(p) = bot.mounted_at() {
+        bail!("bot {id} is already mounted at {}; unmount it first", p.display());
+    }
+    let target = match at {
+        Some(p) => {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create the mount point {}", p.display()))?;
+            std::fs::canonicalize(p)?
+        }
+        None => {
+            std::fs::create_dir_all(bot.default_mount())?;
+            bot.default_mount()
+        }
+    };
+    let spec = fs::OverlaySpec {
+        upper: Some((bot.upper(), bot.work())),
+        lowers: bot.lowers(&r)?,
+        data: vec![store.objects_dir()],
+    };
+    fs::mount_overlay(&spec, &target).with_context(|| format!("cannot mount bot {id}"))?;
+    store::write_file_atomic(&store.tmp_dir(), &bot.mount_record(), target.as_os_str().as_encoded_bytes(), 0o644)?;
+    Ok(target)
+}
+
+/// Unmounts a bot. Fails, naming the fix, while a process uses it.
+pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
+    let bot = Bot::new(store, id)?;
+    let _lock = bot.lock()?;
+    bot.load()?;
+    let Some(p) = bot.mounted_at() else { bail!("bot {id} is not mounted") };
+    fs::unmount(&p)?;
+    Ok(p)
+}
+
+/// Mounts every bot that was mounted before (after a reboot): at the place
+/// it was last mounted, or its default place.
+pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
+    let mut out = Vec::new();
+    for id in crate::bot_list::ids(store)? {
+        let bot = Bot::new(store, &id)?;
+        if bot.mounted_at().is_some() {
+            continue;
+        }
+        let last = std::fs::read_to_string(bot.mount_record()).ok().map(|s| PathBuf::from(s.trim_end_matches('\n')));
+        let res = mount(store, &id, last.as_deref());
+        out.push((id, res));
+    }
+    Ok(out)
+}

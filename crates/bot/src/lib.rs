@@ -1,0 +1,23 @@
+//! Bots: named, persistent root filesystems built from an image.
+//!
+//! A bot is a ref (`refs/bots/ID`: its image, its committed tree) and a
+//! directory `bots/ID/` holding the overlay's `upper` (what changed since the
+//! last commit), `work`, and the default mount point `root`. Mounted, it is
+//! `overlay(upper, lowers = [diff layer of its tree over the image's, the
+//! image's layer dir], data = objects)`. A commit folds the upper into the
+//! store, where files the fleet already holds are shared, and empties it.
+//! One file per verb. This crate never talks to Kubernetes.
+
+mod bot_commit;
+mod bot_create;
+mod bot_list;
+mod bot_mount;
+mod bot_rm;
+mod state;
+
+pub use bot_commit::{commit, CommitOutcome};
+pub use bot_create::create;
+pub use bot_list::{list, show, BotInfo};
+pub use bot_mount::{mount, mount_all, unmount};
+pub use bot_rm::remove;
+pub use state::{validate_id, Bot, BotRef, Driver};

@@ -1,0 +1,151 @@
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use store::{Hash, Store};
+
+pub const MAX_ID: usize = 63;
+
+/// Checks a bot id: a path segment of at most 63 bytes.
+pub fn validate_id(id: &str) -> Result<()> {
+    store::validate_segment("bot id", id, MAX_ID).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if id.chars().any(char::is_whitespace) {
+        bail!("bot id '{id}' contains whitespace; use letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// How a bot's root is presented.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// Kernel overlayfs over layer dirs of metacopy stubs (root, Linux ≥ 6.8).
+    #[default]
+    Overlay,
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::Overlay => "overlay",
+        })
+    }
+}
+
+impl FromStr for Driver {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "overlay" => Ok(Driver::Overlay),
+            "copy" => bail!("the copy driver is not available yet; use --driver overlay"),
+            other => bail!("unknown driver '{other}'; use overlay"),
+        }
+    }
+}
+
+/// What `refs/bots/ID` holds. Fields named `tree` or ending in `_tree` keep
+/// their trees alive through gc (the store's convention).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BotRef {
+    pub id: String,
+    /// The image it was created from, and that image's tree at the time.
+    pub image: String,
+    pub image_tree: Hash,
+    /// The committed tree (the image's tree until the first commit).
+    pub tree: Hash,
+    pub driver: Driver,
+    pub created: String,
+    pub committed: Option<String>,
+}
+
+/// A bot's paths in a store.
+pub struct Bot {
+    pub store: Store,
+    pub id: String,
+}
+
+impl Bot {
+    pub fn new(store: &Store, id: &str) -> Result<Bot> {
+        validate_id(id)?;
+        Ok(Bot { store: store.clone(), id: id.to_string() })
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.store.root().join("bots").join(&self.id)
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir().join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir().join("work")
+    }
+    pub fn default_mount(&self) -> PathBuf {
+        self.dir().join("root")
+    }
+    /// Records where the bot is mounted, so `unmount` and `mount --all`
+    /// after a reboot find it.
+    pub fn mount_record(&self) -> PathBuf {
+        self.dir().join("mountpoint")
+    }
+
+    pub fn load(&self) -> Result<BotRef> {
+        match self.store.read_ref("bots", &self.id)? {
+            Some(v) => serde_json::from_value(v).with_context(|| format!("ref of bot {} is damaged; run `botyard fsck`", self.id)),
+            None => bail!("no bot {} in the store; see `botyard bot ls`", self.id),
+        }
+    }
+
+    pub fn exists(&self) -> Result<bool> {
+        Ok(self.store.read_ref("bots", &self.id)?.is_some())
+    }
+
+    pub fn save(&self, r: &BotRef) -> Result<()> {
+        self.store.write_ref("bots", &self.id, &serde_json::to_value(r)?)
+    }
+
+    /// Where the bot is mounted now, if it is.
+    pub fn mounted_at(&self) -> Option<PathBuf> {
+        let p = PathBuf::from(std::fs::read_to_string(self.mount_record()).ok()?.trim_end_matches('\n'));
+        fs::is_overlay_mount(&p).then_some(p)
+    }
+
+    /// Takes the bot's own lock: one verb at a time per bot.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(self.dir())?;
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.dir().join("lock"))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+            anyhow::anyhow!("bot {} is busy with another botyard command; retry when it is done", self.id)
+        })?;
+        Ok(f)
+    }
+
+    /// The lower layers of the bot's overlay, top first: the diff of its
+    /// tree over the image (if any), then the image. Missing layer dirs are
+    /// rebuilt from the store.
+    pub fn lowers(&self, r: &BotRef) -> Result<Vec<PathBuf>> {
+        let mut lowers = Vec::new();
+        if r.tree != r.image_tree {
+            lowers.push(fs::diff_layer_dir(&self.store, &r.tree, &r.image_tree)?);
+        }
+        lowers.push(fs::layer_dir(&self.store, &r.image_tree)?);
+        Ok(lowers)
+    }
+}
+
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Empties a directory (the upper or work dir), keeping the directory.
+pub(crate) fn empty_dir(p: &std::path::Path) -> Result<()> {
+    if p.exists() {
+        std::fs::remove_dir_all(p).with_context(|| format!("cannot empty {}", p.display()))?;
+    }
+    std::fs::create_dir_all(p)?;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+use super::Ctx;
+use crate::cli::{BotIdArgs, JsonFlag};
+use crate::output::bytes;
+use anyhow::Result;
+
+pub fn ls(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
+    let store = ctx.open()?;
+    let bots = bot::list(&store)?;
+    if a.json {
+        crate::output::json(&bots)?;
+    } else if bots.is_empty() {
+        ctx.say("no bots; create one with `botyard bot create ID --image NAME:TAG`");
+    } else {
+        let rows: Vec<Vec<String>> = bots
+            .iter()
+            .map(|b| {
+                vec![
+                    b.bot.id.clone(),
+                    b.bot.image.clone(),
+                    b.bot.driver.to_string(),
+                    b.mounted_at.clone().unwrap_or_else(|| "-".into()),
+                    bytes(b.uncommitted_bytes),
+                ]
+            })
+            .collect();
+        crate::output::table(&["BOT", "IMAGE", "DRIVER", "MOUNTED AT", "UNCOMMITTED"], &rows);
+    }
+    Ok(0)
+}
+
+pub fn show(ctx: &Ctx, a: BotIdArgs) -> Result<i32> {
+    bot::validate_id(&a.id)?;
+    let store = ctx.open()?;
+    let b = bot::show(&store, &a.id)?;
+    if a.json {
+        crate::output::json(&b)?;
+        return Ok(0);
+    }
+    println!("bot:         {}", b.bot.id);
+    println!("image:       {} (tree {})", b.bot.image, &b.bot.image_tree.to_hex()[..16]);
+    println!("tree:        blake3:{}", b.bot.tree);
+    println!("driver:      {}", b.bot.driver);
+    println!("mounted at:  {}", b.mounted_at.as_deref().unwrap_or("-"));
+    println!("uncommitted: {}", bytes(b.uncommitted_bytes));
+    println!("created:     {}", b.bot.created);
+    println!("committed:   {}", b.bot.committed.as_deref().unwrap_or("-"));
+    Ok(0)
+}
