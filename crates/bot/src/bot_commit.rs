@@ -40,14 +40,23 @@ pub fn commit(store: &Store, id: &str, progress: &dyn Progress) -> Result<Option
         );
     }
     let upper = bot.upper();
-    if std::fs::read_dir(&upper).with_context(|| format!("cannot read {}", upper.display()))?.next().is_none() {
+    if std::fs::read_dir(&upper)
+        .with_context(|| format!("cannot read {}", upper.display()))?
+        .next()
+        .is_none()
+    {
         return Ok(None);
     }
-    let view = store.tmp_dir().join(format!("view-{id}-{}", std::process::id()));
+    let view = store
+        .tmp_dir()
+        .join(format!("view-{id}-{}", std::process::id()));
     std::fs::create_dir_all(&view)?;
-    let mut lowers = vec![upper.clone()];
-    lowers.extend(bot.lowers(&r)?);
-    let spec = fs::OverlaySpec { upper: None, lowers, data: vec![store.objects_dir()] };
+    let spec = fs::OverlaySpec {
+        upper: Some((upper.clone(), bot.work())),
+        lowers: bot.lowers(&r)?,
+        data: vec![store.objects_dir()],
+        readonly: true,
+    };
     fs::mount_overlay(&spec, &view).context("cannot mount a read-only view of the bot")?;
     let guard = Unmount(view.clone());
 

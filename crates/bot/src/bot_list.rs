@@ -26,7 +26,9 @@ pub(crate) fn ids(store: &Store) -> Result<Vec<String>> {
 
 fn du(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
     let mut n = m.blocks() * 512;
     if m.is_dir() {
         if let Ok(rd) = std::fs::read_dir(p) {

@@ -9,11 +9,15 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
     let _lock = bot.lock()?;
     let r = bot.load()?;
     if let Some(p) = bot.mounted_at() {
-        bail!("bot {id} is already mounted at {}; unmount it first", p.display());
+        bail!(
+            "bot {id} is already mounted at {}; unmount it first",
+            p.display()
+        );
     }
     let target = match at {
         Some(p) => {
-            std::fs::create_dir_all(p).with_context(|| format!("cannot create the mount point {}", p.display()))?;
+            std::fs::create_dir_all(p)
+                .with_context(|| format!("cannot create the mount point {}", p.display()))?;
             std::fs::canonicalize(p)?
         }
         None => {
@@ -25,9 +29,15 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
         upper: Some((bot.upper(), bot.work())),
         lowers: bot.lowers(&r)?,
         data: vec![store.objects_dir()],
+        readonly: false,
     };
     fs::mount_overlay(&spec, &target).with_context(|| format!("cannot mount bot {id}"))?;
-    store::write_file_atomic(&store.tmp_dir(), &bot.mount_record(), target.as_os_str().as_encoded_bytes(), 0o644)?;
+    store::write_file_atomic(
+        &store.tmp_dir(),
+        &bot.mount_record(),
+        target.as_os_str().as_encoded_bytes(),
+        0o644,
+    )?;
     Ok(target)
 }
 
@@ -36,7 +46,9 @@ pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     bot.load()?;
-    let Some(p) = bot.mounted_at() else { bail!("bot {id} is not mounted") };
+    let Some(p) = bot.mounted_at() else {
+        bail!("bot {id} is not mounted")
+    };
     fs::unmount(&p)?;
     Ok(p)
 }
@@ -50,7 +62,9 @@ pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
         if bot.mounted_at().is_some() {
             continue;
         }
-        let last = std::fs::read_to_string(bot.mount_record()).ok().map(|s| PathBuf::from(s.trim_end_matches('\n')));
+        let last = std::fs::read_to_string(bot.mount_record())
+            .ok()
+            .map(|s| PathBuf::from(s.trim_end_matches('\n')));
         let res = mount(store, &id, last.as_deref());
         out.push((id, res));
     }

@@ -10,7 +10,10 @@ pub fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
     bot.load()?;
     if let Some(p) = bot.mounted_at() {
         if !force {
-            bail!("bot {id} is mounted at {}; unmount it first or pass --force", p.display());
+            bail!(
+                "bot {id} is mounted at {}; unmount it first or pass --force",
+                p.display()
+            );
         }
         fs::unmount(&p)?;
     }

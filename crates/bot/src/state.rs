@@ -67,7 +67,10 @@ pub struct Bot {
 impl Bot {
     pub fn new(store: &Store, id: &str) -> Result<Bot> {
         validate_id(id)?;
-        Ok(Bot { store: store.clone(), id: id.to_string() })
+        Ok(Bot {
+            store: store.clone(),
+            id: id.to_string(),
+        })
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -90,7 +93,8 @@ impl Bot {
 
     pub fn load(&self) -> Result<BotRef> {
         match self.store.read_ref("bots", &self.id)? {
-            Some(v) => serde_json::from_value(v).with_context(|| format!("ref of bot {} is damaged; run `botyard fsck`", self.id)),
+            Some(v) => serde_json::from_value(v)
+                .with_context(|| format!("ref of bot {} is damaged; run `botyard fsck`", self.id)),
             None => bail!("no bot {} in the store; see `botyard bot ls`", self.id),
         }
     }
@@ -100,12 +104,17 @@ impl Bot {
     }
 
     pub fn save(&self, r: &BotRef) -> Result<()> {
-        self.store.write_ref("bots", &self.id, &serde_json::to_value(r)?)
+        self.store
+            .write_ref("bots", &self.id, &serde_json::to_value(r)?)
     }
 
     /// Where the bot is mounted now, if it is.
     pub fn mounted_at(&self) -> Option<PathBuf> {
-        let p = PathBuf::from(std::fs::read_to_string(self.mount_record()).ok()?.trim_end_matches('\n'));
+        let p = PathBuf::from(
+            std::fs::read_to_string(self.mount_record())
+                .ok()?
+                .trim_end_matches('\n'),
+        );
         fs::is_overlay_mount(&p).then_some(p)
     }
 
@@ -118,9 +127,14 @@ impl Bot {
             .create(true)
             .truncate(false)
             .open(self.dir().join("lock"))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
-            anyhow::anyhow!("bot {} is busy with another botyard command; retry when it is done", self.id)
-        })?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                anyhow::anyhow!(
+                    "bot {} is busy with another botyard command; retry when it is done",
+                    self.id
+                )
+            },
+        )?;
         Ok(f)
     }
 

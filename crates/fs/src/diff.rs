@@ -14,7 +14,11 @@ pub enum Change {
     /// Both have it, not both directories, and they differ.
     Replaced { old: Entry, new: Entry },
     /// Both are directories with different contents or metadata.
-    Dir { old: Entry, new: Entry, children: BTreeMap<Vec<u8>, Change> },
+    Dir {
+        old: Entry,
+        new: Entry,
+        children: BTreeMap<Vec<u8>, Change>,
+    },
 }
 
 /// The differences of `tree` from `base`, by name, recursively.
@@ -33,10 +37,23 @@ pub fn diff_trees(store: &Store, tree: &Tree, base: &Tree) -> Result<BTreeMap<Ve
                     } else {
                         diff_trees(store, &store.read_tree(eh)?, &store.read_tree(bh)?)?
                     };
-                    out.insert(e.name.clone(), Change::Dir { old: b.clone(), new: e.clone(), children });
+                    out.insert(
+                        e.name.clone(),
+                        Change::Dir {
+                            old: b.clone(),
+                            new: e.clone(),
+                            children,
+                        },
+                    );
                 }
                 _ => {
-                    out.insert(e.name.clone(), Change::Replaced { old: b.clone(), new: e.clone() });
+                    out.insert(
+                        e.name.clone(),
+                        Change::Replaced {
+                            old: b.clone(),
+                            new: e.clone(),
+                        },
+                    );
                 }
             },
         }

@@ -27,7 +27,11 @@ fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
 pub fn layer_dir(store: &Store, tree: &Hash) -> Result<PathBuf> {
     let name = tree.to_hex();
     build_once(store, &name, |root| {
-        let mut m = Materializer { store, links: HashMap::new(), root };
+        let mut m = Materializer {
+            store,
+            links: HashMap::new(),
+            root,
+        };
         m.tree_into(root, &store.read_tree(tree)?, b"")
     })
 }
@@ -39,7 +43,11 @@ pub fn diff_layer_dir(store: &Store, tree: &Hash, base: &Hash) -> Result<PathBuf
     let name = format!("{}-over-{}", tree.to_hex(), base.to_hex());
     build_once(store, &name, |root| {
         let changes = diff_trees(store, &store.read_tree(tree)?, &store.read_tree(base)?)?;
-        let mut m = Materializer { store, links: HashMap::new(), root };
+        let mut m = Materializer {
+            store,
+            links: HashMap::new(),
+            root,
+        };
         m.changes_into(root, &changes, b"")
     })
 }
@@ -49,7 +57,11 @@ pub fn layers_root(store: &Store) -> PathBuf {
     store.root().join("layers")
 }
 
-fn build_once(store: &Store, name: &str, fill: impl FnOnce(BorrowedFd<'_>) -> Result<()>) -> Result<PathBuf> {
+fn build_once(
+    store: &Store,
+    name: &str,
+    fill: impl FnOnce(BorrowedFd<'_>) -> Result<()>,
+) -> Result<PathBuf> {
     let root = layers_root(store);
     let dest = root.join(name);
     // Built in tmp/ and renamed into place, so an existing one is complete.
@@ -57,17 +69,25 @@ fn build_once(store: &Store, name: &str, fill: impl FnOnce(BorrowedFd<'_>) -> Re
         return Ok(dest);
     }
     std::fs::create_dir_all(&root)?;
-    let tmp = store.tmp_dir().join(format!("layer-{}-{name}", std::process::id()));
+    let tmp = store
+        .tmp_dir()
+        .join(format!("layer-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp)?;
     let res = (|| -> Result<()> {
-        let fd = io(rustix::fs::open(&tmp, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()))?;
+        let fd = io(rustix::fs::open(
+            &tmp,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ))?;
         fill(fd.as_fd())?;
         Ok(())
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e).context("cannot build a layer dir (it needs root for trusted xattrs, owners and devices)");
+        return Err(e).context(
+            "cannot build a layer dir (it needs root for trusted xattrs, owners and devices)",
+        );
     }
     match std::fs::rename(&tmp, &dest) {
         Ok(()) => {}
@@ -75,7 +95,9 @@ fn build_once(store: &Store, name: &str, fill: impl FnOnce(BorrowedFd<'_>) -> Re
         Err(_) if dest.is_dir() => {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot move a layer dir to {}", dest.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot move a layer dir to {}", dest.display()))
+        }
     }
     Ok(dest)
 }
@@ -117,13 +139,29 @@ impl Materializer<'_> {
         Ok(())
     }
 
-    fn changes_into(&mut self, dir: BorrowedFd<'_>, changes: &BTreeMap<Vec<u8>, Change>, rel: &[u8]) -> Result<()> {
+    fn changes_into(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        changes: &BTreeMap<Vec<u8>, Change>,
+        rel: &[u8],
+    ) -> Result<()> {
         for (name, c) in changes {
             let path = join(rel, name);
             match c {
                 Change::Deleted(_) => {
-                    io(rustix::fs::mknodat(dir, name.as_slice(), rustix::fs::FileType::CharacterDevice, Mode::empty(), 0))
-                        .with_context(|| format!("cannot create a whiteout for {}", String::from_utf8_lossy(&path)))?;
+                    io(rustix::fs::mknodat(
+                        dir,
+                        name.as_slice(),
+                        rustix::fs::FileType::CharacterDevice,
+                        Mode::empty(),
+                        0,
+                    ))
+                    .with_context(|| {
+                        format!(
+                            "cannot create a whiteout for {}",
+                            String::from_utf8_lossy(&path)
+                        )
+                    })?;
                 }
                 Change::Added(e) | Change::Replaced { new: e, .. } => self.entry(dir, e, &path)?,
                 Change::Dir { new, children, .. } => {
@@ -159,8 +197,14 @@ impl Materializer<'_> {
             EntryKind::File(f) => {
                 if let Some(leader) = &f.link {
                     if let Some(first) = self.links.get(leader) {
-                        io(rustix::fs::linkat(self.root, first.as_slice(), dir, name, AtFlags::empty()))
-                            .with_context(|| format!("cannot link {}", shown()))?;
+                        io(rustix::fs::linkat(
+                            self.root,
+                            first.as_slice(),
+                            dir,
+                            name,
+                            AtFlags::empty(),
+                        ))
+                        .with_context(|| format!("cannot link {}", shown()))?;
                         return Ok(());
                     }
                     self.links.insert(leader.clone(), path.to_vec());
@@ -168,16 +212,32 @@ impl Materializer<'_> {
                 let fd = io(rustix::fs::openat(
                     dir,
                     name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 ))
                 .with_context(|| format!("cannot create {}", shown()))?;
                 if f.size > 0 {
                     io(rustix::fs::ftruncate(&fd, f.size))?;
-                    io(rustix::fs::fsetxattr(&fd, "trusted.overlay.metacopy", b"", XattrFlags::empty()))
-                        .with_context(|| format!("cannot mark {} as a metacopy stub (needs root)", shown()))?;
+                    io(rustix::fs::fsetxattr(
+                        &fd,
+                        "trusted.overlay.metacopy",
+                        b"",
+                        XattrFlags::empty(),
+                    ))
+                    .with_context(|| {
+                        format!("cannot mark {} as a metacopy stub (needs root)", shown())
+                    })?;
                     let redirect = format!("/{}", f.object.rel_path());
-                    io(rustix::fs::fsetxattr(&fd, "trusted.overlay.redirect", redirect.as_bytes(), XattrFlags::empty()))?;
+                    io(rustix::fs::fsetxattr(
+                        &fd,
+                        "trusted.overlay.redirect",
+                        redirect.as_bytes(),
+                        XattrFlags::empty(),
+                    ))?;
                 }
                 self.set_meta(dir, name, Some(fd.as_fd()), e)?;
             }
@@ -191,16 +251,34 @@ impl Materializer<'_> {
                 } else {
                     rustix::fs::FileType::BlockDevice
                 };
-                io(rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), rustix::fs::makedev(*major, *minor)))
-                    .with_context(|| format!("cannot create device {} (needs root)", shown()))?;
+                io(rustix::fs::mknodat(
+                    dir,
+                    name,
+                    ft,
+                    Mode::from_raw_mode(0o600),
+                    rustix::fs::makedev(*major, *minor),
+                ))
+                .with_context(|| format!("cannot create device {} (needs root)", shown()))?;
                 self.set_meta(dir, name, None, e)?;
             }
             EntryKind::Fifo => {
-                io(rustix::fs::mknodat(dir, name, rustix::fs::FileType::Fifo, Mode::from_raw_mode(0o600), 0))?;
+                io(rustix::fs::mknodat(
+                    dir,
+                    name,
+                    rustix::fs::FileType::Fifo,
+                    Mode::from_raw_mode(0o600),
+                    0,
+                ))?;
                 self.set_meta(dir, name, None, e)?;
             }
             EntryKind::Socket => {
-                io(rustix::fs::mknodat(dir, name, rustix::fs::FileType::Socket, Mode::from_raw_mode(0o600), 0))?;
+                io(rustix::fs::mknodat(
+                    dir,
+                    name,
+                    rustix::fs::FileType::Socket,
+                    Mode::from_raw_mode(0o600),
+                    0,
+                ))?;
                 self.set_meta(dir, name, None, e)?;
             }
         }
@@ -209,30 +287,68 @@ impl Materializer<'_> {
 
     /// Owner, then mode (chown clears setuid), then xattrs (chown clears
     /// security.capability), then times (last, as everything else moves them).
-    fn set_meta(&self, dir: BorrowedFd<'_>, name: &[u8], fd: Option<BorrowedFd<'_>>, e: &Entry) -> Result<()> {
+    fn set_meta(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        fd: Option<BorrowedFd<'_>>,
+        e: &Entry,
+    ) -> Result<()> {
         let uid = Some(rustix::fs::Uid::from_raw(e.uid));
         let gid = Some(rustix::fs::Gid::from_raw(e.gid));
-        let t = Timespec { tv_sec: e.mtime, tv_nsec: e.mtime_nsec as _ };
-        let times = Timestamps { last_access: t, last_modification: t };
+        let t = Timespec {
+            tv_sec: e.mtime,
+            tv_nsec: e.mtime_nsec as _,
+        };
+        let times = Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
         match fd {
             Some(fd) => {
                 io(rustix::fs::fchown(fd, uid, gid))?;
                 io(rustix::fs::fchmod(fd, Mode::from_raw_mode(e.mode)))?;
                 for (k, v) in &e.xattrs {
-                    io(rustix::fs::fsetxattr(fd, escape(k).as_slice(), v, XattrFlags::empty()))?;
+                    io(rustix::fs::fsetxattr(
+                        fd,
+                        escape(k).as_slice(),
+                        v,
+                        XattrFlags::empty(),
+                    ))?;
                 }
                 io(rustix::fs::futimens(fd, &times))?;
             }
             None => {
-                io(rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW))?;
+                io(rustix::fs::chownat(
+                    dir,
+                    name,
+                    uid,
+                    gid,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                ))?;
                 if !matches!(e.kind, EntryKind::Symlink(_)) {
-                    io(rustix::fs::chmodat(dir, name, Mode::from_raw_mode(e.mode), AtFlags::empty()))?;
+                    io(rustix::fs::chmodat(
+                        dir,
+                        name,
+                        Mode::from_raw_mode(e.mode),
+                        AtFlags::empty(),
+                    ))?;
                 }
                 let p = proc_path(dir, name);
                 for (k, v) in &e.xattrs {
-                    io(rustix::fs::lsetxattr(p.as_c_str(), escape(k).as_slice(), v, XattrFlags::empty()))?;
+                    io(rustix::fs::lsetxattr(
+                        p.as_c_str(),
+                        escape(k).as_slice(),
+                        v,
+                        XattrFlags::empty(),
+                    ))?;
                 }
-                io(rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW))?;
+                io(rustix::fs::utimensat(
+                    dir,
+                    name,
+                    &times,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                ))?;
             }
         }
         Ok(())

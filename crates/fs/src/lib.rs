@@ -25,7 +25,7 @@ mod upper;
 
 pub use diff::{diff_trees, Change};
 pub use layer_dir::{diff_layer_dir, layer_dir, layers_root};
-pub use memtree::{split_path, Meta, MemKind, MemNode, MemTree, TreeStats};
+pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
 pub use overlay::{is_overlay_mount, mount_overlay, unmount, OverlaySpec};
 pub use scan::{scan_dir, ScanOptions, Scanner};
 pub use upper::{fold_upper, FoldStats};

@@ -371,9 +371,36 @@ impl MemTree {
         let mut next = 1u64;
         let children = load_dir(store, root, &mut groups, &mut next)?;
         Ok(MemTree {
-            root: MemNode { meta: Meta { mode: 0o755, ..Default::default() }, kind: MemKind::Dir(children) },
+            root: MemNode {
+                meta: Meta {
+                    mode: 0o755,
+                    ..Default::default()
+                },
+                kind: MemKind::Dir(children),
+            },
             next_group: next + 1,
         })
+    }
+
+    /// The members of every hard-link group, as paths of components.
+    pub fn group_members(&self) -> HashMap<u64, Vec<Vec<Vec<u8>>>> {
+        fn walk(n: &MemNode, path: &mut Vec<Vec<u8>>, out: &mut HashMap<u64, Vec<Vec<Vec<u8>>>>) {
+            let MemKind::Dir(ch) = &n.kind else { return };
+            for (name, c) in ch {
+                path.push(name.clone());
+                match &c.kind {
+                    MemKind::File { group: Some(g), .. } => {
+                        out.entry(*g).or_default().push(path.clone())
+                    }
+                    MemKind::Dir(_) => walk(c, path, out),
+                    _ => {}
+                }
+                path.pop();
+            }
+        }
+        let mut out = HashMap::new();
+        walk(&self.root, &mut Vec::new(), &mut out);
+        out
     }
 
     /// Makes later groups start above `n` (after a scanner used ids up to it).
@@ -412,7 +439,12 @@ fn load_dir(
                         *next
                     })
                 });
-                MemKind::File { object: f.object, size: f.size, sparse: f.sparse, group }
+                MemKind::File {
+                    object: f.object,
+                    size: f.size,
+                    sparse: f.sparse,
+                    group,
+                }
             }
             EntryKind::Symlink(t) => MemKind::Symlink(t),
             EntryKind::CharDev { major, minor } => MemKind::CharDev { major, minor },

@@ -5,8 +5,8 @@
 use anyhow::{bail, Context, Result};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{
-    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, FsMountFlags, FsOpenFlags,
-    MountAttrFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags,
 };
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,9 @@ pub struct OverlaySpec {
     pub lowers: Vec<PathBuf>,
     /// Data-only lower layers (redirect targets of metacopy stubs).
     pub data: Vec<PathBuf>,
+    /// Mount read-only (with an upper dir: a consistent view of a bot that
+    /// is not mounted elsewhere).
+    pub readonly: bool,
 }
 
 fn kernel_hint(e: rustix::io::Errno) -> String {
@@ -36,9 +39,11 @@ fn kernel_hint(e: rustix::io::Errno) -> String {
 
 /// Mounts the overlay at `target`.
 pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
-    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| anyhow::anyhow!(kernel_hint(e)))?;
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| anyhow::anyhow!(kernel_hint(e)))?;
     let set = |k: &str, v: &Path| {
-        fsconfig_set_string(&fs, k, v).map_err(|e| anyhow::anyhow!("overlay option {k}={}: {}", v.display(), kernel_hint(e)))
+        fsconfig_set_string(&fs, k, v)
+            .map_err(|e| anyhow::anyhow!("overlay option {k}={}: {}", v.display(), kernel_hint(e)))
     };
     for l in &spec.lowers {
         set("lowerdir+", l)?;
@@ -50,19 +55,50 @@ pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
         set("upperdir", upper)?;
         set("workdir", work)?;
     }
-    fsconfig_set_string(&fs, "metacopy", "on").map_err(|e| anyhow::anyhow!("overlay metacopy: {}", kernel_hint(e)))?;
-    fsconfig_set_string(&fs, "redirect_dir", "on").map_err(|e| anyhow::anyhow!("overlay redirect_dir: {}", kernel_hint(e)))?;
-    if spec.upper.is_none() {
-        fsconfig_set_flag(&fs, "ro").ok();
+    fsconfig_set_string(&fs, "metacopy", "on")
+        .map_err(|e| anyhow::anyhow!("overlay metacopy: {}", kernel_hint(e)))?;
+    fsconfig_set_string(&fs, "redirect_dir", "on")
+        .map_err(|e| anyhow::anyhow!("overlay redirect_dir: {}", kernel_hint(e)))?;
+    if spec.upper.is_some() {
+        // The index keeps hard links whole when one name is copied up.
+        fsconfig_set_string(&fs, "index", "on")
+            .map_err(|e| anyhow::anyhow!("overlay index: {}", kernel_hint(e)))?;
     }
-    fsconfig_create(&fs).map_err(|e| anyhow::anyhow!("cannot create the overlay: {}", kernel_hint(e)))?;
-    let attrs = if spec.upper.is_none() { MountAttrFlags::MOUNT_ATTR_RDONLY } else { MountAttrFlags::empty() };
-    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(|e| anyhow::anyhow!("fsmount: {}", kernel_hint(e)))?;
-    let dir = rustix::fs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("mount point {} is not a directory", target.display()))?;
-    move_mount(&mnt, "", &dir, "", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH)
-        .map_err(|e| anyhow::anyhow!("cannot attach the overlay at {}: {}", target.display(), kernel_hint(e)))?;
+    let readonly = spec.readonly || spec.upper.is_none();
+    if readonly {
+        fsconfig_set_flag(&fs, "ro")
+            .map_err(|e| anyhow::anyhow!("overlay ro: {}", kernel_hint(e)))?;
+    }
+    fsconfig_create(&fs)
+        .map_err(|e| anyhow::anyhow!("cannot create the overlay: {}", kernel_hint(e)))?;
+    let attrs = if readonly {
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+    } else {
+        MountAttrFlags::empty()
+    };
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| anyhow::anyhow!("fsmount: {}", kernel_hint(e)))?;
+    let dir = rustix::fs::open(
+        target,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("mount point {} is not a directory", target.display()))?;
+    move_mount(
+        &mnt,
+        "",
+        &dir,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot attach the overlay at {}: {}",
+            target.display(),
+            kernel_hint(e)
+        )
+    })?;
     Ok(())
 }
 
@@ -70,23 +106,35 @@ pub fn unmount(target: &Path) -> Result<()> {
     match rustix::mount::unmount(target, UnmountFlags::NOFOLLOW) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::BUSY) => {
-            bail!("{} is busy: a process still uses it; stop it (fuser -vm {}) and retry", target.display(), target.display())
+            bail!(
+                "{} is busy: a process still uses it; stop it (fuser -vm {}) and retry",
+                target.display(),
+                target.display()
+            )
         }
-        Err(e) => Err(std::io::Error::from(e)).with_context(|| format!("cannot unmount {}", target.display())),
+        Err(e) => Err(std::io::Error::from(e))
+            .with_context(|| format!("cannot unmount {}", target.display())),
     }
 }
 
 /// Whether `path` is a mount point of an overlay (read from mountinfo).
 pub fn is_overlay_mount(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = path.to_string_lossy();
     info.lines().any(|l| {
         let f: Vec<&str> = l.split(' ').collect();
         let sep = f.iter().position(|x| *x == "-");
-        f.len() > 4 && unescape(f[4]) == want && sep.is_some_and(|s| f.get(s + 1) == Some(&"overlay"))
+        f.len() > 4
+            && unescape(f[4]) == want
+            && sep.is_some_and(|s| f.get(s + 1) == Some(&"overlay"))
     })
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }

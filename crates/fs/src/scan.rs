@@ -133,12 +133,20 @@ pub struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     /// `root` names the scanned tree in errors; `first_group` is the first
     /// free hard-link group id of the tree the nodes go into.
-    pub fn new(root: &Path, staging: &'a Staging, progress: &'a dyn Progress, first_group: u64) -> Scanner<'a> {
+    pub fn new(
+        root: &Path,
+        staging: &'a Staging,
+        progress: &'a dyn Progress,
+        first_group: u64,
+    ) -> Scanner<'a> {
         Scanner {
             ctx: Ctx {
                 staging,
                 progress,
-                opts: ScanOptions { stat_cache: false, one_file_system: false },
+                opts: ScanOptions {
+                    stat_cache: false,
+                    one_file_system: false,
+                },
                 root_dev: 0,
                 old: StatCache::default(),
                 new: Mutex::new(HashMap::new()),
@@ -158,7 +166,8 @@ impl<'a> Scanner<'a> {
 
     /// Metadata (with xattrs) of `name` in `dirfd`, without content.
     pub fn meta(&self, dirfd: &OwnedFd, name: &[u8]) -> Result<Meta> {
-        let st = rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)?;
+        let st = rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)?;
         let mut m = meta_of(&st);
         m.xattrs = read_xattrs_at(dirfd, name)?;
         Ok(m)
@@ -392,7 +401,10 @@ pub(crate) fn read_xattrs_fd<Fd: AsFd>(fd: Fd) -> std::io::Result<Vec<(Vec<u8>, 
 /// Reads the xattrs of an entry that must not be opened (symlinks, devices,
 /// fifos, sockets): through its parent's descriptor in /proc, without
 /// following the entry itself.
-pub(crate) fn read_xattrs_at(dirfd: &OwnedFd, name: &[u8]) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub(crate) fn read_xattrs_at(
+    dirfd: &OwnedFd,
+    name: &[u8],
+) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use std::os::fd::AsRawFd;
     let mut p = format!("/proc/self/fd/{}/", dirfd.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);

@@ -2,29 +2,41 @@
 //!
 //! The upper dir is hostile input: it is walked with `openat`/`statat` and
 //! `O_NOFOLLOW`, its symlinks are never followed, and it only says *which*
-//! paths changed. What they changed to is read through a read-only overlay of
-//! `upper:lowers::objects` (the `view`), so overlay's own marks (whiteouts,
-//! opaque and redirected directories, metacopy copy-ups) mean exactly what
-//! the kernel made of them.
+//! paths changed. What they changed to is read through a read-only mount of
+//! the same overlay (the `view`), so overlay's own marks (whiteouts, opaque
+//! and redirected directories, metacopy copy-ups, the hard-link index) mean
+//! exactly what the kernel made of them. A hard-linked file copied up under
+//! one name changes all its names, though only one is in the upper; so every
+//! member of a group that had a member change is read again from the view.
 
 use crate::memtree::{MemNode, MemTree};
 use crate::scan::Scanner;
 use anyhow::{Context, Result};
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use store::{Progress, Staging};
 
 fn open_dir_at(dir: &OwnedFd, name: &[u8]) -> Result<OwnedFd> {
-    Ok(rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(std::io::Error::from)?)
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)?)
 }
 
 fn open_dir(p: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("cannot open {}", p.display()))
+    rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("cannot open {}", p.display()))
 }
 
 fn xattr(dir: &OwnedFd, name: &[u8], key: &str) -> Option<Vec<u8>> {
@@ -53,11 +65,40 @@ pub fn fold_upper(
     staging: &Staging,
     progress: &dyn Progress,
 ) -> Result<FoldStats> {
+    let groups = tree.group_members();
     let scanner = Scanner::new(view, staging, progress, tree.next_group_id());
     let mut stats = FoldStats::default();
     let u = open_dir(upper)?;
     let v = open_dir(view)?;
-    fold_dir(tree, &scanner, &u, &v, &mut Vec::new(), &mut stats)?;
+    let mut scanned: HashSet<Vec<Vec<u8>>> = HashSet::new();
+    fold_dir(
+        tree,
+        &scanner,
+        &u,
+        &v,
+        &mut Vec::new(),
+        &mut stats,
+        &mut scanned,
+    )?;
+    for members in groups.values() {
+        if !members.iter().any(|m| scanned.contains(m)) {
+            continue;
+        }
+        for m in members {
+            let path: Vec<&[u8]> = m.iter().map(|c| c.as_slice()).collect();
+            if scanned.contains(m) || tree.get(&path).is_none() {
+                continue;
+            }
+            let (name, parent) = path.split_last().unwrap();
+            let mut dir = open_dir(view)?;
+            for c in parent {
+                dir = open_dir_at(&dir, c)?;
+            }
+            let node = scanner.entry(&dir, name, &path.join(&b'/'))?;
+            tree.remove(&path);
+            tree.insert(&path, node)?;
+        }
+    }
     tree.reserve_groups(scanner.next_group());
     Ok(stats)
 }
@@ -67,7 +108,9 @@ pub fn fold_upper(
 fn is_whiteout(dir: &OwnedFd, name: &[u8], st: &rustix::fs::Stat) -> bool {
     match FileType::from_raw_mode(st.st_mode) {
         FileType::CharacterDevice => st.st_rdev == 0,
-        FileType::RegularFile => st.st_size == 0 && xattr(dir, name, "trusted.overlay.whiteout").is_some(),
+        FileType::RegularFile => {
+            st.st_size == 0 && xattr(dir, name, "trusted.overlay.whiteout").is_some()
+        }
         _ => false,
     }
 }
@@ -79,6 +122,7 @@ fn fold_dir(
     v: &OwnedFd,
     rel: &mut Vec<Vec<u8>>,
     stats: &mut FoldStats,
+    scanned: &mut HashSet<Vec<Vec<u8>>>,
 ) -> Result<()> {
     let mut names = Vec::new();
     for ent in rustix::fs::Dir::read_from(u).map_err(std::io::Error::from)? {
@@ -93,7 +137,8 @@ fn fold_dir(
         rel.push(name.clone());
         let path: Vec<&[u8]> = rel.iter().map(|c| c.as_slice()).collect();
         let shown = path.join(&b'/');
-        let st = rustix::fs::statat(u, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)?;
+        let st = rustix::fs::statat(u, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)?;
         if is_whiteout(u, &name, &st) {
             tree.remove(&path);
             stats.deleted += 1;
@@ -111,13 +156,14 @@ fn fold_dir(
                 let meta = scanner.meta(v, &name)?;
                 tree.insert(&path, MemNode::dir(meta))?;
                 let (su, sv) = (open_dir_at(u, &name)?, open_dir_at(v, &name)?);
-                fold_dir(tree, scanner, &su, &sv, rel, stats)?;
+                fold_dir(tree, scanner, &su, &sv, rel, stats, scanned)?;
             }
         } else {
             let node = scanner.entry(v, &name, &shown)?;
             tree.remove(&path);
             tree.insert(&path, node)?;
             stats.changed += 1;
+            scanned.insert(rel.clone());
         }
         rel.pop();
     }

@@ -156,9 +156,13 @@ impl Store {
                 let name = format!("{kname}/{}", r.file_name().to_string_lossy());
                 let trees = fs::read(r.path())
                     .map_err(anyhow::Error::from)
-                    .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).map_err(anyhow::Error::from))
+                    .and_then(|d| {
+                        serde_json::from_slice::<serde_json::Value>(&d).map_err(anyhow::Error::from)
+                    })
                     .and_then(|v| {
-                        let obj = v.as_object().ok_or_else(|| anyhow::anyhow!("not a JSON object"))?;
+                        let obj = v
+                            .as_object()
+                            .ok_or_else(|| anyhow::anyhow!("not a JSON object"))?;
                         obj.iter()
                             .filter(|(k, _)| *k == "tree" || k.ends_with("_tree"))
                             .map(|(k, v)| {
@@ -183,13 +187,22 @@ impl Store {
         crate::names::validate_segment("ref id", id, 128)?;
         let dir = self.refs_dir().join(kind);
         fs::create_dir_all(&dir)?;
-        write_file_atomic(&self.tmp_dir(), &dir.join(id), &serde_json::to_vec_pretty(value)?, 0o644)
+        write_file_atomic(
+            &self.tmp_dir(),
+            &dir.join(id),
+            &serde_json::to_vec_pretty(value)?,
+            0o644,
+        )
     }
 
     pub fn read_ref(&self, kind: &str, id: &str) -> Result<Option<serde_json::Value>> {
         let p = self.refs_dir().join(kind).join(id);
         match fs::read(&p) {
-            Ok(d) => Ok(Some(serde_json::from_slice(&d).with_context(|| format!("ref {} is damaged", p.display()))?)),
+            Ok(d) => {
+                Ok(Some(serde_json::from_slice(&d).with_context(|| {
+                    format!("ref {} is damaged", p.display())
+                })?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
         }

@@ -6,7 +6,11 @@ use anyhow::Result;
 pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
     let store = ctx.open()?;
     let ids = if a.all {
-        bot::list(&store)?.into_iter().filter(|b| b.mounted_at.is_none()).map(|b| b.bot.id).collect()
+        bot::list(&store)?
+            .into_iter()
+            .filter(|b| b.mounted_at.is_none())
+            .map(|b| b.bot.id)
+            .collect()
     } else {
         let id = a.id.expect("clap requires an id without --all");
         bot::validate_id(&id)?;

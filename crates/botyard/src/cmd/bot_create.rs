@@ -11,7 +11,10 @@ pub fn run(ctx: &Ctx, a: BotCreateArgs) -> Result<i32> {
     if a.json {
         crate::output::json(&r)?;
     } else {
-        ctx.say(format!("created bot {} from {} ({} driver); mount it with `botyard bot mount {}`", r.id, r.image, r.driver, r.id));
+        ctx.say(format!(
+            "created bot {} from {} ({} driver); mount it with `botyard bot mount {}`",
+            r.id, r.image, r.driver, r.id
+        ));
     }
     Ok(0)
 }

@@ -23,7 +23,10 @@ pub fn ls(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
                 ]
             })
             .collect();
-        crate::output::table(&["BOT", "IMAGE", "DRIVER", "MOUNTED AT", "UNCOMMITTED"], &rows);
+        crate::output::table(
+            &["BOT", "IMAGE", "DRIVER", "MOUNTED AT", "UNCOMMITTED"],
+            &rows,
+        );
     }
     Ok(0)
 }
@@ -37,7 +40,11 @@ pub fn show(ctx: &Ctx, a: BotIdArgs) -> Result<i32> {
         return Ok(0);
     }
     println!("bot:         {}", b.bot.id);
-    println!("image:       {} (tree {})", b.bot.image, &b.bot.image_tree.to_hex()[..16]);
+    println!(
+        "image:       {} (tree {})",
+        b.bot.image,
+        &b.bot.image_tree.to_hex()[..16]
+    );
     println!("tree:        blake3:{}", b.bot.tree);
     println!("driver:      {}", b.bot.driver);
     println!("mounted at:  {}", b.mounted_at.as_deref().unwrap_or("-"));

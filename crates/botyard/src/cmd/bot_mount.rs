@@ -11,7 +11,10 @@ pub fn mount(ctx: &Ctx, a: BotMountArgs) -> Result<i32> {
                 Ok(p) => ctx.say(format!("mounted bot {id} at {}", p.display())),
                 Err(e) => {
                     failed += 1;
-                    eprintln!("botyard: error: bot {id}: {}", format!("{e:#}").replace('\n', " "));
+                    eprintln!(
+                        "botyard: error: bot {id}: {}",
+                        format!("{e:#}").replace('\n', " ")
+                    );
                 }
             }
         }

@@ -6,6 +6,9 @@ pub fn run(ctx: &Ctx, a: BotRmArgs) -> Result<i32> {
     bot::validate_id(&a.id)?;
     let store = ctx.open()?;
     bot::remove(&store, &a.id, a.force)?;
-    ctx.say(format!("removed bot {}; its data stays in the store until `botyard gc`", a.id));
+    ctx.say(format!(
+        "removed bot {}; its data stays in the store until `botyard gc`",
+        a.id
+    ));
     Ok(0)
 }

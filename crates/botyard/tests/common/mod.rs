@@ -195,6 +195,14 @@ fn xattrs_of(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Hashes a file by streaming it (some test files are over 4 GiB).
+pub fn hash_file(p: &Path) -> Hash {
+    let mut h = blake3::Hasher::new();
+    let mut f = std::fs::File::open(p).unwrap();
+    std::io::copy(&mut f, &mut h).unwrap();
+    h.finalize().into()
+}
+
 /// A manifest of a real directory (its root excluded), never following
 /// symlinks.
 pub fn manifest_of_dir(root: &Path) -> Manifest {
@@ -237,7 +245,7 @@ pub fn manifest_of_dir(root: &Path) -> Manifest {
             } else {
                 "socket"
             };
-            let content = ft.is_file().then(|| Hash::of(&std::fs::read(&p).unwrap()));
+            let content = ft.is_file().then(|| hash_file(&p));
             if ft.is_file() && md.nlink() > 1 {
                 inodes
                     .entry((md.dev(), md.ino()))
@@ -368,6 +376,44 @@ pub fn assert_same(a: &Manifest, b: &Manifest) {
             "{} is extra in the second manifest",
             String::from_utf8_lossy(k)
         );
+    }
+}
+
+/// Builds a directory with every kind of entry and metadata a root
+/// filesystem has. Needs root for devices, ownership and security xattrs.
+pub fn rich_tree(root: &Path, with_sparse: bool) {
+    sh(&format!(
+        r#"set -e
+        cd '{r}'
+        mkdir -p etc usr/bin usr/lib/deep/a/b/c/d/e/f/g/h var/empty
+        printf 'root:x:0:0::/root:/bin/sh\n' > etc/passwd
+        printf '#!/bin/sh\necho hi\n' > usr/bin/hello; chmod 4755 usr/bin/hello
+        : > etc/empty
+        printf same > usr/lib/one; printf same > usr/lib/two
+        chown 1000:1001 usr/lib/two; chmod 600 usr/lib/two
+        printf deep > usr/lib/deep/a/b/c/d/e/f/g/h/file
+        printf linked > usr/bin/ln1; ln usr/bin/ln1 usr/bin/ln2; ln usr/bin/ln1 etc/ln3
+        ln -s ../lib/one usr/bin/rel; ln -s /etc/passwd usr/bin/abs
+        mkfifo var/fifo
+        mknod var/null c 1 3; mknod var/loop b 7 0
+        chmod 1777 var/empty
+        setfattr -n user.note -v hello etc/passwd
+        setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= usr/bin/hello
+        setfattr -h -n trusted.linknote -v x usr/bin/rel
+        touch -d '2021-05-06 07:08:09.123456789' etc/passwd
+        touch -h -d '2020-01-01 00:00:00.5' usr/bin/rel
+        python3 -c "import socket; s=socket.socket(socket.AF_UNIX); s.bind('var/sock')"
+        "#,
+        r = root.display()
+    ));
+    // A non-UTF-8 name and a name of the kernel's full 255 bytes.
+    std::fs::write(root.join(OsStr::from_bytes(b"etc/caf\xe9")), b"latin1").unwrap();
+    std::fs::write(root.join("etc").join("n".repeat(255)), b"long").unwrap();
+    if with_sparse {
+        let f = std::fs::File::create(root.join("var/sparse")).unwrap();
+        f.set_len(64 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_at(b"tail", (64 << 20) - 4).unwrap();
     }
 }
 

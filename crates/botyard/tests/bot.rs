@@ -1,0 +1,234 @@
+//! Bots on real overlay mounts: everything a person, apt or pip does in a
+//! shell behaves as on a plain filesystem, survives commit, unmount and
+//! mount, and identical changes across bots are stored once.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+struct Mounted<'a> {
+    env: &'a Env,
+    id: String,
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.run(&["bot", "unmount", &self.id]);
+    }
+}
+
+fn root_of(env: &Env, id: &str) -> PathBuf {
+    env.store.join("bots").join(id).join("root")
+}
+
+fn mount<'a>(env: &'a Env, id: &str) -> Mounted<'a> {
+    env.ok(&["bot", "mount", id]);
+    Mounted {
+        env,
+        id: id.to_string(),
+    }
+}
+
+fn rich_image(env: &Env) {
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    rich_tree(&src, true);
+    env.ok(&["image", "import", "rich:1", "--dir", src.to_str().unwrap()]);
+}
+
+/// What a person and a package manager do in a shell, on every kind of entry.
+fn churn(root: &Path) {
+    sh(&format!(
+        r#"set -e
+        cd '{r}'
+        printf 'new\n' > etc/created
+        printf 'over\n' > etc/passwd
+        printf 'more\n' >> usr/lib/one
+        : > usr/bin/hello.trunc; truncate -s 3 usr/lib/two
+        rm etc/empty
+        mv usr/lib/deep usr/lib/deeper
+        mv usr/bin/abs usr/bin/abs2
+        mkdir -p opt/x/y && printf z > opt/x/y/z
+        rm -r var/empty && printf 'now a file\n' > var/empty
+        mv etc/ln3 etc/ln3-moved && ln usr/bin/ln1 usr/bin/ln4
+        ln -s /nowhere dangling && ln -s ../../etc usr/lib/updir
+        chmod 0751 usr/bin; chown 4242:4343 etc/passwd; chmod 2755 opt/x
+        touch -d '2019-03-04 05:06:07.000000123' etc/created
+        setfattr -n user.added -v yes etc/created
+        setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= usr/lib/one
+        setfattr -x user.note etc/passwd
+        mkfifo var/fifo2; mknod var/zero c 1 5
+        python3 -c "import socket; s=socket.socket(socket.AF_UNIX); s.bind('var/sock2')"
+        truncate -s 4200M var/huge && printf end | dd of=var/huge bs=1 seek=$((4200*1024*1024-3)) conv=notrunc 2>/dev/null
+        mkdir -p deep/$(printf 'd/%.0s' $(seq 1 60))
+        printf deep > deep/$(printf 'd/%.0s' $(seq 1 60))/leaf
+        "#,
+        r = root.display()
+    ));
+    std::fs::write(
+        root.join(std::ffi::OsStr::new(&"é".repeat(100))),
+        b"long utf8",
+    )
+    .unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(
+        root.join(std::ffi::OsStr::from_bytes(b"etc/\xff\xfe")),
+        b"not utf8",
+    )
+    .unwrap();
+    // A directory replaced by a file and back.
+    std::fs::remove_dir_all(root.join("opt/x")).unwrap();
+    std::fs::write(root.join("opt/x"), b"file now").unwrap();
+    std::fs::remove_file(root.join("opt/x")).unwrap();
+    std::fs::create_dir(root.join("opt/x")).unwrap();
+    std::fs::write(root.join("opt/x/again"), b"dir again").unwrap();
+}
+
+#[test]
+fn a_bot_behaves_like_a_plain_filesystem_across_commit_and_remount() {
+    require_root!();
+    if !have_tool("setfattr", "attr") {
+        return;
+    }
+    let env = Env::new();
+    rich_image(&env);
+    env.ok(&["bot", "create", "b1", "--image", "rich:1"]);
+    let root = root_of(&env, "b1");
+    let before = {
+        let _m = mount(&env, "b1");
+        // The fresh bot is the image.
+        assert_same(
+            &manifest_of_tree(&env.store(), env.tree_of("rich:1")),
+            &manifest_of_dir(&root),
+        );
+        churn(&root);
+        manifest_of_dir(&root)
+    };
+    // Uncommitted changes persist across unmount and mount.
+    {
+        let _m = mount(&env, "b1");
+        assert_same(&before, &manifest_of_dir(&root));
+    }
+    let v = env.json(&["bot", "commit", "b1", "--json"]);
+    assert!(v[0]["commit"]["changed"].as_u64().unwrap() > 10, "{v}");
+    let show = env.json(&["bot", "show", "b1", "--json"]);
+    assert_eq!(
+        show["uncommitted_bytes"], 0,
+        "the upper was not emptied: {show}"
+    );
+    let tree: store::Hash = show["tree"].as_str().unwrap().parse().unwrap();
+    assert_same(&before, &manifest_of_tree(&env.store(), tree));
+    {
+        let _m = mount(&env, "b1");
+        assert_same(&before, &manifest_of_dir(&root));
+        // The huge file stayed sparse in the store.
+        let m = manifest_of_tree(&env.store(), tree);
+        let huge = m[&b"var/huge".to_vec()].content.unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            std::fs::metadata(env.store().object_path(&huge))
+                .unwrap()
+                .blocks()
+                < 1024
+        );
+        // A second round of changes on top of a committed tree.
+        std::fs::write(root.join("etc/created"), b"second").unwrap();
+        std::fs::remove_file(root.join("usr/lib/one")).unwrap();
+    }
+    let after = {
+        let _m = mount(&env, "b1");
+        manifest_of_dir(&root)
+    };
+    env.ok(&["bot", "commit", "b1"]);
+    let _m = mount(&env, "b1");
+    assert_same(&after, &manifest_of_dir(&root));
+    drop(_m);
+    env.fsck_ok();
+    env.ok(&["gc"]);
+    env.fsck_ok();
+}
+
+#[test]
+fn identical_drift_across_bots_is_stored_once() {
+    require_root!();
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/base"), b"base").unwrap();
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    let t0 = std::time::Instant::now();
+    env.ok(&["bot", "create", "a", "--image", "base:1"]);
+    let layers = std::fs::read_dir(env.store.join("layers")).unwrap().count();
+    for id in ["b", "c"] {
+        env.ok(&["bot", "create", id, "--image", "base:1"]);
+    }
+    assert_eq!(
+        std::fs::read_dir(env.store.join("layers")).unwrap().count(),
+        layers,
+        "bots rebuilt the image's layer dir"
+    );
+    eprintln!("3 bots created in {:?}", t0.elapsed());
+    let package: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    for id in ["a", "b", "c"] {
+        let _m = mount(&env, id);
+        let root = root_of(&env, id);
+        std::fs::create_dir_all(root.join("usr/lib/pkg")).unwrap();
+        std::fs::write(root.join("usr/lib/pkg/lib.so"), &package).unwrap();
+        std::fs::write(root.join("own"), id.as_bytes()).unwrap();
+    }
+    let first = env.json(&["bot", "commit", "a", "--json"]);
+    assert_eq!(first[0]["commit"]["written"]["new_objects"], 2);
+    for id in ["b", "c"] {
+        let v = env.json(&["bot", "commit", id, "--json"]);
+        assert_eq!(
+            v[0]["commit"]["written"]["new_objects"], 1,
+            "{id} stored the shared package again: {v}"
+        );
+    }
+    env.fsck_ok();
+}
+
+#[test]
+fn bot_ids_and_states_are_checked() {
+    require_root!();
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    env.ok(&["image", "import", "i:1", "--dir", src.to_str().unwrap()]);
+    let long = "x".repeat(64);
+    for (id, want) in [
+        ("a/b", "separator"),
+        (".", "traversal"),
+        ("..", "traversal"),
+        ("   ", "empty"),
+        ("a b", "whitespace"),
+        (long.as_str(), "limit is 63"),
+    ] {
+        let err = env.fails(&["bot", "create", id, "--image", "i:1"]);
+        assert!(err.contains(want), "{id:?}: {err}");
+    }
+    let err = env.fails(&["bot", "create", "ok", "--image", "nope:1"]);
+    assert!(err.contains("no image nope:1"), "{err}");
+    assert!(!env.store.join("refs/bots/ok").exists());
+    env.ok(&["bot", "create", "ok", "--image", "i:1"]);
+    let err = env.fails(&["bot", "create", "ok", "--image", "i:1"]);
+    assert!(err.contains("already exists"), "{err}");
+    let m = mount(&env, "ok");
+    let err = env.fails(&["bot", "rm", "ok"]);
+    assert!(err.contains("--force"), "{err}");
+    let err = env.fails(&["bot", "commit", "ok"]);
+    assert!(err.contains("unmount it first"), "{err}");
+    let err = env.fails(&["bot", "mount", "ok"]);
+    assert!(err.contains("already mounted"), "{err}");
+    // A reboot: the mount is gone behind botyard's back.
+    sh(&format!("umount '{}'", root_of(&env, "ok").display()));
+    std::mem::forget(m);
+    env.ok(&["bot", "mount", "--all"]);
+    assert!(root_of(&env, "ok").join("f").exists());
+    env.ok(&["bot", "rm", "ok", "--force"]);
+    assert!(!env.store.join("bots/ok").exists());
+    let err = env.fails(&["bot", "show", "ok"]);
+    assert!(err.contains("no bot ok"), "{err}");
+    env.fsck_ok();
+}
