@@ -1,5 +1,5 @@
 use crate::state::{empty_dir, now, Bot};
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use fs::MemTree;
 use store::{Hash, Progress, Staging, StagingStats, Store};
 
@@ -11,14 +11,6 @@ pub struct CommitOutcome {
     pub changed: u64,
     pub deleted: u64,
     pub written: StagingStats,
-}
-
-struct Unmount(std::path::PathBuf);
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = fs::unmount(&self.0);
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 /// Folds a bot's upper dir into the store and empties it.
@@ -33,37 +25,14 @@ pub fn commit(store: &Store, id: &str, progress: &dyn Progress) -> Result<Option
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let mut r = bot.load()?;
-    if let Some(p) = bot.mounted_at() {
-        bail!(
-            "bot {id} is mounted at {}; unmount it first (`botyard bot unmount {id}`), commit, then mount it again",
-            p.display()
-        );
-    }
-    let upper = bot.upper();
-    if std::fs::read_dir(&upper)
-        .with_context(|| format!("cannot read {}", upper.display()))?
-        .next()
-        .is_none()
-    {
+    let view = bot.view(&r, false)?;
+    if bot.upper_is_empty()? {
         return Ok(None);
     }
-    let view = store
-        .tmp_dir()
-        .join(format!("view-{id}-{}", std::process::id()));
-    std::fs::create_dir_all(&view)?;
-    let spec = fs::OverlaySpec {
-        upper: Some((upper.clone(), bot.work())),
-        lowers: bot.lowers(&r)?,
-        data: vec![store.objects_dir()],
-        readonly: true,
-    };
-    fs::mount_overlay(&spec, &view).context("cannot mount a read-only view of the bot")?;
-    let guard = Unmount(view.clone());
-
     let staging = Staging::new(store, progress)?;
     let mut tree = MemTree::load(store, &r.tree)?;
-    let folded = fs::fold_upper(&mut tree, &upper, &view, &staging, progress)?;
-    drop(guard);
+    let folded = fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)?;
+    drop(view);
     let (new_tree, _) = tree.write(&staging)?;
     let previous = r.tree;
     let (written, ()) = staging.commit(|store| {

@@ -10,14 +10,18 @@
 
 mod bot_commit;
 mod bot_create;
+mod bot_diff;
 mod bot_list;
 mod bot_mount;
+mod bot_reset;
 mod bot_rm;
 mod state;
 
 pub use bot_commit::{commit, CommitOutcome};
 pub use bot_create::create;
+pub use bot_diff::diff;
 pub use bot_list::{list, show, BotInfo};
 pub use bot_mount::{mount, mount_all, unmount};
+pub use bot_reset::{reset, ResetOutcome};
 pub use bot_rm::remove;
 pub use state::{validate_id, Bot, BotRef, Driver};

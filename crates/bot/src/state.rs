@@ -163,3 +163,66 @@ pub(crate) fn empty_dir(p: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(p)?;
     Ok(())
 }
+
+/// A read-only view of a bot's merged root: its live mount, or a private
+/// read-only mount of the same layers (removed on drop).
+pub(crate) struct View {
+    pub path: PathBuf,
+    private: bool,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        if self.private {
+            let _ = fs::unmount(&self.path);
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
+}
+
+impl Bot {
+    /// Opens a view of the bot. `allow_live` lets a mounted bot's own mount
+    /// serve (for reading a diff); otherwise a mounted bot is refused.
+    pub(crate) fn view(&self, r: &BotRef, allow_live: bool) -> Result<View> {
+        if let Some(p) = self.mounted_at() {
+            if allow_live {
+                return Ok(View {
+                    path: p,
+                    private: false,
+                });
+            }
+            bail!(
+                "bot {id} is mounted at {}; unmount it first (`botyard bot unmount {id}`)",
+                p.display(),
+                id = self.id
+            );
+        }
+        let path = self
+            .store
+            .tmp_dir()
+            .join(format!("view-{}-{}", self.id, std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        let spec = fs::OverlaySpec {
+            upper: Some((self.upper(), self.work())),
+            lowers: self.lowers(r)?,
+            data: vec![self.store.objects_dir()],
+            readonly: true,
+        };
+        if let Err(e) = fs::mount_overlay(&spec, &path) {
+            let _ = std::fs::remove_dir(&path);
+            return Err(e).context("cannot mount a read-only view of the bot");
+        }
+        Ok(View {
+            path,
+            private: true,
+        })
+    }
+
+    pub(crate) fn upper_is_empty(&self) -> Result<bool> {
+        let u = self.upper();
+        Ok(std::fs::read_dir(&u)
+            .with_context(|| format!("cannot read {}", u.display()))?
+            .next()
+            .is_none())
+    }
+}

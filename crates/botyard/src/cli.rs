@@ -159,6 +159,12 @@ pub enum BotCommand {
     /// upper dir, and a process in the bot must never see a file change
     /// under it. Unmount, commit, mount again.
     Commit(BotCommitArgs),
+    /// Show what a bot changed relative to its image, committed or not:
+    /// A added, D deleted, M modified, m metadata only, T type changed.
+    Diff(BotDiffArgs),
+    /// Discard uncommitted changes (all, or at and below PATHs); with
+    /// --to-image, committed ones too. The bot must be unmounted.
+    Reset(BotResetArgs),
     /// List bots: image, driver, mount point, uncommitted bytes.
     Ls(JsonFlag),
     /// Show one bot.
@@ -223,4 +229,30 @@ pub struct BotRmArgs {
     /// Unmount it first if it is mounted.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotDiffArgs {
+    pub id: String,
+    /// Only these paths (and what is below them).
+    pub paths: Vec<String>,
+    /// Counts and bytes per kind of change instead of paths.
+    #[arg(long)]
+    pub stat: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotResetArgs {
+    pub id: String,
+    /// Only these paths (and what is below them).
+    pub paths: Vec<String>,
+    /// Also discard committed changes: back to the image.
+    #[arg(long)]
+    pub to_image: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -8,6 +8,13 @@ mod progress;
 use clap::Parser;
 
 fn main() {
+    // Die quietly when a pipe reader goes away (`botyard bot diff | head`),
+    // like other command-line tools, instead of panicking on the write.
+    // SAFETY: setting a signal to its default disposition before any thread
+    // exists has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     let code = match cmd::run(cli) {
         Ok(code) => code,

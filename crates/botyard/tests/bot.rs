@@ -232,3 +232,76 @@ fn bot_ids_and_states_are_checked() {
     assert!(err.contains("no bot ok"), "{err}");
     env.fsck_ok();
 }
+
+#[test]
+fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
+    require_root!();
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc/conf.d")).unwrap();
+    std::fs::write(src.join("etc/keep"), b"keep").unwrap();
+    std::fs::write(src.join("etc/edit"), b"v1").unwrap();
+    std::fs::write(src.join("etc/gone"), b"x").unwrap();
+    std::fs::write(src.join("etc/conf.d/a"), b"a").unwrap();
+    std::fs::write(src.join("etc/mode"), b"m").unwrap();
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    env.ok(&["bot", "create", "d", "--image", "base:1"]);
+    let root = root_of(&env, "d");
+    {
+        let _m = mount(&env, "d");
+        std::fs::write(root.join("etc/edit"), b"v2").unwrap();
+        std::fs::remove_file(root.join("etc/gone")).unwrap();
+    }
+    env.ok(&["bot", "commit", "d"]);
+    {
+        let _m = mount(&env, "d");
+        std::fs::write(root.join("etc/new"), b"n").unwrap();
+        sh(&format!("chmod 600 '{}/etc/mode'", root.display()));
+        std::fs::remove_dir_all(root.join("etc/conf.d")).unwrap();
+        std::fs::write(root.join("etc/conf.d"), b"now a file").unwrap();
+        // Diff works on a mounted bot too.
+        let live = env.ok(&["bot", "diff", "d", "etc/new"]);
+        assert_eq!(live.trim(), "A /etc/new");
+    }
+    let out = env.ok(&["bot", "diff", "d"]);
+    let lines: Vec<&str> = out.lines().collect();
+    for want in [
+        "M /etc/edit",
+        "D /etc/gone",
+        "A /etc/new",
+        "m /etc/mode",
+        "T /etc/conf.d (dir -> file)",
+        "D /etc/conf.d/a",
+    ] {
+        assert!(lines.contains(&want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("/etc/keep"), "{out}");
+    let stat = env.json(&["bot", "diff", "d", "--stat", "--json"]);
+    assert_eq!(stat["added"]["paths"], 1, "{stat}");
+    // Reset one path: only that uncommitted change goes.
+    env.ok(&["bot", "reset", "d", "/etc/new"]);
+    let out = env.ok(&["bot", "diff", "d"]);
+    assert!(
+        !out.contains("/etc/new") && out.contains("m /etc/mode"),
+        "{out}"
+    );
+    // Reset all uncommitted: the committed edit stays.
+    env.ok(&["bot", "reset", "d"]);
+    let out = env.ok(&["bot", "diff", "d"]);
+    assert!(
+        out.contains("M /etc/edit") && !out.contains("/etc/mode") && !out.contains("conf.d"),
+        "{out}"
+    );
+    {
+        let _m = mount(&env, "d");
+        assert_eq!(std::fs::read(root.join("etc/conf.d/a")).unwrap(), b"a");
+        let err = env.fails(&["bot", "reset", "d"]);
+        assert!(err.contains("unmount it first"), "{err}");
+    }
+    env.ok(&["bot", "reset", "d", "--to-image"]);
+    assert_eq!(env.ok(&["bot", "diff", "d"]).trim(), "");
+    let _m = mount(&env, "d");
+    assert_eq!(std::fs::read(root.join("etc/edit")).unwrap(), b"v1");
+    drop(_m);
+    env.fsck_ok();
+}

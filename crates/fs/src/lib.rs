@@ -23,7 +23,7 @@ mod scan;
 mod statcache;
 mod upper;
 
-pub use diff::{diff_trees, Change};
+pub use diff::{diff_memtrees, diff_trees, Change, PathChange, PathDiff};
 pub use layer_dir::{diff_layer_dir, layer_dir, layers_root};
 pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
 pub use overlay::{is_overlay_mount, mount_overlay, unmount, OverlaySpec};
