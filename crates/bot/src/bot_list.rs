@@ -10,6 +10,9 @@ pub struct BotInfo {
     pub mounted_at: Option<String>,
     /// Disk bytes of the upper dir: what changed since the last commit.
     pub uncommitted_bytes: u64,
+    /// Stored bytes only this bot holds, uncommitted ones included (filled
+    /// by `list`, which looks at the whole fleet).
+    pub unique_bytes: Option<u64>,
 }
 
 pub(crate) fn ids(store: &Store) -> Result<Vec<String>> {
@@ -24,7 +27,8 @@ pub(crate) fn ids(store: &Store) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-fn du(p: &Path) -> u64 {
+/// Disk bytes under a path (what `du` counts), never following symlinks.
+pub(crate) fn du(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(m) = std::fs::symlink_metadata(p) else {
         return 0;
@@ -47,6 +51,7 @@ pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
         bot: r,
         mounted_at: bot.mounted_at().map(|p| p.display().to_string()),
         uncommitted_bytes: du(&bot.upper()).saturating_sub(du_empty()),
+        unique_bytes: None,
     })
 }
 
@@ -56,5 +61,16 @@ fn du_empty() -> u64 {
 }
 
 pub fn list(store: &Store) -> Result<Vec<BotInfo>> {
-    ids(store)?.iter().map(|id| show(store, id)).collect()
+    let usage = crate::bot_df::usage(store)?;
+    let mut out = Vec::new();
+    for id in ids(store)? {
+        let mut info = show(store, &id)?;
+        info.unique_bytes = usage
+            .bots
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.unique_bytes);
+        out.push(info);
+    }
+    Ok(out)
 }

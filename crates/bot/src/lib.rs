@@ -10,6 +10,7 @@
 
 mod bot_commit;
 mod bot_create;
+mod bot_df;
 mod bot_diff;
 mod bot_list;
 mod bot_mount;
@@ -19,6 +20,7 @@ mod state;
 
 pub use bot_commit::{commit, CommitOutcome};
 pub use bot_create::create;
+pub use bot_df::{usage, BotUsage, FleetUsage};
 pub use bot_diff::diff;
 pub use bot_list::{list, show, BotInfo};
 pub use bot_mount::{mount, mount_all, unmount};

@@ -148,3 +148,76 @@ pub struct GcReport {
     /// Leftovers of interrupted writers under `tmp/`.
     pub tmp_entries: u64,
 }
+
+/// Files and bytes under a tree, as a plain copy would hold them (a
+/// hard-link group counts once).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct TreeUsage {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A subtree's usage with its hard-link groups kept apart, so groups that
+/// span subtrees are counted once when subtrees are added up.
+#[derive(Default, Clone)]
+pub struct UsageMemo {
+    map: HashMap<Hash, (TreeUsage, std::collections::BTreeMap<Vec<u8>, u64>)>,
+}
+
+impl Store {
+    /// The objects (with sizes) reachable from `roots`.
+    pub fn objects_of(&self, roots: &[Hash]) -> Result<HashMap<Hash, u64>> {
+        let mut err = None;
+        let r = self.reachable(roots, &mut |h, e| {
+            err.get_or_insert_with(|| anyhow::anyhow!("tree {h}: {e:#}"));
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(r.objects),
+        }
+    }
+
+    /// Files and bytes under `root`; `memo` shares the work between calls,
+    /// so equal subtrees of many bots are read once.
+    pub fn tree_usage(&self, root: &Hash, memo: &mut UsageMemo) -> Result<TreeUsage> {
+        let (u, links) = self.usage_inner(root, memo)?;
+        Ok(TreeUsage {
+            files: u.files + links.len() as u64,
+            bytes: u.bytes + links.values().sum::<u64>(),
+        })
+    }
+
+    fn usage_inner(
+        &self,
+        root: &Hash,
+        memo: &mut UsageMemo,
+    ) -> Result<(TreeUsage, std::collections::BTreeMap<Vec<u8>, u64>)> {
+        if let Some(u) = memo.map.get(root) {
+            return Ok(u.clone());
+        }
+        let mut u = TreeUsage::default();
+        let mut links = std::collections::BTreeMap::new();
+        for e in self.read_tree(root)?.entries() {
+            match &e.kind {
+                EntryKind::Dir(sub) => {
+                    let (s, l) = self.usage_inner(sub, memo)?;
+                    u.files += s.files;
+                    u.bytes += s.bytes;
+                    links.extend(l);
+                }
+                EntryKind::File(f) => match &f.link {
+                    Some(l) => {
+                        links.insert(l.clone(), f.size);
+                    }
+                    None => {
+                        u.files += 1;
+                        u.bytes += f.size;
+                    }
+                },
+                _ => {}
+            }
+        }
+        memo.map.insert(*root, (u, links.clone()));
+        Ok((u, links))
+    }
+}

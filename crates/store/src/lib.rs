@@ -29,7 +29,7 @@ mod tree;
 pub use atomic::write_file_atomic;
 pub use df::{DfReport, ImageUsage};
 pub use fsck::{FsckProblem, FsckReport};
-pub use gc::GcReport;
+pub use gc::{GcReport, TreeUsage, UsageMemo};
 pub use hash::{Hash, HashParseError};
 pub use lock::StoreLock;
 pub use names::{validate_segment, ImageName, NameError, MAX_NAME_BYTES};

@@ -20,11 +20,19 @@ pub fn ls(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
                     b.bot.driver.to_string(),
                     b.mounted_at.clone().unwrap_or_else(|| "-".into()),
                     bytes(b.uncommitted_bytes),
+                    b.unique_bytes.map(bytes).unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
         crate::output::table(
-            &["BOT", "IMAGE", "DRIVER", "MOUNTED AT", "UNCOMMITTED"],
+            &[
+                "BOT",
+                "IMAGE",
+                "DRIVER",
+                "MOUNTED AT",
+                "UNCOMMITTED",
+                "ONLY THIS BOT",
+            ],
             &rows,
         );
     }

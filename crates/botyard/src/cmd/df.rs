@@ -6,8 +6,11 @@ use anyhow::Result;
 pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     let store = ctx.open()?;
     let r = store.df()?;
+    let fleet = bot::usage(&store)?;
     if a.json {
-        crate::output::json(&r)?;
+        let mut v = serde_json::to_value(&r)?;
+        v["fleet"] = serde_json::to_value(&fleet)?;
+        crate::output::json(&v)?;
         return Ok(0);
     }
     println!("store {}", r.store);
@@ -29,6 +32,41 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
             .map(|i| vec![i.name.clone(), i.files.to_string(), bytes(i.logical_bytes)])
             .collect();
         crate::output::table(&["IMAGE", "FILES", "PLAIN COPY"], &rows);
+    }
+    if !fleet.bots.is_empty() {
+        println!();
+        println!(
+            "{} bots: {} as plain copies, {} on disk for the whole store ({} layer dirs, {} uncommitted); {:.1}x smaller",
+            fleet.bots.len(),
+            bytes(fleet.plain_copies_bytes),
+            bytes(fleet.physical_bytes),
+            bytes(fleet.layer_dir_bytes),
+            bytes(fleet.upper_bytes),
+            fleet.plain_copies_bytes as f64 / fleet.physical_bytes.max(1) as f64
+        );
+        let rows: Vec<Vec<String>> = fleet
+            .bots
+            .iter()
+            .map(|b| {
+                vec![
+                    b.id.clone(),
+                    bytes(b.logical_bytes),
+                    bytes(b.unique_bytes),
+                    bytes(b.shared_bytes),
+                    bytes(b.uncommitted_bytes),
+                ]
+            })
+            .collect();
+        crate::output::table(
+            &[
+                "BOT",
+                "PLAIN COPY",
+                "ONLY THIS BOT",
+                "SHARED",
+                "UNCOMMITTED",
+            ],
+            &rows,
+        );
     }
     Ok(0)
 }

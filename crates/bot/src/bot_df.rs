@@ -1,0 +1,81 @@
+use crate::bot_list::{du, ids};
+use crate::state::Bot;
+use anyhow::Result;
+use std::collections::HashMap;
+use store::{Hash, Store};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BotUsage {
+    pub id: String,
+    /// What a plain copy of the bot's committed root would take.
+    pub logical_bytes: u64,
+    /// Stored bytes no other bot or image reaches, plus its uncommitted upper.
+    pub unique_bytes: u64,
+    /// Stored bytes it shares with other bots or images.
+    pub shared_bytes: u64,
+    pub uncommitted_bytes: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetUsage {
+    pub bots: Vec<BotUsage>,
+    /// What plain copies of every bot would take.
+    pub plain_copies_bytes: u64,
+    /// What the fleet takes on disk: objects, trees, layer dirs and uppers.
+    pub physical_bytes: u64,
+    pub layer_dir_bytes: u64,
+    pub upper_bytes: u64,
+}
+
+/// Per-bot and fleet-wide figures.
+pub fn usage(store: &Store) -> Result<FleetUsage> {
+    // How many refs (images and bots) reach each object.
+    let mut refcount: HashMap<Hash, u32> = HashMap::new();
+    let mut per_bot: Vec<(String, HashMap<Hash, u64>, Hash)> = Vec::new();
+    for r in store.images()?.into_iter().filter_map(|(_, r)| r.ok()) {
+        for h in store.objects_of(&[r.tree])?.into_keys() {
+            *refcount.entry(h).or_default() += 1;
+        }
+    }
+    for id in ids(store)? {
+        let bot = Bot::new(store, &id)?;
+        let r = bot.load()?;
+        let objs = store.objects_of(&[r.tree])?;
+        for h in objs.keys() {
+            *refcount.entry(*h).or_default() += 1;
+        }
+        per_bot.push((id, objs, r.tree));
+    }
+    let mut memo = store::UsageMemo::default();
+    let mut bots = Vec::new();
+    let mut upper_bytes = 0;
+    for (id, objs, tree) in per_bot {
+        let bot = Bot::new(store, &id)?;
+        let uncommitted = du(&bot.upper()).saturating_sub(4096);
+        upper_bytes += uncommitted;
+        let (mut unique, mut shared) = (0, 0);
+        for (h, size) in &objs {
+            if refcount.get(h).copied().unwrap_or(0) <= 1 {
+                unique += size;
+            } else {
+                shared += size;
+            }
+        }
+        bots.push(BotUsage {
+            id,
+            logical_bytes: store.tree_usage(&tree, &mut memo)?.bytes,
+            unique_bytes: unique + uncommitted,
+            shared_bytes: shared,
+            uncommitted_bytes: uncommitted,
+        });
+    }
+    let layer_dir_bytes = du(&fs::layers_root(store));
+    let df = store.df()?;
+    Ok(FleetUsage {
+        plain_copies_bytes: bots.iter().map(|b| b.logical_bytes).sum(),
+        physical_bytes: df.physical_bytes + layer_dir_bytes + upper_bytes,
+        layer_dir_bytes,
+        upper_bytes,
+        bots,
+    })
+}
