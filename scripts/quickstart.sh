@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # botyard's main job, end to end, on its embedded default: a store in a local
 # directory, no daemon. Builds a Debian bookworm minbase with debootstrap
-# (once, cached), imports it as an image, imports it again as a tarball to
-# show that nothing is stored twice, and prints the store's figures.
+# (once, cached), imports it as an image (and again as a tarball, to show that
+# nothing is stored twice), creates three bots from it, installs the same
+# real Debian package (jq) in each with dpkg plus files of each bot's own,
+# commits them, and shows that the fleet stores the package once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -10,7 +12,7 @@ cargo build --release --locked -q
 B=$PWD/target/release/botyard
 export BOTYARD_HOME=${BOTYARD_HOME:-$PWD/target/quickstart/store}
 ROOTFS=$(bash scripts/debian-rootfs.sh)
-step() { printf '\n$ %s\n' "$*"; "$@"; }
+step() { printf '\n$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 step "$B" init
 step "$B" image import debian:bookworm --dir "$ROOTFS"
@@ -19,5 +21,24 @@ tar --xattrs --xattrs-include='*' --numeric-owner --format=pax -C "$ROOTFS" -c .
 step "$B" image import debian:bookworm-tar --tar "$TARBALL"
 step "$B" image ls
 step "$B" image inspect debian:bookworm
+
+# The same real package for every bot, fetched from the mirror apt uses.
+DEBS=$(dirname "$BOTYARD_HOME")/debs
+mkdir -p "$DEBS"
+( cd "$DEBS" && { apt-get download -q jq libjq1 libonig5 >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get download -q jq libjq1 libonig5 >/dev/null; }; } )
+for id in bot1 bot2 bot3; do
+  "$B" bot rm --force "$id" >/dev/null 2>&1 || true
+  step "$B" bot create "$id" --image debian:bookworm
+  step "$B" bot mount "$id"
+  ROOT=$BOTYARD_HOME/bots/$id/root
+  cp "$DEBS"/*.deb "$ROOT/tmp/"
+  step chroot "$ROOT" /bin/sh -c "dpkg -i /tmp/*.deb >/dev/null && rm /tmp/*.deb && jq --version"
+  step chroot "$ROOT" /bin/sh -c "echo 'notes of $id' > /root/notes.txt && head -c 2000000 /dev/urandom > /root/own.bin"
+  step "$B" bot unmount "$id"
+done
+step "$B" bot diff bot1 --stat
+step "$B" bot commit --all
+step "$B" bot ls
 step "$B" df
 step "$B" fsck
