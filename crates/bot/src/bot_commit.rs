@@ -36,15 +36,26 @@ pub fn commit(store: &Store, id: &str, progress: &dyn Progress) -> Result<Option
     let (new_tree, _) = tree.write(&staging)?;
     let previous = r.tree;
     let (written, ()) = staging.commit(|store| {
-        r.tree = new_tree;
-        r.committed = Some(now());
         if new_tree != r.image_tree {
             fs::diff_layer_dir(store, &new_tree, &r.image_tree)?;
         }
+        // The journal: once the ref names the new tree, the upper must be
+        // emptied (its changes are in the tree, and overlay refuses an upper
+        // recorded against other lower layers); `Bot::lock` finishes it
+        // after a crash.
+        store::write_file_atomic(
+            &store.tmp_dir(),
+            &bot.pending_commit(),
+            new_tree.to_hex().as_bytes(),
+            0o644,
+        )?;
+        r.tree = new_tree;
+        r.committed = Some(now());
         bot.save(&r)
     })?;
     empty_dir(&bot.upper())?;
     empty_dir(&bot.work())?;
+    std::fs::remove_file(bot.pending_commit())?;
     Ok(Some(CommitOutcome {
         id: id.to_string(),
         tree: new_tree,

@@ -15,7 +15,7 @@ pub struct ResetOutcome {
 }
 
 /// Discards uncommitted changes: all of them, or those at and below
-/// `paths`; with `to_image`, the committed ones too. The bot must be
+/// `paths`; with `to_image`, every change, committed or not. The bot must be
 /// unmounted (overlayfs forbids changing a live upper dir).
 pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Result<ResetOutcome> {
     let bot = Bot::new(store, id)?;
@@ -31,7 +31,9 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
         bail!("--to-image resets the whole bot; give no paths with it");
     }
     let mut discarded = Vec::new();
-    if paths.is_empty() {
+    // Back to the image drops uncommitted changes too: the upper was made
+    // against the old lower layers.
+    if paths.is_empty() || to_image {
         empty_dir(&bot.upper())?;
         empty_dir(&bot.work())?;
         discarded.push("/".to_string());

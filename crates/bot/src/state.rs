@@ -135,7 +135,34 @@ impl Bot {
                 )
             },
         )?;
+        self.recover()?;
         Ok(f)
+    }
+
+    /// Where a commit notes the tree it is about to point the bot at.
+    pub(crate) fn pending_commit(&self) -> PathBuf {
+        self.dir().join("commit-pending")
+    }
+
+    /// Finishes or undoes what a killed command left (we hold the bot lock,
+    /// so nobody else is working on it): a read-only view still mounted, or
+    /// a commit whose ref was written but whose upper was not yet emptied.
+    fn recover(&self) -> Result<()> {
+        let view = self.view_path();
+        if fs::is_overlay_mount(&view) {
+            fs::unmount(&view).context("cannot remove a view left by an interrupted command")?;
+        }
+        let pending = self.pending_commit();
+        if let Ok(data) = std::fs::read_to_string(&pending) {
+            if let (Ok(tree), Ok(r)) = (data.trim().parse::<Hash>(), self.load()) {
+                if r.tree == tree {
+                    empty_dir(&self.upper())?;
+                    empty_dir(&self.work())?;
+                }
+            }
+            std::fs::remove_file(&pending)?;
+        }
+        Ok(())
     }
 
     /// The lower layers of the bot's overlay, top first: the diff of its
@@ -197,10 +224,7 @@ impl Bot {
                 id = self.id
             );
         }
-        let path = self
-            .store
-            .tmp_dir()
-            .join(format!("view-{}-{}", self.id, std::process::id()));
+        let path = self.view_path();
         std::fs::create_dir_all(&path)?;
         let spec = fs::OverlaySpec {
             upper: Some((self.upper(), self.work())),
@@ -216,6 +240,12 @@ impl Bot {
             path,
             private: true,
         })
+    }
+
+    /// The private read-only view's mount point (outside `tmp/`, which gc
+    /// empties).
+    pub(crate) fn view_path(&self) -> PathBuf {
+        self.dir().join("view")
     }
 
     pub(crate) fn upper_is_empty(&self) -> Result<bool> {

@@ -309,7 +309,9 @@ fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
 /// Builds a small real .deb with dpkg-deb: files, a conffile, a postinst.
 fn build_deb(dir: &Path, name: &str, depends: Option<&str>) -> PathBuf {
     let root = dir.join(format!("{name}-pkg"));
-    let dep = depends.map(|d| format!("Depends: {d}\n")).unwrap_or_default();
+    let dep = depends
+        .map(|d| format!("Depends: {d}\n"))
+        .unwrap_or_default();
     sh(&format!(
         r#"set -e
         r='{r}'
@@ -334,33 +336,57 @@ fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
     if !have_tool("debootstrap", "debootstrap") || !have_tool("dpkg-deb", "dpkg") {
         return;
     }
-    let rootfs = sh(&format!("bash '{}/../../scripts/debian-rootfs.sh'", env!("CARGO_MANIFEST_DIR")));
+    let rootfs = sh(&format!(
+        "bash '{}/../../scripts/debian-rootfs.sh'",
+        env!("CARGO_MANIFEST_DIR")
+    ));
     let env = Env::new();
     env.ok(&["image", "import", "debian:bookworm", "--dir", rootfs.trim()]);
     let lib = build_deb(env.dir.path(), "botyard-test-lib", None);
     let app = build_deb(env.dir.path(), "botyard-test-app", Some("botyard-test-lib"));
-    let chroot = |id: &str, cmd: &str| sh(&format!("chroot '{}' /bin/sh -c '{cmd}'", root_of(&env, id).display()));
+    let chroot = |id: &str, cmd: &str| {
+        sh(&format!(
+            "chroot '{}' /bin/sh -c '{cmd}'",
+            root_of(&env, id).display()
+        ))
+    };
     for id in ["deb1", "deb2"] {
         env.ok(&["bot", "create", id, "--image", "debian:bookworm"]);
         let _m = mount(&env, id);
         let root = root_of(&env, id);
         std::fs::copy(&lib, root.join("tmp/lib.deb")).unwrap();
         std::fs::copy(&app, root.join("tmp/app.deb")).unwrap();
-        chroot(id, "dpkg -i /tmp/lib.deb /tmp/app.deb >/dev/null && rm /tmp/*.deb");
+        chroot(
+            id,
+            "dpkg -i /tmp/lib.deb /tmp/app.deb >/dev/null && rm /tmp/*.deb",
+        );
         assert_eq!(chroot(id, "dpkg --audit"), "");
         assert!(chroot(id, "dpkg -s botyard-test-app").contains("Status: install ok installed"));
     }
     let first = env.json(&["bot", "commit", "deb1", "--json"]);
     let second = env.json(&["bot", "commit", "deb2", "--json"]);
     let (n1, n2) = (
-        first[0]["commit"]["written"]["new_object_bytes"].as_u64().unwrap(),
-        second[0]["commit"]["written"]["new_object_bytes"].as_u64().unwrap(),
+        first[0]["commit"]["written"]["new_object_bytes"]
+            .as_u64()
+            .unwrap(),
+        second[0]["commit"]["written"]["new_object_bytes"]
+            .as_u64()
+            .unwrap(),
     );
-    assert!(n1 >= 400_000, "the first bot's packages were not stored: {first}");
-    assert!(n2 < n1 / 4, "the second bot stored the same packages again ({n2} vs {n1} bytes)");
+    assert!(
+        n1 >= 400_000,
+        "the first bot's packages were not stored: {first}"
+    );
+    assert!(
+        n2 < n1 / 4,
+        "the second bot stored the same packages again ({n2} vs {n1} bytes)"
+    );
     let _m = mount(&env, "deb1");
     assert_eq!(chroot("deb1", "dpkg --audit"), "");
-    assert_eq!(chroot("deb1", "cat /var/lib/botyard-test-app/stamp").trim(), "installed");
+    assert_eq!(
+        chroot("deb1", "cat /var/lib/botyard-test-app/stamp").trim(),
+        "installed"
+    );
     assert!(chroot("deb1", "dpkg -L botyard-test-lib").contains("/usr/share/botyard-test-lib/data"));
     // Removing a package works on the committed state too.
     chroot("deb1", "dpkg -r botyard-test-app >/dev/null");

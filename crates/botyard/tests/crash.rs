@@ -257,3 +257,56 @@ fn fsck_names_damage_and_gc_removes_only_garbage() {
     let err = env.fails(&["gc"]);
     assert!(err.contains("fsck"), "{err}");
 }
+
+#[test]
+fn sigkill_of_bot_commits_loses_no_byte_the_bot_wrote() {
+    require_root!();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("commit crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    env.ok(&["bot", "create", "c", "--image", "base:1"]);
+    let root = env.store.join("bots/c/root");
+    // Round 0 runs to the end to learn how long a commit takes; later
+    // rounds are killed anywhere in that span, up to just after it.
+    let mut took = Duration::from_secs(120);
+    let (mut killed, mut finished) = (0, 0);
+    for round in 0..16u64 {
+        env.ok(&["bot", "mount", "c"]);
+        mutate(&root, round);
+        if round % 4 == 1 {
+            std::fs::remove_dir_all(root.join(format!("base/{round}"))).unwrap();
+        }
+        let want = manifest_of_dir(&root);
+        env.ok(&["bot", "unmount", "c"]);
+        let delay = if round == 0 {
+            took
+        } else {
+            Duration::from_micros(rng.below(took.as_micros() as u64 * 11 / 10))
+        };
+        let args: Vec<String> = vec!["bot".into(), "commit".into(), "c".into()];
+        match run_killed(&env, &args, delay) {
+            Some(t) => {
+                finished += 1;
+                took = took.min(t);
+            }
+            None => killed += 1,
+        }
+        env.fsck_ok();
+        env.ok(&["bot", "mount", "c"]);
+        assert_same(&want, &manifest_of_dir(&root));
+        env.ok(&["bot", "unmount", "c"]);
+    }
+    eprintln!("{killed} commits killed mid-way, {finished} finished");
+    assert!(killed >= 5, "too few commits were killed ({killed})");
+    env.ok(&["bot", "commit", "c"]);
+    env.ok(&["gc"]);
+    env.fsck_ok();
+}

@@ -29,6 +29,7 @@ fn kernel_hint(e: rustix::io::Errno) -> String {
         rustix::io::Errno::NOSYS | rustix::io::Errno::NODEV => {
             "this kernel lacks overlayfs or the new mount API; the overlay driver needs Linux ≥ 6.8 (use --driver copy)".into()
         }
+        rustix::io::Errno::BUSY => "its upper or work dir is in use by another overlay mount".into(),
         rustix::io::Errno::INVAL => {
             "the kernel refused the overlay options; the overlay driver needs Linux ≥ 6.8 with metacopy and data-only layers (use --driver copy)"
                 .into()
@@ -39,6 +40,22 @@ fn kernel_hint(e: rustix::io::Errno) -> String {
 
 /// Mounts the overlay at `target`.
 pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
+    // A killed process's overlay releases its upper dir ("in use") only when
+    // the kernel has finished tearing it down, a moment after the process
+    // is gone; wait for that rather than fail.
+    let mut tries = 0;
+    loop {
+        match mount_once(spec, target) {
+            Err(e) if tries < 50 && e.to_string().contains("in use") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| anyhow::anyhow!(kernel_hint(e)))?;
     let set = |k: &str, v: &Path| {
