@@ -395,3 +395,48 @@ fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
     env.ok(&["bot", "commit", "deb1"]);
     env.fsck_ok();
 }
+
+#[test]
+fn what_a_bot_writes_is_data_never_instructions() {
+    require_root!();
+    if !have_tool("setfattr", "attr") {
+        return;
+    }
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/shadow"), b"secret").unwrap();
+    std::fs::write(src.join("etc/keep"), b"keep").unwrap();
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    env.ok(&["bot", "create", "h", "--image", "base:1"]);
+    let root = root_of(&env, "h");
+    let before = {
+        let _m = mount(&env, "h");
+        sh(&format!(
+            r#"set -e
+            cd '{r}'
+            ln -s ../../../../../../../../etc/shadow escape
+            ln -s /etc/shadow abs
+            : > etc/.wh.keep
+            mkdir -p d && : > d/.wh..wh..opq && : > d/f
+            printf x > forged
+            setfattr -n trusted.overlay.redirect -v /etc/shadow forged
+            setfattr -n trusted.overlay.metacopy -v '' forged
+            setfattr -n trusted.overlay.whiteout -v y etc/keep
+            setfattr -n trusted.overlay.opaque -v y d
+            "#,
+            r = root.display()
+        ));
+        manifest_of_dir(&root)
+    };
+    env.ok(&["bot", "commit", "h"]);
+    let _m = mount(&env, "h");
+    assert_same(&before, &manifest_of_dir(&root));
+    assert_eq!(std::fs::read(root.join("etc/keep")).unwrap(), b"keep");
+    assert_eq!(std::fs::read(root.join("forged")).unwrap(), b"x");
+    drop(_m);
+    // The host's /etc/shadow was never read: the symlinks are stored as links.
+    let m = manifest_of_tree(&env.store(), env.json(&["bot", "show", "h", "--json"])["tree"].as_str().unwrap().parse().unwrap());
+    assert_eq!(m[&b"escape".to_vec()].kind, "symlink");
+    env.fsck_ok();
+}
