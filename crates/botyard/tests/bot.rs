@@ -436,7 +436,14 @@ fn what_a_bot_writes_is_data_never_instructions() {
     assert_eq!(std::fs::read(root.join("forged")).unwrap(), b"x");
     drop(_m);
     // The host's /etc/shadow was never read: the symlinks are stored as links.
-    let m = manifest_of_tree(&env.store(), env.json(&["bot", "show", "h", "--json"])["tree"].as_str().unwrap().parse().unwrap());
+    let m = manifest_of_tree(
+        &env.store(),
+        env.json(&["bot", "show", "h", "--json"])["tree"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+    );
     assert_eq!(m[&b"escape".to_vec()].kind, "symlink");
     env.fsck_ok();
 }

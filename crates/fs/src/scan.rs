@@ -164,6 +164,46 @@ impl<'a> Scanner<'a> {
             .with_context(|| format!("cannot read {}", show(&self.root, rel)))
     }
 
+    /// A regular file of an overlay upper dir (a full copy-up or a new
+    /// file), stored as a reflink of the upper's file where the filesystem
+    /// can clone: its content hashed from `dir`/`name`, its metadata as the
+    /// view shows it.
+    pub fn upper_file(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        rel: &[u8],
+        meta: Meta,
+    ) -> Result<MemNode> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("cannot read {}", show(&self.root, rel)))?;
+        let st = rustix::fs::fstat(&fd)?;
+        let size = st.st_size as u64;
+        let sparse = size > 0 && (st.st_blocks as u64) * 512 + 4096 < size;
+        let mut f = File::from(fd);
+        let (object, n) = store::hash_file(&mut f)?;
+        if n != size {
+            anyhow::bail!("{} changed during the commit", show(&self.root, rel));
+        }
+        self.ctx.staging.put_clone(&mut f, &object, size, sparse)?;
+        self.ctx.progress.advance(size);
+        Ok(MemNode {
+            meta,
+            kind: MemKind::File {
+                object,
+                size,
+                sparse,
+                group: None,
+            },
+        })
+    }
+
     /// Metadata (with xattrs) of `name` in `dirfd`, without content.
     pub fn meta(&self, dirfd: &OwnedFd, name: &[u8]) -> Result<Meta> {
         let st = rustix::fs::statat(dirfd, name, AtFlags::SYMLINK_NOFOLLOW)

@@ -159,7 +159,18 @@ fn fold_dir(
                 fold_dir(tree, scanner, &su, &sv, rel, stats, scanned)?;
             }
         } else {
-            let node = scanner.entry(v, &name, &shown)?;
+            // A full copy-up or a new file with one name is cloned from the
+            // upper (no data copied where the filesystem can reflink);
+            // anything else is read through the view.
+            let own_data = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && st.st_nlink == 1
+                && st.st_size > 0
+                && xattr(u, &name, "trusted.overlay.metacopy").is_none();
+            let node = if own_data {
+                scanner.upper_file(u, &name, &shown, scanner.meta(v, &name)?)?
+            } else {
+                scanner.entry(v, &name, &shown)?
+            };
             tree.remove(&path);
             tree.insert(&path, node)?;
             stats.changed += 1;

@@ -196,6 +196,30 @@ impl Staging {
         self.publish_partial(&p, &h, size)
     }
 
+    /// Adds a file whose hash the caller computed as a reflink of it
+    /// (`FICLONE`: a new inode sharing the file's extents, so no data is
+    /// copied and later writes to either never reach the other), falling
+    /// back to a verified copy where the filesystem cannot clone.
+    pub fn put_clone(
+        &self,
+        src: &mut File,
+        expected: &Hash,
+        size: u64,
+        sparse: bool,
+    ) -> Result<()> {
+        if !self.write || self.has_object(expected, size) {
+            return Ok(());
+        }
+        let (p, f) = self.partial()?;
+        if rustix::fs::ioctl_ficlone(&f, &*src).is_ok() {
+            drop(f);
+            return self.publish_partial(&p, expected, size);
+        }
+        drop(f);
+        fs::remove_file(&p)?;
+        self.put_file(src, expected, size, sparse)
+    }
+
     /// Adds a tree; returns its hash.
     pub fn put_tree(&self, t: &Tree) -> Result<Hash> {
         let data = t.encode();
