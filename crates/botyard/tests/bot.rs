@@ -185,6 +185,27 @@ fn identical_drift_across_bots_is_stored_once() {
             "{id} stored the shared package again: {v}"
         );
     }
+    let df = env.json(&["df", "--json"]);
+    for b in df["fleet"]["bots"].as_array().unwrap() {
+        assert_eq!(
+            b["unique_bytes"], 1,
+            "each bot holds only its own one-byte file: {b}"
+        );
+        assert!(b["shared_bytes"].as_u64().unwrap() >= 3_000_000, "{b}");
+        assert!(b["logical_bytes"].as_u64().unwrap() >= 3_000_005, "{b}");
+    }
+    // Objects never share an inode with a bot's files: read-only, the
+    // store's, one name each.
+    for shard in std::fs::read_dir(env.store.join("objects")).unwrap() {
+        for o in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            use std::os::unix::fs::MetadataExt;
+            let m = o.unwrap().metadata().unwrap();
+            assert_eq!((m.mode() & 0o7777, m.uid(), m.nlink()), (0o444, 0, 1));
+        }
+    }
+    let ls = env.json(&["bot", "ls", "--json"]);
+    assert_eq!(ls.as_array().unwrap().len(), 3);
+    assert_eq!(ls[0]["unique_bytes"], 1, "{ls}");
     env.fsck_ok();
 }
 
@@ -446,4 +467,61 @@ fn what_a_bot_writes_is_data_never_instructions() {
     );
     assert_eq!(m[&b"escape".to_vec()].kind, "symlink");
     env.fsck_ok();
+}
+
+#[test]
+fn a_full_disk_during_commit_loses_nothing() {
+    require_root!();
+    let env = Env::new();
+    let small = env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=24m tmpfs '{}'",
+        small.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-R")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let e = Env {
+        dir: tempfile::tempdir().unwrap(),
+        store: small.join("store"),
+    };
+    e.ok(&["init"]);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"base").unwrap();
+    e.ok(&["image", "import", "b:1", "--dir", src.to_str().unwrap()]);
+    e.ok(&["bot", "create", "full", "--image", "b:1"]);
+    let root = root_of(&e, "full");
+    let want = {
+        let _m = mount(&e, "full");
+        // 14 MiB of new data: it fits in the upper, not twice on the disk.
+        std::fs::write(root.join("big"), vec![7u8; 14 << 20]).unwrap();
+        std::fs::write(root.join("small"), b"small").unwrap();
+        manifest_of_dir(&root)
+    };
+    let err = e.fails(&["bot", "commit", "full"]);
+    assert!(
+        err.contains("No space left") && err.contains("botyard gc"),
+        "{err}"
+    );
+    e.fsck_ok();
+    {
+        let _m = mount(&e, "full");
+        assert_same(&want, &manifest_of_dir(&root));
+    }
+    // With room again the same commit goes through.
+    sh(&format!("mount -o remount,size=64m '{}'", small.display()));
+    e.ok(&["bot", "commit", "full"]);
+    let _m = mount(&e, "full");
+    assert_same(&want, &manifest_of_dir(&root));
+    drop(_m);
+    e.fsck_ok();
 }

@@ -68,6 +68,8 @@ fn build_once(
     if dest.is_dir() {
         return Ok(dest);
     }
+    // gc empties tmp/ under the exclusive lock; hold it shared meanwhile.
+    let _lock = store.lock(false, &store::NoProgress)?;
     std::fs::create_dir_all(&root)?;
     let tmp = store
         .tmp_dir()
