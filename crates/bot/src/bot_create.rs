@@ -1,5 +1,5 @@
 use crate::state::{empty_dir, now, Bot, BotRef, Driver};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use store::{ImageName, Store};
 
 /// Creates a bot from an image: a ref and empty upper and work dirs. The
@@ -11,17 +11,29 @@ pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Res
         bail!("bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`");
     }
     let img = store.image(image)?;
-    fs::layer_dir(store, &img.tree)?;
     // Leftovers of an interrupted create have no ref; start clean.
-    empty_dir(&bot.upper())?;
-    empty_dir(&bot.work())?;
-    std::fs::create_dir_all(bot.default_mount())?;
+    let mut shares_extents = false;
+    match driver {
+        Driver::Overlay => {
+            fs::layer_dir(store, &img.tree)?;
+            empty_dir(&bot.upper())?;
+            empty_dir(&bot.work())?;
+            std::fs::create_dir_all(bot.default_mount())?;
+        }
+        Driver::Copy => {
+            empty_dir(&bot.default_mount())?;
+            shares_extents = fs::can_reflink(&bot.dir());
+            fs::materialize(store, &img.tree, &bot.default_mount())
+                .with_context(|| format!("cannot write the root of bot {id}"))?;
+        }
+    }
     let r = BotRef {
         id: id.to_string(),
         image: image.to_string(),
         image_tree: img.tree,
         tree: img.tree,
         driver,
+        shares_extents,
         created: now(),
         committed: None,
     };

@@ -1,4 +1,5 @@
 use crate::bot_list::{du, ids};
+
 use crate::state::Bot;
 use anyhow::Result;
 use std::collections::HashMap;
@@ -14,6 +15,9 @@ pub struct BotUsage {
     /// Stored bytes it shares with other bots or images.
     pub shared_bytes: u64,
     pub uncommitted_bytes: u64,
+    /// A copy bot on a filesystem that cannot share extents (ext4): its
+    /// files are all its own, and nothing can be shared there.
+    pub full_copy: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,7 +35,7 @@ pub struct FleetUsage {
 pub fn usage(store: &Store) -> Result<FleetUsage> {
     // How many refs (images and bots) reach each object.
     let mut refcount: HashMap<Hash, u32> = HashMap::new();
-    let mut per_bot: Vec<(String, HashMap<Hash, u64>, Hash)> = Vec::new();
+    let mut per_bot: Vec<(String, HashMap<Hash, u64>, Hash, bool)> = Vec::new();
     for r in store.images()?.into_iter().filter_map(|(_, r)| r.ok()) {
         for h in store.objects_of(&[r.tree])?.into_keys() {
             *refcount.entry(h).or_default() += 1;
@@ -44,15 +48,17 @@ pub fn usage(store: &Store) -> Result<FleetUsage> {
         for h in objs.keys() {
             *refcount.entry(*h).or_default() += 1;
         }
-        per_bot.push((id, objs, r.tree));
+        let full_copy = r.driver == crate::Driver::Copy && !r.shares_extents;
+        per_bot.push((id, objs, r.tree, full_copy));
     }
     let mut memo = store::UsageMemo::default();
     let mut bots = Vec::new();
     let mut upper_bytes = 0;
-    for (id, objs, tree) in per_bot {
-        let bot = Bot::new(store, &id)?;
-        let uncommitted = du(&bot.upper()).saturating_sub(4096);
+    let mut full_copies = 0;
+    for (id, objs, tree, full_copy) in per_bot {
+        let uncommitted = crate::bot_list::show(store, &id)?.uncommitted_bytes;
         upper_bytes += uncommitted;
+        let logical = store.tree_usage(&tree, &mut memo)?.bytes;
         let (mut unique, mut shared) = (0, 0);
         for (h, size) in &objs {
             if refcount.get(h).copied().unwrap_or(0) <= 1 {
@@ -61,19 +67,26 @@ pub fn usage(store: &Store) -> Result<FleetUsage> {
                 shared += size;
             }
         }
+        // A copy bot where extents cannot be shared holds all of its files.
+        if full_copy {
+            full_copies += logical;
+            unique = logical;
+            shared = 0;
+        }
         bots.push(BotUsage {
             id,
-            logical_bytes: store.tree_usage(&tree, &mut memo)?.bytes,
+            logical_bytes: logical,
             unique_bytes: unique + uncommitted,
             shared_bytes: shared,
             uncommitted_bytes: uncommitted,
+            full_copy,
         });
     }
     let layer_dir_bytes = du(&fs::layers_root(store));
     let df = store.df()?;
     Ok(FleetUsage {
         plain_copies_bytes: bots.iter().map(|b| b.logical_bytes).sum(),
-        physical_bytes: df.physical_bytes + layer_dir_bytes + upper_bytes,
+        physical_bytes: df.physical_bytes + layer_dir_bytes + upper_bytes + full_copies,
         layer_dir_bytes,
         upper_bytes,
         bots,

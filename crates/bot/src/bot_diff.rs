@@ -1,16 +1,23 @@
-use crate::state::Bot;
+use crate::state::{Bot, Driver};
 use anyhow::Result;
 use fs::{MemTree, PathDiff};
 use store::{Progress, Staging, Store};
 
-/// The bot's current tree: its committed tree with the upper folded in,
-/// hashed but not stored.
+/// The bot's current tree: its committed tree with uncommitted changes
+/// folded in, hashed but not stored.
 pub(crate) fn current_tree(bot: &Bot, progress: &dyn Progress) -> Result<MemTree> {
     let r = bot.load()?;
+    let staging = Staging::hash_only(&bot.store, progress)?;
+    if r.driver == Driver::Copy {
+        let opts = fs::ScanOptions {
+            clone: false,
+            ..crate::bot_commit::copy_options()
+        };
+        return fs::scan_dir(&bot.default_mount(), &staging, opts, progress);
+    }
     let mut tree = MemTree::load(&bot.store, &r.tree)?;
     if !bot.upper_is_empty()? {
         let view = bot.view(&r, true)?;
-        let staging = Staging::hash_only(&bot.store, progress)?;
         fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)?;
     }
     Ok(tree)

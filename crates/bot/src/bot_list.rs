@@ -1,4 +1,4 @@
-use crate::state::{Bot, BotRef};
+use crate::state::{Bot, BotRef, Driver};
 use anyhow::Result;
 use std::path::Path;
 use store::Store;
@@ -8,6 +8,9 @@ pub struct BotInfo {
     #[serde(flatten)]
     pub bot: BotRef,
     pub mounted_at: Option<String>,
+    /// Where the bot's root can be used now: its mount point, or a copy
+    /// bot's directory.
+    pub root: Option<String>,
     /// Disk bytes of the upper dir: what changed since the last commit.
     pub uncommitted_bytes: u64,
     /// Stored bytes only this bot holds, uncommitted ones included (filled
@@ -47,10 +50,28 @@ pub(crate) fn du(p: &Path) -> u64 {
 pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
     let bot = Bot::new(store, id)?;
     let r = bot.load()?;
+    let uncommitted_bytes = match r.driver {
+        Driver::Overlay => du(&bot.upper()).saturating_sub(du_empty()),
+        // A plain directory: what differs from the committed tree.
+        Driver::Copy => {
+            let current = crate::bot_diff::current_tree(&bot, &store::NoProgress)?;
+            let committed = fs::MemTree::load(store, &r.tree)?;
+            fs::diff_memtrees(&current, &committed)
+                .iter()
+                .filter(|d| d.change != fs::PathChange::Deleted)
+                .map(|d| d.size)
+                .sum()
+        }
+    };
+    let root = match r.driver {
+        Driver::Overlay => bot.mounted_at(),
+        Driver::Copy => Some(bot.default_mount()),
+    };
     Ok(BotInfo {
         bot: r,
         mounted_at: bot.mounted_at().map(|p| p.display().to_string()),
-        uncommitted_bytes: du(&bot.upper()).saturating_sub(du_empty()),
+        root: root.map(|p| p.display().to_string()),
+        uncommitted_bytes,
         unique_bytes: None,
     })
 }

@@ -1,4 +1,4 @@
-use crate::state::Bot;
+use crate::state::{Bot, Driver};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use store::Store;
@@ -8,6 +8,7 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let r = bot.load()?;
+    bot.overlay_only(&r, "mount")?;
     if let Some(p) = bot.mounted_at() {
         bail!(
             "bot {id} is already mounted at {}; unmount it first",
@@ -32,12 +33,8 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
         readonly: false,
     };
     fs::mount_overlay(&spec, &target).with_context(|| format!("cannot mount bot {id}"))?;
-    store::write_file_atomic(
-        &store.tmp_dir(),
-        &bot.mount_record(),
-        target.as_os_str().as_encoded_bytes(),
-        0o644,
-    )?;
+    let record = target.as_os_str().as_encoded_bytes();
+    store::write_file_atomic(&store.tmp_dir(), &bot.mount_record(), record, 0o644)?;
     Ok(target)
 }
 
@@ -45,7 +42,8 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
 pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
-    bot.load()?;
+    let r = bot.load()?;
+    bot.overlay_only(&r, "unmount")?;
     let Some(p) = bot.mounted_at() else {
         bail!("bot {id} is not mounted")
     };
@@ -53,13 +51,13 @@ pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Mounts every bot that was mounted before (after a reboot): at the place
-/// it was last mounted, or its default place.
+/// Mounts every overlay bot that is not mounted (after a reboot): where it
+/// was last mounted, or at its default place.
 pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
     let mut out = Vec::new();
     for id in crate::bot_list::ids(store)? {
         let bot = Bot::new(store, &id)?;
-        if bot.mounted_at().is_some() {
+        if bot.mounted_at().is_some() || bot.load()?.driver == Driver::Copy {
             continue;
         }
         let last = std::fs::read_to_string(bot.mount_record())

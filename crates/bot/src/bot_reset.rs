@@ -1,22 +1,23 @@
-use crate::state::{empty_dir, Bot};
+use crate::state::{empty_dir, Bot, Driver};
 use anyhow::{bail, Context, Result};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use store::Store;
 
 /// What a reset discarded.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ResetOutcome {
     pub id: String,
-    /// Paths removed from the upper (all of it when no path was given).
+    /// Paths whose uncommitted changes were dropped (`/` for all).
     pub discarded: Vec<String>,
     /// The committed tree went back to the image's.
     pub to_image: bool,
 }
 
 /// Discards uncommitted changes: all of them, or those at and below
-/// `paths`; with `to_image`, every change, committed or not. The bot must be
-/// unmounted (overlayfs forbids changing a live upper dir).
+/// `paths`; with `to_image`, every change, committed or not. An overlay bot
+/// must be unmounted (overlayfs forbids changing a live upper dir); a copy
+/// bot's directory is rewritten from the store.
 pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Result<ResetOutcome> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
@@ -30,50 +31,60 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
     if to_image && !paths.is_empty() {
         bail!("--to-image resets the whole bot; give no paths with it");
     }
-    let mut discarded = Vec::new();
-    // Back to the image drops uncommitted changes too: the upper was made
-    // against the old lower layers.
-    if paths.is_empty() || to_image {
-        empty_dir(&bot.upper())?;
-        empty_dir(&bot.work())?;
-        discarded.push("/".to_string());
-    } else {
-        for p in paths {
-            let comps = fs::split_path(p.trim_start_matches('/').as_bytes())
-                .map_err(|e| anyhow::anyhow!("path '{p}' has {e}; give a path inside the bot"))?;
-            if comps.is_empty() {
-                bail!("path '{p}' is the root; reset without paths to discard everything");
-            }
-            // Walk the upper without following its symlinks.
-            let mut dir = bot.upper();
-            let (last, parents) = comps.split_last().unwrap();
-            let mut ok = true;
-            for c in parents {
-                dir = dir.join(std::ffi::OsStr::from_bytes(c));
-                match std::fs::symlink_metadata(&dir) {
-                    Ok(m) if m.is_dir() => {}
-                    _ => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            let target = dir.join(std::ffi::OsStr::from_bytes(last));
-            if ok && remove_any(&target)? {
-                discarded.push(format!(
-                    "/{}",
-                    comps
-                        .iter()
-                        .map(|c| String::from_utf8_lossy(c))
-                        .collect::<Vec<_>>()
-                        .join("/")
-                ));
-            }
+    let mut parsed = Vec::new();
+    for p in paths {
+        let comps = fs::split_path(p.trim_start_matches('/').as_bytes())
+            .map_err(|e| anyhow::anyhow!("path '{p}' has {e}; give a path inside the bot"))?;
+        if comps.is_empty() {
+            bail!("path '{p}' is the root; reset without paths to discard everything");
         }
+        parsed.push(comps.iter().map(|c| c.to_vec()).collect::<Vec<_>>());
     }
     if to_image {
         r.tree = r.image_tree;
         r.committed = Some(crate::state::now());
+    }
+    let mut discarded = Vec::new();
+    // Back to the image drops uncommitted changes too: an overlay upper was
+    // made against the old lower layers.
+    if parsed.is_empty() {
+        match r.driver {
+            Driver::Overlay => {
+                empty_dir(&bot.upper())?;
+                empty_dir(&bot.work())?;
+            }
+            Driver::Copy => {
+                empty_dir(&bot.default_mount())?;
+                fs::materialize(store, &r.tree, &bot.default_mount())?;
+            }
+        }
+        discarded.push("/".to_string());
+    }
+    for comps in &parsed {
+        let base = match r.driver {
+            Driver::Overlay => bot.upper(),
+            Driver::Copy => bot.default_mount(),
+        };
+        let Some(target) = beneath(&base, comps) else {
+            continue;
+        };
+        let removed = remove_any(&target)?;
+        let restored = match r.driver {
+            Driver::Overlay => false,
+            Driver::Copy => {
+                let c: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
+                fs::materialize_path(store, &r.tree, &c, &base)?
+            }
+        };
+        if removed || restored {
+            let shown: Vec<String> = comps
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            discarded.push(format!("/{}", shown.join("/")));
+        }
+    }
+    if to_image {
         bot.save(&r)?;
     }
     Ok(ResetOutcome {
@@ -81,6 +92,21 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
         discarded,
         to_image,
     })
+}
+
+/// The path of `comps` under `base`, if every parent is a real directory
+/// (never a symlink: the bot's files are not to be trusted).
+fn beneath(base: &Path, comps: &[Vec<u8>]) -> Option<PathBuf> {
+    let (last, parents) = comps.split_last()?;
+    let mut dir = base.to_path_buf();
+    for c in parents {
+        dir = dir.join(std::ffi::OsStr::from_bytes(c));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            _ => return None,
+        }
+    }
+    Some(dir.join(std::ffi::OsStr::from_bytes(last)))
 }
 
 fn remove_any(p: &Path) -> Result<bool> {

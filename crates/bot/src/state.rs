@@ -22,12 +22,17 @@ pub enum Driver {
     /// Kernel overlayfs over layer dirs of metacopy stubs (root, Linux ≥ 6.8).
     #[default]
     Overlay,
+    /// A plain writable directory, for places where nothing may mount: files
+    /// reflinked from the objects (XFS, btrfs) or copied (ext4); a commit
+    /// shares identical files with `FIDEDUPERANGE`.
+    Copy,
 }
 
 impl fmt::Display for Driver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Driver::Overlay => "overlay",
+            Driver::Copy => "copy",
         })
     }
 }
@@ -37,8 +42,8 @@ impl FromStr for Driver {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "overlay" => Ok(Driver::Overlay),
-            "copy" => bail!("the copy driver is not available yet; use --driver overlay"),
-            other => bail!("unknown driver '{other}'; use overlay"),
+            "copy" => Ok(Driver::Copy),
+            other => bail!("unknown driver '{other}'; use overlay or copy"),
         }
     }
 }
@@ -54,6 +59,10 @@ pub struct BotRef {
     /// The committed tree (the image's tree until the first commit).
     pub tree: Hash,
     pub driver: Driver,
+    /// Copy driver: whether the bot's filesystem shares extents (reflink);
+    /// where it cannot (ext4), every copy bot holds a full copy.
+    #[serde(default)]
+    pub shares_extents: bool,
     pub created: String,
     pub committed: Option<String>,
 }
@@ -106,6 +115,18 @@ impl Bot {
     pub fn save(&self, r: &BotRef) -> Result<()> {
         self.store
             .write_ref("bots", &self.id, &serde_json::to_value(r)?)
+    }
+
+    /// Refuses verbs that only make sense for an overlay bot.
+    pub(crate) fn overlay_only(&self, r: &BotRef, verb: &str) -> Result<()> {
+        if r.driver == Driver::Copy {
+            bail!(
+                "bot {} uses the copy driver: it is a plain directory at {}, always there, with nothing to {verb}",
+                self.id,
+                self.default_mount().display()
+            );
+        }
+        Ok(())
     }
 
     /// Where the bot is mounted now, if it is.

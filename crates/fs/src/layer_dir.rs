@@ -31,6 +31,8 @@ pub fn layer_dir(store: &Store, tree: &Hash) -> Result<PathBuf> {
             store,
             links: HashMap::new(),
             root,
+            data: false,
+            stats: Default::default(),
         };
         m.tree_into(root, &store.read_tree(tree)?, b"")
     })
@@ -47,6 +49,8 @@ pub fn diff_layer_dir(store: &Store, tree: &Hash, base: &Hash) -> Result<PathBuf
             store,
             links: HashMap::new(),
             root,
+            data: false,
+            stats: Default::default(),
         };
         m.changes_into(root, &changes, b"")
     })
@@ -109,6 +113,97 @@ struct Materializer<'a> {
     /// Hard-link group leader path → the path it was created at.
     links: HashMap<Vec<u8>, Vec<u8>>,
     root: BorrowedFd<'a>,
+    /// Real content (reflinked or copied from the objects) instead of
+    /// metacopy stubs.
+    data: bool,
+    stats: MaterializeStats,
+}
+
+/// What [`materialize`] did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct MaterializeStats {
+    /// Files whose data was reflinked from the objects (no data written).
+    pub cloned: u64,
+    /// Files whose data had to be copied (the filesystem cannot reflink).
+    pub copied: u64,
+    pub copied_bytes: u64,
+    /// Device nodes that could not be created (no CAP_MKNOD).
+    pub skipped_devices: u64,
+}
+
+/// Writes the entry at `path` of `tree` (and what is below it) into the
+/// directory `root`, whose parent directories of `path` must exist. Used to
+/// reset one path of a copy bot. Returns false if `tree` has no such entry.
+pub fn materialize_path(
+    store: &Store,
+    tree: &Hash,
+    path: &[&[u8]],
+    root: &std::path::Path,
+) -> Result<bool> {
+    let Some((name, parents)) = path.split_last() else {
+        anyhow::bail!("the root is not a path")
+    };
+    let mut t = store.read_tree(tree)?;
+    for c in parents {
+        match t.get(c).map(|e| &e.kind) {
+            Some(EntryKind::Dir(h)) => t = store.read_tree(h)?,
+            _ => return Ok(false),
+        }
+    }
+    let Some(e) = t.get(name).cloned() else {
+        return Ok(false);
+    };
+    let rootfd = io(rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))?;
+    let mut dir = rootfd.try_clone()?;
+    for c in parents {
+        dir = io(rustix::fs::openat(
+            &dir,
+            *c,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ))
+        .with_context(|| {
+            format!(
+                "the parent of {} is gone; reset the parent instead",
+                String::from_utf8_lossy(&path.join(&b'/'))
+            )
+        })?;
+    }
+    let mut m = Materializer {
+        store,
+        links: HashMap::new(),
+        root: rootfd.as_fd(),
+        data: true,
+        stats: Default::default(),
+    };
+    m.entry(dir.as_fd(), &e, &path.join(&b'/'))?;
+    Ok(true)
+}
+
+/// Writes `tree` into the empty directory `dest` as a plain, writable
+/// directory: each file's data is reflinked from its object (`FICLONE`: XFS
+/// with reflink, btrfs) or copied where the filesystem cannot share extents
+/// (ext4). Used by the copy driver.
+pub fn materialize(store: &Store, tree: &Hash, dest: &std::path::Path) -> Result<MaterializeStats> {
+    let fd = io(rustix::fs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))
+    .with_context(|| format!("cannot open {}", dest.display()))?;
+    let mut m = Materializer {
+        store,
+        links: HashMap::new(),
+        root: fd.as_fd(),
+        data: true,
+        stats: Default::default(),
+    };
+    m.tree_into(fd.as_fd(), &store.read_tree(tree)?, b"")?;
+    Ok(m.stats)
 }
 
 fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
@@ -222,7 +317,25 @@ impl Materializer<'_> {
                     Mode::from_raw_mode(0o600),
                 ))
                 .with_context(|| format!("cannot create {}", shown()))?;
-                if f.size > 0 {
+                if f.size > 0 && self.data {
+                    let mut src = std::fs::File::open(self.store.object_path(&f.object))
+                        .with_context(|| {
+                            format!(
+                                "object {} of {} is missing; run `botyard fsck`",
+                                f.object,
+                                shown()
+                            )
+                        })?;
+                    if rustix::fs::ioctl_ficlone(&fd, &src).is_ok() {
+                        self.stats.cloned += 1;
+                    } else {
+                        let mut out = std::fs::File::from(fd.try_clone()?);
+                        std::io::copy(&mut src, &mut out)
+                            .with_context(|| format!("cannot write {}", shown()))?;
+                        self.stats.copied += 1;
+                        self.stats.copied_bytes += f.size;
+                    }
+                } else if f.size > 0 {
                     io(rustix::fs::ftruncate(&fd, f.size))?;
                     io(rustix::fs::fsetxattr(
                         &fd,
@@ -253,14 +366,23 @@ impl Materializer<'_> {
                 } else {
                     rustix::fs::FileType::BlockDevice
                 };
-                io(rustix::fs::mknodat(
+                let made = rustix::fs::mknodat(
                     dir,
                     name,
                     ft,
                     Mode::from_raw_mode(0o600),
                     rustix::fs::makedev(*major, *minor),
-                ))
-                .with_context(|| format!("cannot create device {} (needs root)", shown()))?;
+                );
+                match made {
+                    // A plain directory can live without its device nodes.
+                    Err(rustix::io::Errno::PERM) if self.data => {
+                        self.stats.skipped_devices += 1;
+                        return Ok(());
+                    }
+                    other => io(other).with_context(|| {
+                        format!("cannot create device {} (needs root)", shown())
+                    })?,
+                }
                 self.set_meta(dir, name, None, e)?;
             }
             EntryKind::Fifo => {
@@ -285,6 +407,16 @@ impl Materializer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Overlay's own xattr names are escaped in stubs, where overlayfs would
+    /// read them; a plain directory keeps them as they are.
+    fn xattr_name(&self, k: &[u8]) -> Vec<u8> {
+        if self.data {
+            k.to_vec()
+        } else {
+            escape(k)
+        }
     }
 
     /// Owner, then mode (chown clears setuid), then xattrs (chown clears
@@ -313,7 +445,7 @@ impl Materializer<'_> {
                 for (k, v) in &e.xattrs {
                     io(rustix::fs::fsetxattr(
                         fd,
-                        escape(k).as_slice(),
+                        self.xattr_name(k).as_slice(),
                         v,
                         XattrFlags::empty(),
                     ))?;
@@ -340,7 +472,7 @@ impl Materializer<'_> {
                 for (k, v) in &e.xattrs {
                     io(rustix::fs::lsetxattr(
                         p.as_c_str(),
-                        escape(k).as_slice(),
+                        self.xattr_name(k).as_slice(),
                         v,
                         XattrFlags::empty(),
                     ))?;

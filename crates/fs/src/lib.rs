@@ -15,6 +15,7 @@
 //!
 //! This crate never starts processes.
 
+mod dedupe;
 mod diff;
 mod layer_dir;
 mod memtree;
@@ -23,8 +24,11 @@ mod scan;
 mod statcache;
 mod upper;
 
+pub use dedupe::{can_reflink, dedupe};
 pub use diff::{diff_memtrees, diff_trees, Change, PathChange, PathDiff};
-pub use layer_dir::{diff_layer_dir, layer_dir, layers_root};
+pub use layer_dir::{
+    diff_layer_dir, layer_dir, layers_root, materialize, materialize_path, MaterializeStats,
+};
 pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
 pub use overlay::{is_overlay_mount, mount_overlay, unmount, OverlaySpec};
 pub use scan::{scan_dir, ScanOptions, Scanner};

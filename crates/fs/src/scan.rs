@@ -27,6 +27,9 @@ pub struct ScanOptions {
     /// Do not descend into other filesystems mounted below the root (their
     /// mount points are kept as empty directories).
     pub one_file_system: bool,
+    /// Store new content as reflinks of the scanned files (the copy
+    /// driver's commit; the directory is on the store's filesystem).
+    pub clone: bool,
 }
 
 impl Default for ScanOptions {
@@ -34,6 +37,7 @@ impl Default for ScanOptions {
         ScanOptions {
             stat_cache: true,
             one_file_system: true,
+            clone: false,
         }
     }
 }
@@ -146,6 +150,7 @@ impl<'a> Scanner<'a> {
                 opts: ScanOptions {
                     stat_cache: false,
                     one_file_system: false,
+                    clone: false,
                 },
                 root_dev: 0,
                 old: StatCache::default(),
@@ -369,7 +374,13 @@ fn file_node(ctx: &Ctx, mut f: File, st: &Stat, rel: &[u8]) -> Result<MemKind> {
     let h = match cached {
         Some(h) => h,
         None => {
-            let h = if size <= store::SMALL_FILE {
+            let h = if ctx.opts.clone {
+                let (h, n) = ctx.staging.put_clone_of(&mut f, sparse)?;
+                if n != size {
+                    anyhow::bail!("it changed size during the scan; try again once it is stable");
+                }
+                h
+            } else if size <= store::SMALL_FILE {
                 let mut buf = Vec::with_capacity(size as usize);
                 f.read_to_end(&mut buf)?;
                 if buf.len() as u64 != size {

@@ -220,6 +220,28 @@ impl Staging {
         self.put_file(src, expected, size, sparse)
     }
 
+    /// Adds the content of `src`, unknown yet, as a reflink where the
+    /// filesystem can: the clone is private, so it is the clone that is
+    /// hashed, and a writer changing `src` meanwhile cannot make an object
+    /// disagree with its name. Elsewhere `src` is hashed and then copied
+    /// only if the store lacks it.
+    pub fn put_clone_of(&self, src: &mut File, sparse: bool) -> Result<(Hash, u64)> {
+        if self.write {
+            let (p, f) = self.partial()?;
+            if rustix::fs::ioctl_ficlone(&f, &*src).is_ok() {
+                drop(f);
+                let (h, n) = hash_file(&mut File::open(&p)?)?;
+                self.publish_partial(&p, &h, n)?;
+                return Ok((h, n));
+            }
+            drop(f);
+            fs::remove_file(&p)?;
+        }
+        let (h, n) = hash_file(src)?;
+        self.put_file(src, &h, n, sparse)?;
+        Ok((h, n))
+    }
+
     /// Adds a tree; returns its hash.
     pub fn put_tree(&self, t: &Tree) -> Result<Hash> {
         let data = t.encode();

@@ -18,7 +18,7 @@ pub fn ls(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
                     b.bot.id.clone(),
                     b.bot.image.clone(),
                     b.bot.driver.to_string(),
-                    b.mounted_at.clone().unwrap_or_else(|| "-".into()),
+                    b.root.clone().unwrap_or_else(|| "-".into()),
                     bytes(b.uncommitted_bytes),
                     b.unique_bytes.map(bytes).unwrap_or_else(|| "-".into()),
                 ]
@@ -55,7 +55,18 @@ pub fn show(ctx: &Ctx, a: BotIdArgs) -> Result<i32> {
     );
     println!("tree:        blake3:{}", b.bot.tree);
     println!("driver:      {}", b.bot.driver);
-    println!("mounted at:  {}", b.mounted_at.as_deref().unwrap_or("-"));
+    println!(
+        "root:        {}",
+        b.root.as_deref().unwrap_or("- (not mounted)")
+    );
+    if b.bot.driver == bot::Driver::Copy {
+        let sharing = if b.bot.shares_extents {
+            "shares extents with the store (reflink)"
+        } else {
+            "cannot share extents here (no reflink): a full copy"
+        };
+        println!("filesystem:  {sharing}");
+    }
     println!("uncommitted: {}", bytes(b.uncommitted_bytes));
     println!("created:     {}", b.bot.created);
     println!("committed:   {}", b.bot.committed.as_deref().unwrap_or("-"));

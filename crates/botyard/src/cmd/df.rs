@@ -67,6 +67,18 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
             ],
             &rows,
         );
+        let full: Vec<&str> = fleet
+            .bots
+            .iter()
+            .filter(|b| b.full_copy)
+            .map(|b| b.id.as_str())
+            .collect();
+        if !full.is_empty() {
+            println!(
+                "note: copy bots {} live on a filesystem without reflink (ext4?): each holds a full copy and nothing can be shared there; use XFS or btrfs",
+                full.join(", ")
+            );
+        }
     }
     Ok(0)
 }
