@@ -247,6 +247,11 @@ fn bot_ids_and_states_are_checked() {
     std::mem::forget(m);
     env.ok(&["bot", "mount", "--all"]);
     assert!(root_of(&env, "ok").join("f").exists());
+    // A missing layer dir is rebuilt from the store at the next mount.
+    env.ok(&["bot", "unmount", "ok"]);
+    std::fs::remove_dir_all(env.store.join("layers")).unwrap();
+    env.ok(&["bot", "mount", "ok"]);
+    assert_eq!(std::fs::read(root_of(&env, "ok").join("f")).unwrap(), b"x");
     env.ok(&["bot", "rm", "ok", "--force"]);
     assert!(!env.store.join("bots/ok").exists());
     let err = env.fails(&["bot", "show", "ok"]);

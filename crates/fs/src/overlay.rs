@@ -30,12 +30,37 @@ fn kernel_hint(e: rustix::io::Errno) -> String {
             "this kernel lacks overlayfs or the new mount API; the overlay driver needs Linux ≥ 6.8 (use --driver copy)".into()
         }
         rustix::io::Errno::BUSY => "its upper or work dir is in use by another overlay mount".into(),
+        rustix::io::Errno::STALE => STALE_LOWERS.into(),
         rustix::io::Errno::INVAL => {
             "the kernel refused the overlay options; the overlay driver needs Linux ≥ 6.8 with metacopy and data-only layers (use --driver copy)"
                 .into()
         }
         other => format!("{other}"),
     }
+}
+
+/// How a mount failure reads when the upper dir was recorded against other
+/// lower layers (overlay's index checks the upper root's origin).
+pub const STALE_LOWERS: &str = "the upper dir was made against other lower layers (stale origin)";
+
+/// Forgets which lower layers an upper dir was made against (the upper
+/// root's origin and the work dir's index), so it can be stacked on rebuilt
+/// ones. Its files keep their content and metadata.
+pub fn forget_lowers(upper: &Path, work: &Path) -> Result<()> {
+    match rustix::fs::removexattr(upper, "trusted.overlay.origin") {
+        Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+        Err(e) => {
+            return Err(std::io::Error::from(e))
+                .with_context(|| format!("cannot reset {}", upper.display()))
+        }
+    }
+    for sub in ["index", "work"] {
+        let p = work.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("cannot reset {}", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Mounts the overlay at `target`.
@@ -49,6 +74,16 @@ pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
             Err(e) if tries < 50 && e.to_string().contains("in use") => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            // Lower layers rebuilt from the store are equal in content but
+            // not in identity; the upper stays valid on top of them.
+            Err(e) if tries < 50 && e.to_string().contains(STALE_LOWERS) => {
+                let (upper, work) = spec
+                    .upper
+                    .as_ref()
+                    .expect("only an upper dir has an origin");
+                forget_lowers(upper, work)?;
+                tries = 50;
             }
             other => return other,
         }

@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Fleet drift benchmark: the seeds' storage matrix, measured. Every strategy
+# runs in this one invocation, each on its own loop-mounted filesystem so
+# statvfs measures only it.
+#
+#   bash bench/fleet.sh [N]        (N bots per strategy, default 12)
+#
+# Base: Debian bookworm minbase (debootstrap, cached). Phases:
+#   day 1    provision N bots
+#   month 6  every bot installs the same real security updates (the .debs apt
+#            would upgrade the base with) and writes 20 MB of its own
+#   year 2   every bot installs the same ~400 MB of packages (python3, gcc,
+#            g++, make, git, curl with their dependencies) and 40 MB of its own
+# In each strategy the first bot runs the real `dpkg -i` in a chroot (that is
+# the "apt works" column); the others receive exactly the files that dpkg run
+# wrote (captured once from a reference root), which costs the same storage.
+# Results go to bench/results/fleet.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-12}
+bash scripts/deps.sh
+command -v rmlint >/dev/null || apt-get install -y -qq rmlint >/dev/null
+cargo build --release --locked -q
+B=$PWD/target/release/botyard
+ROOTFS=$(bash scripts/debian-rootfs.sh)
+W=$PWD/bench/cache/fleet
+MNTS=()
+cleanup() {
+  for m in "${MNTS[@]}"; do
+    grep -q " $m/" /proc/self/mountinfo && for x in $(awk -v m="$m/" 'index($5, m) == 1 {print $5}' /proc/self/mountinfo | sort -r); do umount "$x" 2>/dev/null || umount -l "$x"; done
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+rm -rf "$W"; mkdir -p "$W"
+
+# --- the packages and the exact files they write -------------------------
+DEBS6=$W/debs-month6; DEBS24=$W/debs-year2; mkdir -p "$DEBS6/partial" "$DEBS24/partial"
+APT=(apt-get -q -o "Dir::State::status=$ROOTFS/var/lib/dpkg/status" --download-only -y)
+"${APT[@]}" -o "Dir::Cache::archives=$DEBS6" upgrade >/dev/null
+"${APT[@]}" -o "Dir::Cache::archives=$DEBS24" --no-install-recommends install python3 gcc g++ make git curl >/dev/null
+# dpkg alone cannot order pre-dependencies (apt does): a second pass
+# installs what the first had to leave; then nothing may be half-installed.
+INSTALL='dpkg -i /tmp/*.deb || dpkg -i /tmp/*.deb; dpkg --configure -a && test -z "$(dpkg --audit)"'
+REF=$W/ref; cp -a "$ROOTFS" "$REF"
+capture() { # phase debs -> delta tarball of what dpkg wrote
+  touch "$W/mark-$1"; sleep 1
+  cp "$2"/*.deb "$REF/tmp/"
+  chroot "$REF" sh -c "$INSTALL" >/dev/null 2>&1 || { echo "fleet: installing the $1 packages in a reference root failed" >&2; exit 1; }
+  rm -f "$REF"/tmp/*.deb
+  # dpkg keeps the packages' mtimes: what it wrote is what changed status.
+  (cd "$REF" && find . -cnewer "$W/mark-$1" ! -type d ! -type c ! -path './tmp/*' -print0 | tar --null -T - -cf "$W/delta-$1.tar")
+}
+capture month6 "$DEBS6"; capture year2 "$DEBS24"
+rm -rf "$REF"
+
+# --- helpers ---------------------------------------------------------------
+newfs() { # kind name -> mount point
+  local img=$W/$2.img mnt=$W/$2
+  truncate -s 40G "$img"; mkdir -p "$mnt"
+  case $1 in
+    xfs) mkfs.xfs -q -m reflink=1 "$img" ;;
+    btrfs) mkfs.btrfs -q "$img" ;;
+    ext4) mkfs.ext4 -q -F "$img" ;;
+  esac
+  mount -o loop "$img" "$mnt"; MNTS+=("$mnt"); echo "$mnt"
+}
+used() { sync -f "$1"; df -B1 --output=used "$1" | tail -n1; }
+now() { date +%s.%N; }
+own() { head -c "$2" /dev/urandom > "$1"; }
+declare -A R
+record() { R[$1,$2]=$3; }
+mb() { awk -v b="$1" -v n="$N" 'BEGIN {printf "%.0f", b/n/1048576}'; }
+
+# Applies phase $2 to the root $1 of bot number $3: the first bot runs dpkg.
+drift() {
+  local root=$1 phase=$2 i=$3 debs
+  [ "$phase" = month6 ] && debs=$DEBS6 || debs=$DEBS24
+  if [ "$i" = 1 ]; then
+    cp "$debs"/*.deb "$root/tmp/"
+    if chroot "$root" sh -c "$INSTALL" >/dev/null 2>&1; then APT_OK=yes; else APT_OK=no; fi
+    rm -f "$root"/tmp/*.deb
+  else
+    tar -xpf "$W/delta-$phase.tar" -C "$root"
+  fi
+  mkdir -p "$root/root/own"
+  own "$root/root/own/$phase.bin" "$([ "$phase" = month6 ] && echo 20M || echo 40M)"
+}
+
+# --- strategies ------------------------------------------------------------
+run_rsync() { # name fs dedupe(0|1)
+  local name=$1 m t0 t1 base
+  m=$(newfs "$2" "$name")
+  t0=$(now); for i in $(seq "$N"); do rsync -aHAX "$ROOTFS/" "$m/bot$i/"; done; t1=$(now)
+  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  dedupe_pass() { [ "$3" = 1 ] || return 0; local s; s=$(now)
+    (cd "$m" && rmlint -T df -g -o sh:rmlint.sh -c sh:handler=clone bot* >/dev/null 2>&1 && sh ./rmlint.sh -d -q >/dev/null 2>&1; rm -f rmlint.sh rmlint.json)
+    record "$name" dedupe_s "$(awk -v a="$s" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}')"; }
+  dedupe_pass x x "$3"; record "$name" day1 "$(used "$m")"
+  for phase in month6 year2; do
+    for i in $(seq "$N"); do drift "$m/bot$i" "$phase" "$i"; done
+    dedupe_pass x x "$3"; record "$name" "$phase" "$(used "$m")"
+  done
+  record "$name" apt "$APT_OK"
+}
+
+run_btrfs() {
+  local name=btrfs-snapshot m t0 t1
+  m=$(newfs btrfs "$name")
+  btrfs -q subvolume create "$m/golden"; rsync -aHAX "$ROOTFS/" "$m/golden/"
+  t0=$(now); for i in $(seq "$N"); do btrfs -q subvolume snapshot "$m/golden" "$m/bot$i"; done; t1=$(now)
+  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" day1 "$(used "$m")"
+  for phase in month6 year2; do
+    for i in $(seq "$N"); do drift "$m/bot$i" "$phase" "$i"; done
+    record "$name" "$phase" "$(used "$m")"
+  done
+  record "$name" apt "$APT_OK"
+}
+
+run_overlay() {
+  local name=overlay-upper m t0 t1
+  m=$(newfs ext4 "$name")
+  rsync -aHAX "$ROOTFS/" "$m/base/"
+  t0=$(now)
+  for i in $(seq "$N"); do
+    mkdir -p "$m/u$i/upper" "$m/u$i/work" "$m/bot$i"
+    mount -t overlay overlay -o "lowerdir=$m/base,upperdir=$m/u$i/upper,workdir=$m/u$i/work" "$m/bot$i"
+  done; t1=$(now)
+  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" day1 "$(used "$m")"
+  for phase in month6 year2; do
+    for i in $(seq "$N"); do drift "$m/bot$i" "$phase" "$i"; done
+    record "$name" "$phase" "$(used "$m")"
+  done
+  record "$name" apt "$APT_OK"
+}
+
+run_selective() {
+  local name=selective-sync m t0 t1 d
+  m=$(newfs ext4 "$name")
+  rsync -aHAX "$ROOTFS/" "$m/image/"
+  t0=$(now)
+  for i in $(seq "$N"); do for d in home root var etc; do rsync -aHAX "$ROOTFS/$d/" "$m/data$i/$d/"; done; done
+  t1=$(now)
+  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" day1 "$(used "$m")"
+  # The bot's view: the image with its own /home /root /var /etc, /usr read-only.
+  local v=$W/selective-view; mkdir -p "$v"
+  mount --bind "$m/image" "$v"; mount -o remount,bind,ro "$v"
+  for d in home root var etc; do mount --bind "$m/data1/$d" "$v/$d"; done
+  mount -t tmpfs tmpfs "$v/tmp"
+  for phase in month6 year2; do
+    drift "$v" "$phase" 1 || true
+    record "$name" apt "$APT_OK"
+    for i in $(seq 2 "$N"); do
+      # Only what lives under the synced directories can persist.
+      tar -xpf "$W/delta-$phase.tar" -C "$m/data$i" --wildcards './home/*' './root/*' './var/*' './etc/*' --strip-components=1 2>/dev/null || true
+      mkdir -p "$m/data$i/root/own"; own "$m/data$i/root/own/$phase.bin" "$([ "$phase" = month6 ] && echo 20M || echo 40M)"
+    done
+    record "$name" "$phase" "$(used "$m")"
+  done
+  umount "$v/tmp"; for d in home root var etc; do umount "$v/$d"; done; umount "$v"
+}
+
+run_botyard() { # name driver fs
+  local name=$1 m t0 t1 s
+  m=$(newfs "$3" "$name")
+  export BOTYARD_HOME=$m/store
+  "$B" init -q; "$B" image import -q debian:bookworm --dir "$ROOTFS"
+  "$B" bot create -q warm --image debian:bookworm --driver "$2"; "$B" bot rm -q warm   # builds the shared layer
+  t0=$(now); for i in $(seq "$N"); do "$B" bot create -q "bot$i" --image debian:bookworm --driver "$2"; done; t1=$(now)
+  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" day1 "$(used "$m")"
+  for phase in month6 year2; do
+    for i in $(seq "$N"); do
+      [ "$2" = overlay ] && "$B" bot mount -q "bot$i"
+      drift "$BOTYARD_HOME/bots/bot$i/root" "$phase" "$i"
+      [ "$2" = overlay ] && "$B" bot unmount -q "bot$i"
+    done
+    s=$(now); "$B" bot commit -q --all; record "$name" commit_s "$(awk -v a="$s" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}')"
+    "$B" gc -q
+    record "$name" "$phase" "$(used "$m")"
+  done
+  record "$name" apt "$APT_OK"
+  "$B" fsck -q
+  unset BOTYARD_HOME
+}
+
+run_rsync rsync ext4 0
+run_rsync rsync+rmlint xfs 1
+run_btrfs
+run_overlay
+run_selective
+run_botyard botyard-overlay overlay xfs
+run_botyard botyard-copy copy xfs
+
+# The physical minimum at year 2: the base, one copy of what the packages
+# wrote, and every bot's own 60 MB.
+base=$(du -sb "$ROOTFS" | cut -f1)
+d6=$(tar -tvf "$W/delta-month6.tar" | awk '{s+=$3} END {print s}')
+d24=$(tar -tvf "$W/delta-year2.tar" | awk '{s+=$3} END {print s}')
+minimum=$((base + d6 + d24 + N * 60 * 1048576))
+
+{
+  echo "## Fleet drift benchmark"
+  echo
+  echo "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + 20 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + 40 MiB own. MiB per bot = filesystem bytes used / N (the base image included)."
+  echo
+  echo "| strategy | fs | provision ms/bot | day 1 | month 6 | year 2 | apt works | commit or dedupe pass at year 2 |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for s in rsync:ext4 rsync+rmlint:xfs btrfs-snapshot:btrfs overlay-upper:ext4 selective-sync:ext4 botyard-overlay:xfs botyard-copy:xfs; do
+    n=${s%%:*}; f=${s##*:}
+    pass=${R[$n,commit_s]:-${R[$n,dedupe_s]:--}}; [ "$pass" = - ] || pass="$pass s"
+    echo "| $n | $f | ${R[$n,prov]} | $(mb "${R[$n,day1]}") | $(mb "${R[$n,month6]}") | $(mb "${R[$n,year2]}") | ${R[$n,apt]} | $pass |"
+  done
+  echo
+  echo "Physical minimum at year 2: $(mb "$minimum") MiB/bot. botyard-overlay at year 2: $(awk -v a="${R[botyard-overlay,year2]}" -v b="$minimum" 'BEGIN {printf "%.2f", a/b}')× the minimum; btrfs snapshots / botyard-overlay: $(awk -v a="${R[btrfs-snapshot,year2]}" -v b="${R[botyard-overlay,year2]}" 'BEGIN {printf "%.1f", a/b}')×."
+} | tee bench/results/fleet.md

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# I/O through a bot, side by side with a plain directory and a plain overlay
+# of the same Debian base, in one run, cold and warm cache.
+#
+#   bash bench/io.sh [RUNS]     (median of RUNS warm runs, default 5)
+#
+# Operations: `find -ls`, `cat` of every file, `tar -c`, and `dpkg -V` in a
+# chroot. Cold runs drop the page cache first (echo 3 > drop_caches).
+# Results go to bench/results/io.md, as seconds and as ratios to the plain
+# overlay.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+bash scripts/deps.sh
+cargo build --release --locked -q
+B=$PWD/target/release/botyard
+ROOTFS=$(bash scripts/debian-rootfs.sh)
+W=$PWD/bench/cache/io
+cleanup() { umount "$W/overlay" 2>/dev/null || true; BOTYARD_HOME=$W/store "$B" bot unmount -q io 2>/dev/null || true; }
+trap cleanup EXIT
+cleanup; rm -rf "$W"; mkdir -p "$W"
+cp -a "$ROOTFS" "$W/plain"
+mkdir -p "$W/upper" "$W/work" "$W/overlay"
+mount -t overlay overlay -o "lowerdir=$W/plain,upperdir=$W/upper,workdir=$W/work" "$W/overlay"
+export BOTYARD_HOME=$W/store
+"$B" init -q; "$B" image import -q debian:bookworm --dir "$ROOTFS"
+"$B" bot create -q io --image debian:bookworm; "$B" bot mount -q io
+BOT=$W/store/bots/io/root
+
+op() { # name root
+  case $1 in
+    find) find "$2" -ls >/dev/null ;;
+    cat) find "$2" -type f -print0 | xargs -0 cat >/dev/null ;;
+    tar) tar -C "$2" -cf - . | cat >/dev/null ;;
+    dpkg) chroot "$2" dpkg -V >/dev/null 2>&1 || true ;;
+  esac
+}
+secs() { local s; s=$(date +%s.%N); op "$1" "$2"; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b-a}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+declare -A T
+for o in find cat tar dpkg; do
+  for r in plain:$W/plain overlay:$W/overlay bot:$BOT; do
+    n=${r%%:*}; root=${r#*:}
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    T[$o,$n,cold]=$(secs "$o" "$root")
+    op "$o" "$root"
+    T[$o,$n,warm]=$(for _ in $(seq "$RUNS"); do secs "$o" "$root"; echo; done | median)
+  done
+done
+r() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+{
+  echo "## I/O through a bot"
+  echo
+  echo "Debian bookworm minbase, $(nproc) cores, $(uname -r); warm = median of $RUNS runs; ratios are to the plain overlay."
+  echo
+  echo "| operation | plain dir | plain overlay | bot | bot / overlay |"
+  echo "| --- | --- | --- | --- | --- |"
+  for o in find cat tar dpkg; do
+    for c in cold warm; do
+      label="\`$o\` ($c)"; [ "$o" = find ] && label="\`find -ls\` ($c)"; [ "$o" = dpkg ] && label="\`dpkg -V\` ($c)"; [ "$o" = tar ] && label="\`tar -c\` ($c)"; [ "$o" = cat ] && label="\`cat\` every file ($c)"
+      echo "| $label | ${T[$o,plain,$c]} s | ${T[$o,overlay,$c]} s | ${T[$o,bot,$c]} s | $(r "${T[$o,bot,$c]}" "${T[$o,overlay,$c]}")× |"
+    done
+  done
+} | tee bench/results/io.md
