@@ -24,15 +24,15 @@ cargo build --release --locked -q
 B=$PWD/target/release/botyard
 ROOTFS=$(bash scripts/debian-rootfs.sh)
 W=$PWD/bench/cache/fleet
-MNTS=()
 cleanup() {
-  for m in "${MNTS[@]}"; do
-    grep -q " $m/" /proc/self/mountinfo && for x in $(awk -v m="$m/" 'index($5, m) == 1 {print $5}' /proc/self/mountinfo | sort -r); do umount "$x" 2>/dev/null || umount -l "$x"; done
+  # Everything mounted below the work dir, deepest first.
+  for m in $(awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
   done
 }
+trap 'echo "fleet: failed at line $LINENO" >&2; cleanup' ERR
 trap cleanup EXIT
-rm -rf "$W"; mkdir -p "$W"
+cleanup; rm -rf "$W"; mkdir -p "$W"
 
 # --- the packages and the exact files they write -------------------------
 DEBS6=$W/debs-month6; DEBS24=$W/debs-year2; mkdir -p "$DEBS6/partial" "$DEBS24/partial"
@@ -62,10 +62,13 @@ newfs() { # kind name -> mount point
     xfs) mkfs.xfs -q -m reflink=1 "$img" ;;
     btrfs) mkfs.btrfs -q "$img" ;;
     ext4) mkfs.ext4 -q -F "$img" ;;
-  esac
-  mount -o loop "$img" "$mnt"; MNTS+=("$mnt"); echo "$mnt"
+  esac >/dev/null
+  mount -o loop "$img" "$mnt"
+  sync -f "$mnt"; df -B1 --output=used "$mnt" | tail -n1 > "$mnt.empty"
+  echo "$mnt"
 }
-used() { sync -f "$1"; df -B1 --output=used "$1" | tail -n1; }
+# Bytes the strategy added to its filesystem (an empty one's own use aside).
+used() { sync -f "$1"; echo $(( $(df -B1 --output=used "$1" | tail -n1) - $(cat "$1.empty") )); }
 now() { date +%s.%N; }
 own() { head -c "$2" /dev/urandom > "$1"; }
 declare -A R
@@ -141,7 +144,7 @@ run_selective() {
   m=$(newfs ext4 "$name")
   rsync -aHAX "$ROOTFS/" "$m/image/"
   t0=$(now)
-  for i in $(seq "$N"); do for d in home root var etc; do rsync -aHAX "$ROOTFS/$d/" "$m/data$i/$d/"; done; done
+  for i in $(seq "$N"); do mkdir -p "$m/data$i"; for d in home root var etc; do rsync -aHAX "$ROOTFS/$d/" "$m/data$i/$d/"; done; done
   t1=$(now)
   record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
   record "$name" day1 "$(used "$m")"
@@ -205,7 +208,7 @@ minimum=$((base + d6 + d24 + N * 60 * 1048576))
 {
   echo "## Fleet drift benchmark"
   echo
-  echo "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + 20 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + 40 MiB own. MiB per bot = filesystem bytes used / N (the base image included)."
+  echo "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + 20 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + 40 MiB own. MiB per bot = bytes the strategy added to its filesystem (statvfs, an empty filesystem's own use subtracted) / N, the base image included."
   echo
   echo "| strategy | fs | provision ms/bot | day 1 | month 6 | year 2 | apt works | commit or dedupe pass at year 2 |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
