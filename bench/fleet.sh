@@ -19,7 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-12}
 bash scripts/deps.sh
-command -v rmlint >/dev/null || apt-get install -y -qq rmlint >/dev/null
 cargo build --release --locked -q
 B=$PWD/target/release/botyard
 ROOTFS=$(bash scripts/debian-rootfs.sh)

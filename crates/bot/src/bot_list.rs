@@ -51,7 +51,7 @@ pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
     let bot = Bot::new(store, id)?;
     let r = bot.load()?;
     let uncommitted_bytes = match r.driver {
-        Driver::Overlay => du(&bot.upper()).saturating_sub(du_empty()),
+        Driver::Overlay => du_below(&bot.upper()),
         // A plain directory: what differs from the committed tree.
         Driver::Copy => {
             let current = crate::bot_diff::current_tree(&bot, &store::NoProgress)?;
@@ -76,9 +76,9 @@ pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
     })
 }
 
-/// An empty directory's own blocks, not counted as change.
-fn du_empty() -> u64 {
-    4096
+/// Disk bytes of what a directory holds, not counting its own blocks.
+pub(crate) fn du_below(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| du(&e.path())).sum()).unwrap_or(0)
 }
 
 pub fn list(store: &Store) -> Result<Vec<BotInfo>> {
