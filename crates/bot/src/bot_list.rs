@@ -78,7 +78,9 @@ pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
 
 /// Disk bytes of what a directory holds, not counting its own blocks.
 pub(crate) fn du_below(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| du(&e.path())).sum()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 pub fn list(store: &Store) -> Result<Vec<BotInfo>> {
