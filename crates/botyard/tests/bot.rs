@@ -326,6 +326,15 @@ fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
     }
     env.ok(&["bot", "reset", "d", "--to-image"]);
     assert_eq!(env.ok(&["bot", "diff", "d"]).trim(), "");
+    // The committed diff layer is no longer used: gc removes it and keeps
+    // the image's.
+    let layers = || std::fs::read_dir(env.store.join("layers")).unwrap().count();
+    assert_eq!(layers(), 2);
+    let dry = env.json(&["gc", "--dry-run", "--json"]);
+    assert_eq!(dry["layers"]["layer_dirs"], 1, "{dry}");
+    assert_eq!(layers(), 2);
+    env.ok(&["gc"]);
+    assert_eq!(layers(), 1);
     let _m = mount(&env, "d");
     assert_eq!(std::fs::read(root.join("etc/edit")).unwrap(), b"v1");
     drop(_m);

@@ -5,18 +5,25 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     let store = ctx.open()?;
+    // Layers first: a layer dir going away can leave nothing else unreachable,
+    // but the store's sweep should see the final set of refs.
+    let layers = bot::gc_layers(&store, a.dry_run, &ctx.bars)?;
     let r = store.gc(a.dry_run, &ctx.bars)?;
     ctx.bars.finish();
     if a.json {
-        crate::output::json(&r)?;
+        let mut v = serde_json::to_value(&r)?;
+        v["layers"] = serde_json::to_value(layers)?;
+        crate::output::json(&v)?;
         return Ok(0);
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     ctx.say(format!(
-        "{verb} {} objects and {} trees ({}) and {} leftovers of interrupted writes",
+        "{verb} {} objects and {} trees ({}), {} unused layer dirs ({}) and {} leftovers of interrupted writes",
         r.objects,
         r.trees,
         bytes(r.bytes),
+        layers.layer_dirs,
+        bytes(layers.bytes),
         r.tmp_entries
     ));
     Ok(0)

@@ -1,0 +1,54 @@
+use crate::bot_list::{du, ids};
+use crate::state::{Bot, Driver};
+use anyhow::{Context, Result};
+use std::collections::HashSet;
+use store::{Progress, Store};
+
+/// What [`gc_layers`] removed (or would).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct LayerGcReport {
+    pub layer_dirs: u64,
+    pub bytes: u64,
+}
+
+/// Removes layer dirs nothing needs: kept are the layer dir of every image
+/// (so the next bot of it is created in milliseconds) and the layers of
+/// every overlay bot's current tree. Old diff layers, left by commits and
+/// resets, go. Holds the store lock exclusively, like gc, so no layer is
+/// being built meanwhile; a bot's layers change only while it is unmounted.
+pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Result<LayerGcReport> {
+    let _lock = store.lock(true, progress)?;
+    let mut keep = HashSet::new();
+    for r in store.images()?.into_iter().filter_map(|(_, r)| r.ok()) {
+        keep.insert(r.tree.to_hex());
+    }
+    for id in ids(store)? {
+        let r = Bot::new(store, &id)?.load()?;
+        if r.driver == Driver::Overlay {
+            keep.insert(r.image_tree.to_hex());
+            keep.insert(format!(
+                "{}-over-{}",
+                r.tree.to_hex(),
+                r.image_tree.to_hex()
+            ));
+        }
+    }
+    let mut report = LayerGcReport::default();
+    let root = fs::layers_root(store);
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return Ok(report);
+    };
+    for e in rd {
+        let e = e?;
+        if keep.contains(e.file_name().to_string_lossy().as_ref()) {
+            continue;
+        }
+        report.layer_dirs += 1;
+        report.bytes += du(&e.path());
+        if !dry_run {
+            std::fs::remove_dir_all(e.path())
+                .with_context(|| format!("cannot remove {}", e.path().display()))?;
+        }
+    }
+    Ok(report)
+}
