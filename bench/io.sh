@@ -4,8 +4,9 @@
 #
 #   bash bench/io.sh [RUNS]     (median of RUNS warm runs, default 5)
 #
-# Operations: `find -ls`, `cat` of every file, `tar -c`, and `dpkg -V` in a
-# chroot. Cold runs drop the page cache first (echo 3 > drop_caches).
+# Operations: `find -ls`, `cat` of every file, `tar -c`, `dpkg -V` in a
+# chroot, and `dpkg -i` (re)installing the base's security updates (real
+# .debs from the mirror apt uses) in a chroot. Cold runs drop the page cache first (echo 3 > drop_caches).
 # Results go to bench/results/io.md, as seconds and as ratios to the plain
 # overlay.
 set -euo pipefail
@@ -26,6 +27,8 @@ export BOTYARD_HOME=$W/store
 "$B" init -q; "$B" image import -q debian:bookworm --dir "$ROOTFS"
 "$B" bot create -q io --image debian:bookworm; "$B" bot mount -q io
 BOT=$W/store/bots/io/root
+DEBS=$W/debs; mkdir -p "$DEBS/partial"
+apt-get -q -o "Dir::State::status=$ROOTFS/var/lib/dpkg/status" -o "Dir::Cache::archives=$DEBS" --download-only -y upgrade >/dev/null
 
 op() { # name root
   case $1 in
@@ -33,12 +36,13 @@ op() { # name root
     cat) find "$2" -type f -print0 | xargs -0 cat >/dev/null ;;
     tar) tar -C "$2" -cf - . | cat >/dev/null ;;
     dpkg) chroot "$2" dpkg -V >/dev/null 2>&1 || true ;;
+    install) cp "$DEBS"/*.deb "$2/tmp/"; chroot "$2" sh -c 'dpkg -i /tmp/*.deb >/dev/null 2>&1; rm -f /tmp/*.deb' ;;
   esac
 }
 secs() { local s; s=$(date +%s.%N); op "$1" "$2"; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b-a}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A T
-for o in find cat tar dpkg; do
+for o in find cat tar dpkg install; do
   for r in plain:$W/plain overlay:$W/overlay bot:$BOT; do
     n=${r%%:*}; root=${r#*:}
     sync; echo 3 > /proc/sys/vm/drop_caches
@@ -55,9 +59,9 @@ r() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
   echo
   echo "| operation | plain dir | plain overlay | bot | bot / overlay |"
   echo "| --- | --- | --- | --- | --- |"
-  for o in find cat tar dpkg; do
+  for o in find cat tar dpkg install; do
     for c in cold warm; do
-      label="\`$o\` ($c)"; [ "$o" = find ] && label="\`find -ls\` ($c)"; [ "$o" = dpkg ] && label="\`dpkg -V\` ($c)"; [ "$o" = tar ] && label="\`tar -c\` ($c)"; [ "$o" = cat ] && label="\`cat\` every file ($c)"
+      label="\`$o\` ($c)"; [ "$o" = find ] && label="\`find -ls\` ($c)"; [ "$o" = dpkg ] && label="\`dpkg -V\` ($c)"; [ "$o" = tar ] && label="\`tar -c\` ($c)"; [ "$o" = cat ] && label="\`cat\` every file ($c)"; [ "$o" = install ] && label="\`dpkg -i\` security updates ($c)"
       echo "| $label | ${T[$o,plain,$c]} s | ${T[$o,overlay,$c]} s | ${T[$o,bot,$c]} s | $(r "${T[$o,bot,$c]}" "${T[$o,overlay,$c]}")× |"
     done
   done
