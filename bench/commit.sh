@@ -8,11 +8,7 @@
 #
 # Results go to bench/results/commit.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-cargo build --release --locked -q
-B=$PWD/target/release/botyard
-ROOTFS=$(bash scripts/debian-rootfs.sh)
+source "$(dirname "$0")/lib.sh"
 W=$PWD/bench/cache/commit
 export BOTYARD_HOME=$W/store
 cleanup() { for b in c1 c2; do "$B" bot unmount -q "$b" 2>/dev/null || true; done; }

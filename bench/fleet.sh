@@ -16,12 +16,8 @@
 # wrote (captured once from a reference root), which costs the same storage.
 # Results go to bench/results/fleet.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 N=${1:-12}
-bash scripts/deps.sh
-cargo build --release --locked -q
-B=$PWD/target/release/botyard
-ROOTFS=$(bash scripts/debian-rootfs.sh)
 W=$PWD/bench/cache/fleet
 cleanup() {
   # Everything mounted below the work dir, deepest first.
@@ -94,7 +90,7 @@ run_rsync() { # name fs dedupe(0|1)
   local name=$1 m t0 t1 base
   m=$(newfs "$2" "$name")
   t0=$(now); for i in $(seq "$N"); do rsync -aHAX "$ROOTFS/" "$m/bot$i/"; done; t1=$(now)
-  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" prov "$(ms_per "$t0" "$t1" "$N")"
   dedupe_pass() { [ "$3" = 1 ] || return 0; local s; s=$(now)
     (cd "$m" && rmlint -T df -g -o sh:rmlint.sh -c sh:handler=clone bot* >/dev/null 2>&1 && sh ./rmlint.sh -d -q >/dev/null 2>&1; rm -f rmlint.sh rmlint.json)
     record "$name" dedupe_s "$(awk -v a="$s" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}')"; }
@@ -111,7 +107,7 @@ run_btrfs() {
   m=$(newfs btrfs "$name")
   btrfs -q subvolume create "$m/golden"; rsync -aHAX "$ROOTFS/" "$m/golden/"
   t0=$(now); for i in $(seq "$N"); do btrfs -q subvolume snapshot "$m/golden" "$m/bot$i"; done; t1=$(now)
-  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" prov "$(ms_per "$t0" "$t1" "$N")"
   record "$name" day1 "$(used "$m")"
   for phase in month6 year2; do
     for i in $(seq "$N"); do drift "$m/bot$i" "$phase" "$i"; done
@@ -129,7 +125,7 @@ run_overlay() {
     mkdir -p "$m/u$i/upper" "$m/u$i/work" "$m/bot$i"
     mount -t overlay overlay -o "lowerdir=$m/base,upperdir=$m/u$i/upper,workdir=$m/u$i/work" "$m/bot$i"
   done; t1=$(now)
-  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" prov "$(ms_per "$t0" "$t1" "$N")"
   record "$name" day1 "$(used "$m")"
   for phase in month6 year2; do
     for i in $(seq "$N"); do drift "$m/bot$i" "$phase" "$i"; done
@@ -145,7 +141,7 @@ run_selective() {
   t0=$(now)
   for i in $(seq "$N"); do mkdir -p "$m/data$i"; for d in home root var etc; do rsync -aHAX "$ROOTFS/$d/" "$m/data$i/$d/"; done; done
   t1=$(now)
-  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" prov "$(ms_per "$t0" "$t1" "$N")"
   record "$name" day1 "$(used "$m")"
   # The bot's view: the image with its own /home /root /var /etc, /usr read-only.
   local v=$W/selective-view; mkdir -p "$v"
@@ -172,7 +168,7 @@ run_botyard() { # name driver fs
   "$B" init -q; "$B" image import -q debian:bookworm --dir "$ROOTFS"
   "$B" bot create -q warm --image debian:bookworm --driver "$2"; "$B" bot rm -q warm   # builds the shared layer
   t0=$(now); for i in $(seq "$N"); do "$B" bot create -q "bot$i" --image debian:bookworm --driver "$2"; done; t1=$(now)
-  record "$name" prov "$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.0f", (b-a)/n*1000}')"
+  record "$name" prov "$(ms_per "$t0" "$t1" "$N")"
   record "$name" day1 "$(used "$m")"
   for phase in month6 year2; do
     for i in $(seq "$N"); do

@@ -12,12 +12,8 @@
 # rootfs and for a synthetic tree of 100,000 small files and 1 GiB of large
 # ones. Results go to bench/results/import.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 RUNS=${1:-5}
-bash scripts/deps.sh
-cargo build --release --locked -q
-B=$PWD/target/release/botyard
-ROOTFS=$(bash scripts/debian-rootfs.sh)
 W=$PWD/bench/cache/work
 rm -rf "$W"; mkdir -p "$W"
 TARBALL=$W/rootfs.tar
@@ -29,7 +25,6 @@ measure() {
   /usr/bin/time -o "$W/time" -f '%e %M' "$@" >/dev/null 2>"$W/err" || { cat "$W/err" >&2; exit 1; }
   tail -n1 "$W/time"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 reset() { rm -rf "$W/dst" "$W/store"; sync; }
 
 declare -A T M

@@ -10,12 +10,8 @@
 # Results go to bench/results/io.md, as seconds and as ratios to the plain
 # overlay.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 RUNS=${1:-5}
-bash scripts/deps.sh
-cargo build --release --locked -q
-B=$PWD/target/release/botyard
-ROOTFS=$(bash scripts/debian-rootfs.sh)
 W=$PWD/bench/cache/io
 cleanup() { umount "$W/overlay" 2>/dev/null || true; BOTYARD_HOME=$W/store "$B" bot unmount -q io 2>/dev/null || true; }
 trap cleanup EXIT
@@ -40,7 +36,6 @@ op() { # name root
   esac
 }
 secs() { local s; s=$(date +%s.%N); op "$1" "$2"; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b-a}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A T
 for o in find cat tar dpkg install; do
   for r in plain:$W/plain overlay:$W/overlay bot:$BOT; do

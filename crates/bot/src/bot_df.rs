@@ -1,6 +1,6 @@
 use crate::bot_list::{du, ids};
 
-use crate::state::Bot;
+use crate::bot_list::BotInfo;
 use anyhow::Result;
 use std::collections::HashMap;
 use store::{Hash, Store};
@@ -31,34 +31,48 @@ pub struct FleetUsage {
     pub upper_bytes: u64,
 }
 
-/// Per-bot and fleet-wide figures.
-pub fn usage(store: &Store) -> Result<FleetUsage> {
+/// Per-bot and fleet-wide figures; `df` is the store's own report, so its
+/// objects are walked once.
+pub fn usage(store: &Store, df: &store::DfReport) -> Result<FleetUsage> {
+    let infos = ids(store)?
+        .iter()
+        .map(|id| crate::bot_list::show(store, id))
+        .collect::<Result<Vec<_>>>()?;
+    usage_of(store, &infos, df.physical_bytes)
+}
+
+/// The figures for bots already looked at (each bot's upper or directory
+/// is read once, by `show`).
+pub(crate) fn usage_of(
+    store: &Store,
+    infos: &[BotInfo],
+    store_physical: u64,
+) -> Result<FleetUsage> {
     // How many refs (images and bots) reach each object.
     let mut refcount: HashMap<Hash, u32> = HashMap::new();
-    let mut per_bot: Vec<(String, HashMap<Hash, u64>, Hash, bool)> = Vec::new();
+    let mut per_bot = Vec::new();
     for r in store.images()?.into_iter().filter_map(|(_, r)| r.ok()) {
         for h in store.objects_of(&[r.tree])?.into_keys() {
             *refcount.entry(h).or_default() += 1;
         }
     }
-    for id in ids(store)? {
-        let bot = Bot::new(store, &id)?;
-        let r = bot.load()?;
-        let objs = store.objects_of(&[r.tree])?;
+    for info in infos {
+        let objs = store.objects_of(&[info.bot.tree])?;
         for h in objs.keys() {
             *refcount.entry(*h).or_default() += 1;
         }
-        let full_copy = r.driver == crate::Driver::Copy && !r.shares_extents;
-        per_bot.push((id, objs, r.tree, full_copy));
+        per_bot.push((info, objs));
     }
     let mut memo = store::UsageMemo::default();
     let mut bots = Vec::new();
     let mut upper_bytes = 0;
     let mut full_copies = 0;
-    for (id, objs, tree, full_copy) in per_bot {
-        let uncommitted = crate::bot_list::show(store, &id)?.uncommitted_bytes;
+    for (info, objs) in per_bot {
+        let id = info.bot.id.clone();
+        let full_copy = info.bot.driver == crate::Driver::Copy && !info.bot.shares_extents;
+        let uncommitted = info.uncommitted_bytes;
         upper_bytes += uncommitted;
-        let logical = store.tree_usage(&tree, &mut memo)?.bytes;
+        let logical = store.tree_usage(&info.bot.tree, &mut memo)?.bytes;
         let (mut unique, mut shared) = (0, 0);
         for (h, size) in &objs {
             if refcount.get(h).copied().unwrap_or(0) <= 1 {
@@ -83,10 +97,9 @@ pub fn usage(store: &Store) -> Result<FleetUsage> {
         });
     }
     let layer_dir_bytes = du(&fs::layers_root(store));
-    let df = store.df()?;
     Ok(FleetUsage {
         plain_copies_bytes: bots.iter().map(|b| b.logical_bytes).sum(),
-        physical_bytes: df.physical_bytes + layer_dir_bytes + upper_bytes + full_copies,
+        physical_bytes: store_physical + layer_dir_bytes + upper_bytes + full_copies,
         layer_dir_bytes,
         upper_bytes,
         bots,

@@ -84,16 +84,13 @@ pub(crate) fn du_below(dir: &Path) -> u64 {
 }
 
 pub fn list(store: &Store) -> Result<Vec<BotInfo>> {
-    let usage = crate::bot_df::usage(store)?;
-    let mut out = Vec::new();
-    for id in ids(store)? {
-        let mut info = show(store, &id)?;
-        info.unique_bytes = usage
-            .bots
-            .iter()
-            .find(|b| b.id == id)
-            .map(|b| b.unique_bytes);
-        out.push(info);
+    let mut infos = ids(store)?
+        .iter()
+        .map(|id| show(store, id))
+        .collect::<Result<Vec<_>>>()?;
+    let usage = crate::bot_df::usage_of(store, &infos, 0)?;
+    for (info, u) in infos.iter_mut().zip(&usage.bots) {
+        info.unique_bytes = Some(u.unique_bytes);
     }
-    Ok(out)
+    Ok(infos)
 }

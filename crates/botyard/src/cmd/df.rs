@@ -6,7 +6,7 @@ use anyhow::Result;
 pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     let store = ctx.open()?;
     let r = store.df()?;
-    let fleet = bot::usage(&store)?;
+    let fleet = bot::usage(&store, &r)?;
     if a.json {
         let mut v = serde_json::to_value(&r)?;
         v["fleet"] = serde_json::to_value(&fleet)?;
