@@ -60,7 +60,7 @@ fn commit_overlay(
     let previous = r.tree;
     let (written, ()) = staging.commit(|store| {
         if new_tree != r.image_tree {
-            fs::diff_layer_dir(store, &new_tree, &r.image_tree)?;
+            fs::diff_layer(store, &new_tree, &r.image_tree)?;
         }
         // The journal: once the ref names the new tree, the upper must be
         // emptied (its changes are in the tree, and overlay refuses an

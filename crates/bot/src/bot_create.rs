@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use store::{ImageName, Store};
 
 /// Creates a bot from an image: a ref and empty upper and work dirs. The
-/// first bot of an image builds the image's layer dir; the others reuse it.
+/// first bot of an image builds the image's layer; the others reuse it.
 pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Result<BotRef> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
@@ -15,7 +15,7 @@ pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Res
     let mut shares_extents = false;
     match driver {
         Driver::Overlay => {
-            fs::layer_dir(store, &img.tree)?;
+            fs::layer(store, &img.tree)?;
             empty_dir(&bot.upper())?;
             empty_dir(&bot.work())?;
             std::fs::create_dir_all(bot.default_mount())?;

@@ -25,9 +25,9 @@ pub struct FleetUsage {
     pub bots: Vec<BotUsage>,
     /// What plain copies of every bot would take.
     pub plain_copies_bytes: u64,
-    /// What the fleet takes on disk: objects, trees, layer dirs and uppers.
+    /// What the fleet takes on disk: objects, trees, layers and uppers.
     pub physical_bytes: u64,
-    pub layer_dir_bytes: u64,
+    pub layer_bytes: u64,
     pub upper_bytes: u64,
 }
 
@@ -96,11 +96,11 @@ pub(crate) fn usage_of(
             full_copy,
         });
     }
-    let layer_dir_bytes = du(&fs::layers_root(store));
+    let layer_bytes = du(&fs::layers_root(store));
     Ok(FleetUsage {
         plain_copies_bytes: bots.iter().map(|b| b.logical_bytes).sum(),
-        physical_bytes: store_physical + layer_dir_bytes + upper_bytes + full_copies,
-        layer_dir_bytes,
+        physical_bytes: store_physical + layer_bytes + upper_bytes + full_copies,
+        layer_bytes,
         upper_bytes,
         bots,
     })

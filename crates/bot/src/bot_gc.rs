@@ -7,11 +7,11 @@ use store::{Progress, Store};
 /// What [`gc_layers`] removed (or would).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct LayerGcReport {
-    pub layer_dirs: u64,
+    pub layers: u64,
     pub bytes: u64,
 }
 
-/// Removes layer dirs nothing needs: kept are the layer dir of every image
+/// Removes layers nothing needs: kept are the layer of every image
 /// (so the next bot of it is created in milliseconds) and the layers of
 /// every overlay bot's current tree. Old diff layers, left by commits and
 /// resets, go. Holds the store lock exclusively, like gc, so no layer is
@@ -20,17 +20,13 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
     let _lock = store.lock(true, progress)?;
     let mut keep = HashSet::new();
     for r in store.images()?.into_iter().filter_map(|(_, r)| r.ok()) {
-        keep.insert(r.tree.to_hex());
+        keep.insert(fs::layer_file_name(&r.tree, None));
     }
     for id in ids(store)? {
         let r = Bot::new(store, &id)?.load()?;
         if r.driver == Driver::Overlay {
-            keep.insert(r.image_tree.to_hex());
-            keep.insert(format!(
-                "{}-over-{}",
-                r.tree.to_hex(),
-                r.image_tree.to_hex()
-            ));
+            keep.insert(fs::layer_file_name(&r.image_tree, None));
+            keep.insert(fs::layer_file_name(&r.tree, Some(&r.image_tree)));
         }
     }
     let mut report = LayerGcReport::default();
@@ -43,11 +39,17 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
         if keep.contains(e.file_name().to_string_lossy().as_ref()) {
             continue;
         }
-        report.layer_dirs += 1;
+        report.layers += 1;
         report.bytes += du(&e.path());
         if !dry_run {
-            std::fs::remove_dir_all(e.path())
-                .with_context(|| format!("cannot remove {}", e.path().display()))?;
+            // Directories are layers of an older store format.
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            }
+            .with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
     Ok(report)

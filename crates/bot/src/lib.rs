@@ -4,7 +4,7 @@
 //! directory `bots/ID/` holding the overlay's `upper` (what changed since the
 //! last commit), `work`, and the default mount point `root`. Mounted, it is
 //! `overlay(upper, lowers = [diff layer of its tree over the image's, the
-//! image's layer dir], data = objects)`. A commit folds the upper into the
+//! image's layer], data = objects)`. A commit folds the upper into the
 //! store, where files the fleet already holds are shared, and empties it.
 //! One file per verb. This crate never talks to Kubernetes.
 

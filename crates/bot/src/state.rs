@@ -19,7 +19,7 @@ pub fn validate_id(id: &str) -> Result<()> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
-    /// Kernel overlayfs over layer dirs of metacopy stubs (root, Linux ≥ 6.8).
+    /// Kernel overlayfs over EROFS layers of metacopy stubs (root, Linux ≥ 6.12).
     #[default]
     Overlay,
     /// A plain writable directory, for places where nothing may mount: files
@@ -187,14 +187,14 @@ impl Bot {
     }
 
     /// The lower layers of the bot's overlay, top first: the diff of its
-    /// tree over the image (if any), then the image. Missing layer dirs are
-    /// rebuilt from the store.
+    /// tree over the image (if any), then the image. Missing or damaged
+    /// layers are rebuilt from the store.
     pub fn lowers(&self, r: &BotRef) -> Result<Vec<PathBuf>> {
         let mut lowers = Vec::new();
         if r.tree != r.image_tree {
-            lowers.push(fs::diff_layer_dir(&self.store, &r.tree, &r.image_tree)?);
+            lowers.push(fs::diff_layer(&self.store, &r.tree, &r.image_tree)?);
         }
-        lowers.push(fs::layer_dir(&self.store, &r.image_tree)?);
+        lowers.push(fs::layer(&self.store, &r.image_tree)?);
         Ok(lowers)
     }
 }

@@ -146,7 +146,7 @@ pub struct RmArgs {
 #[derive(Subcommand, Debug)]
 pub enum BotCommand {
     /// Create a bot from an image. Ready in milliseconds once the image's
-    /// layer dir exists on this node (the first bot of an image builds it).
+    /// layer exists on this node (the first bot of an image builds it).
     Create(BotCreateArgs),
     /// Mount a bot's root, writable and persistent, at DIR or bots/ID/root.
     Mount(BotMountArgs),

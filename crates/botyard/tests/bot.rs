@@ -247,9 +247,27 @@ fn bot_ids_and_states_are_checked() {
     std::mem::forget(m);
     env.ok(&["bot", "mount", "--all"]);
     assert!(root_of(&env, "ok").join("f").exists());
-    // A missing layer dir is rebuilt from the store at the next mount.
+    // A missing layer is rebuilt from the store at the next mount.
     env.ok(&["bot", "unmount", "ok"]);
     std::fs::remove_dir_all(env.store.join("layers")).unwrap();
+    env.ok(&["bot", "mount", "ok"]);
+    assert_eq!(std::fs::read(root_of(&env, "ok").join("f")).unwrap(), b"x");
+    // So is a damaged one: its root inode overwritten, its size unchanged.
+    env.ok(&["bot", "unmount", "ok"]);
+    for e in std::fs::read_dir(env.store.join("layers")).unwrap() {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(e.unwrap().path())
+            .unwrap();
+        f.write_all_at(&[0xff; 64], 4096).unwrap();
+    }
+    let v = env.json(&["fsck", "--json"]);
+    assert_eq!(
+        v["ok"], true,
+        "a damaged layer is a cache, not a store problem: {v}"
+    );
+    assert_eq!(v["layers"]["damaged"].as_array().unwrap().len(), 1, "{v}");
     env.ok(&["bot", "mount", "ok"]);
     assert_eq!(std::fs::read(root_of(&env, "ok").join("f")).unwrap(), b"x");
     env.ok(&["bot", "rm", "ok", "--force"]);
@@ -331,7 +349,7 @@ fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
     let layers = || std::fs::read_dir(env.store.join("layers")).unwrap().count();
     assert_eq!(layers(), 2);
     let dry = env.json(&["gc", "--dry-run", "--json"]);
-    assert_eq!(dry["layers"]["layer_dirs"], 1, "{dry}");
+    assert_eq!(dry["layers"]["layers"], 1, "{dry}");
     assert_eq!(layers(), 2);
     env.ok(&["gc"]);
     assert_eq!(layers(), 1);

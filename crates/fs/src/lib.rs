@@ -8,8 +8,9 @@
 //!   never following symlinks, storing each file's content once, and skipping
 //!   the hashing of files a stat cache shows unchanged;
 //! * [`diff_trees`]: what changed between two trees, skipping equal subtrees;
-//! * [`layer_dir`] and [`diff_layer_dir`]: trees materialised as metacopy
+//! * [`layer`] and [`diff_layer`]: trees packed as EROFS images of metacopy
 //!   stubs redirecting into the store's objects, for overlayfs;
+//! * [`materialize`]: a tree written out as a plain directory (copy driver);
 //! * [`mount_overlay`]: the overlay mount itself;
 //! * [`fold_upper`]: an overlay upper dir folded back into a tree.
 //!
@@ -17,7 +18,9 @@
 
 mod dedupe;
 mod diff;
-mod layer_dir;
+mod erofs;
+mod layer;
+mod materialize;
 mod memtree;
 mod overlay;
 mod scan;
@@ -26,9 +29,10 @@ mod upper;
 
 pub use dedupe::{can_reflink, dedupe};
 pub use diff::{diff_memtrees, diff_trees, Change, PathChange, PathDiff};
-pub use layer_dir::{
-    diff_layer_dir, layer_dir, layers_root, materialize, materialize_path, MaterializeStats,
+pub use layer::{
+    check_layers, diff_layer, layer, layer_file_name, layer_is_intact, layers_root, LayerCheck,
 };
+pub use materialize::{materialize, materialize_path, MaterializeStats};
 pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
 pub use overlay::{is_overlay_mount, mount_overlay, unmount, OverlaySpec};
 pub use scan::{scan_dir, ScanOptions, Scanner};

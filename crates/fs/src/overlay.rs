@@ -3,6 +3,7 @@
 //! string. Needs kernel ≥ 6.8 and root.
 
 use anyhow::{bail, Context, Result};
+use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
@@ -97,8 +98,20 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
         fsconfig_set_string(&fs, k, v)
             .map_err(|e| anyhow::anyhow!("overlay option {k}={}: {}", v.display(), kernel_hint(e)))
     };
+    // Layer images are mounted detached (never attached anywhere) and
+    // handed over by fd; the overlay keeps them alive until it goes.
+    let mut images = Vec::new();
     for l in &spec.lowers {
-        set("lowerdir+", l)?;
+        if l.is_file() {
+            let m = mount_image(l)?;
+            set(
+                "lowerdir+",
+                Path::new(&format!("/proc/self/fd/{}", m.as_raw_fd())),
+            )?;
+            images.push(m);
+        } else {
+            set("lowerdir+", l)?;
+        }
     }
     for d in &spec.data {
         set("datadir+", d)?;
@@ -152,6 +165,90 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// A read-only, detached mount of the EROFS image at `path`: straight from
+/// the file where its filesystem allows (Linux ≥ 6.12, not tmpfs), else
+/// through a loop device that goes away with the mount.
+fn mount_image(path: &Path) -> Result<OwnedFd> {
+    let what = || format!("cannot mount the layer {}", path.display());
+    let erofs = |source: &Path| -> rustix::io::Result<OwnedFd> {
+        let fs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        fsconfig_set_string(&fs, "source", source)?;
+        fsconfig_set_flag(&fs, "ro")?;
+        fsconfig_create(&fs)?;
+        fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_RDONLY,
+        )
+    };
+    match erofs(path) {
+        Ok(m) => Ok(m),
+        Err(rustix::io::Errno::NODEV) => {
+            bail!("{}: this kernel lacks EROFS; use --driver copy", what())
+        }
+        Err(direct) => {
+            let (_loop_fd, dev) = attach_loop(path).map_err(|e| {
+                anyhow::anyhow!("{}: {direct}, and no loop device either: {e}", what())
+            })?;
+            erofs(&dev).map_err(|e| anyhow::anyhow!("{}: {}", what(), kernel_hint(e)))
+        }
+    }
+}
+
+/// Attaches `path` read-only to a free loop device that detaches itself
+/// when nothing holds it any more; the caller keeps the returned fd open
+/// until the device is mounted.
+fn attach_loop(path: &Path) -> std::io::Result<(OwnedFd, PathBuf)> {
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    const LO_FLAGS_READ_ONLY: u32 = 1;
+    const LO_FLAGS_AUTOCLEAR: u32 = 4;
+    #[repr(C)]
+    struct LoopConfig {
+        fd: u32,
+        block_size: u32,
+        // struct loop_info64: 5 u64s, then lo_number, encrypt type and key
+        // size, lo_flags, names and key, lo_init.
+        info_u64: [u64; 5],
+        info_u32: [u32; 4],
+        info_bytes: [u8; 160],
+        info_init: [u64; 2],
+        reserved: [u64; 8],
+    }
+    let file = std::fs::File::open(path)?;
+    let ctl = std::fs::File::open("/dev/loop-control")?;
+    for _ in 0..20 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let dev = PathBuf::from(format!("/dev/loop{n}"));
+        let lo = std::fs::OpenOptions::new().read(true).open(&dev)?;
+        let cfg = LoopConfig {
+            fd: file.as_raw_fd() as u32,
+            block_size: 0,
+            info_u64: [0; 5],
+            info_u32: [0, 0, 0, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR],
+            info_bytes: [0; 160],
+            info_init: [0; 2],
+            reserved: [0; 8],
+        };
+        // SAFETY: cfg is a complete struct loop_config that outlives the call.
+        if unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_CONFIGURE, &cfg) } == 0 {
+            return Ok((lo.into(), dev));
+        }
+        let e = std::io::Error::last_os_error();
+        // Taken by someone else between the two calls: ask again.
+        if e.raw_os_error() != Some(libc::EBUSY) {
+            return Err(e);
+        }
+    }
+    Err(std::io::Error::other(
+        "every free loop device was taken meanwhile",
+    ))
 }
 
 pub fn unmount(target: &Path) -> Result<()> {

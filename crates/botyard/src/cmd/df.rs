@@ -36,11 +36,11 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     if !fleet.bots.is_empty() {
         println!();
         println!(
-            "{} bots: {} as plain copies, {} on disk for the whole store ({} layer dirs, {} uncommitted); {:.1}x smaller",
+            "{} bots: {} as plain copies, {} on disk for the whole store ({} layers, {} uncommitted); {:.1}x smaller",
             fleet.bots.len(),
             bytes(fleet.plain_copies_bytes),
             bytes(fleet.physical_bytes),
-            bytes(fleet.layer_dir_bytes),
+            bytes(fleet.layer_bytes),
             bytes(fleet.upper_bytes),
             fleet.plain_copies_bytes as f64 / fleet.physical_bytes.max(1) as f64
         );

@@ -6,14 +6,19 @@ use anyhow::Result;
 pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     let store = ctx.open()?;
     let r = store.fsck(&ctx.bars)?;
+    // Layers are caches: a damaged one is noted, not a store problem.
+    let layers = fs::check_layers(&store)?;
     ctx.bars.finish();
     let code = if r.ok() { 0 } else { 1 };
     if a.json {
-        crate::output::json(&serde_json::json!({"ok": r.ok(), "report": r}))?;
+        crate::output::json(&serde_json::json!({"ok": r.ok(), "report": r, "layers": layers}))?;
         return Ok(code);
     }
     for p in &r.problems {
         eprintln!("botyard: fsck: {}", p.message);
+    }
+    for l in &layers.damaged {
+        eprintln!("botyard: fsck: note: layer {l} is damaged; it is rebuilt from the store when next used");
     }
     let summary = format!(
         "{} refs, {} trees reachable, {} objects ({}) verified; {} unreferenced and {} leftovers (removed by `botyard gc`)",

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     let store = ctx.open()?;
-    // Layers first: a layer dir going away can leave nothing else unreachable,
+    // Layers first: a layer going away can leave nothing else unreachable,
     // but the store's sweep should see the final set of refs.
     let layers = bot::gc_layers(&store, a.dry_run, &ctx.bars)?;
     let r = store.gc(a.dry_run, &ctx.bars)?;
@@ -18,11 +18,11 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     ctx.say(format!(
-        "{verb} {} objects and {} trees ({}), {} unused layer dirs ({}) and {} leftovers of interrupted writes",
+        "{verb} {} objects and {} trees ({}), {} unused layers ({}) and {} leftovers of interrupted writes",
         r.objects,
         r.trees,
         bytes(r.bytes),
-        layers.layer_dirs,
+        layers.layers,
         bytes(layers.bytes),
         r.tmp_entries
     ));

@@ -1,111 +1,16 @@
-//! Layer dirs: read-only directories that materialise a tree for overlayfs.
-//!
-//! Every entry is created with its own metadata; a regular file with content
-//! is a sparse stub of the right size carrying `trusted.overlay.metacopy` and
-//! `trusted.overlay.redirect=/ab/cdef…`, which overlayfs resolves in the data-
-//! only lower layer (the store's `objects/`). So a layer dir costs inodes, not
-//! data, and is built once per tree per node, shared by every bot using it.
-//! An image's own `trusted.overlay.*` xattrs are written escaped
-//! (`trusted.overlay.overlay.*`), so they are data, never instructions.
+//! Materialising a tree as a plain, writable directory (the copy driver):
+//! each file's data is reflinked from its object where the filesystem can
+//! share extents, copied where it cannot.
 
-use crate::diff::{diff_trees, Change};
 use anyhow::{Context, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use store::{Entry, EntryKind, Hash, Store};
-
-const OVL: &[u8] = b"trusted.overlay.";
 
 fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
     r.map_err(std::io::Error::from)
-}
-
-/// The layer dir of a whole tree, built on first use.
-pub fn layer_dir(store: &Store, tree: &Hash) -> Result<PathBuf> {
-    let name = tree.to_hex();
-    build_once(store, &name, |root| {
-        let mut m = Materializer {
-            store,
-            links: HashMap::new(),
-            root,
-            data: false,
-            stats: Default::default(),
-        };
-        m.tree_into(root, &store.read_tree(tree)?, b"")
-    })
-}
-
-/// The layer dir holding only what `tree` changes relative to `base`, for
-/// stacking above `base`'s layer dir: changed entries, their parent
-/// directories with `tree`'s metadata, and whiteouts for deletions.
-pub fn diff_layer_dir(store: &Store, tree: &Hash, base: &Hash) -> Result<PathBuf> {
-    let name = format!("{}-over-{}", tree.to_hex(), base.to_hex());
-    build_once(store, &name, |root| {
-        let changes = diff_trees(store, &store.read_tree(tree)?, &store.read_tree(base)?)?;
-        let mut m = Materializer {
-            store,
-            links: HashMap::new(),
-            root,
-            data: false,
-            stats: Default::default(),
-        };
-        m.changes_into(root, &changes, b"")
-    })
-}
-
-/// Where layer dirs live.
-pub fn layers_root(store: &Store) -> PathBuf {
-    store.root().join("layers")
-}
-
-fn build_once(
-    store: &Store,
-    name: &str,
-    fill: impl FnOnce(BorrowedFd<'_>) -> Result<()>,
-) -> Result<PathBuf> {
-    let root = layers_root(store);
-    let dest = root.join(name);
-    // Built in tmp/ and renamed into place, so an existing one is complete.
-    if dest.is_dir() {
-        return Ok(dest);
-    }
-    // gc empties tmp/ under the exclusive lock; hold it shared meanwhile.
-    let _lock = store.lock(false, &store::NoProgress)?;
-    std::fs::create_dir_all(&root)?;
-    let tmp = store
-        .tmp_dir()
-        .join(format!("layer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp)?;
-    let res = (|| -> Result<()> {
-        let fd = io(rustix::fs::open(
-            &tmp,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ))?;
-        fill(fd.as_fd())?;
-        Ok(())
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e).context(
-            "cannot build a layer dir (it needs root for trusted xattrs, owners and devices)",
-        );
-    }
-    match std::fs::rename(&tmp, &dest) {
-        Ok(()) => {}
-        // Built meanwhile by someone else: theirs is as good as ours.
-        Err(_) if dest.is_dir() => {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot move a layer dir to {}", dest.display()))
-        }
-    }
-    Ok(dest)
 }
 
 struct Materializer<'a> {
@@ -113,9 +18,6 @@ struct Materializer<'a> {
     /// Hard-link group leader path → the path it was created at.
     links: HashMap<Vec<u8>, Vec<u8>>,
     root: BorrowedFd<'a>,
-    /// Real content (reflinked or copied from the objects) instead of
-    /// metacopy stubs.
-    data: bool,
     stats: MaterializeStats,
 }
 
@@ -177,7 +79,6 @@ pub fn materialize_path(
         store,
         links: HashMap::new(),
         root: rootfd.as_fd(),
-        data: true,
         stats: Default::default(),
     };
     m.entry(dir.as_fd(), &e, &path.join(&b'/'))?;
@@ -199,7 +100,6 @@ pub fn materialize(store: &Store, tree: &Hash, dest: &std::path::Path) -> Result
         store,
         links: HashMap::new(),
         root: fd.as_fd(),
-        data: true,
         stats: Default::default(),
     };
     m.tree_into(fd.as_fd(), &store.read_tree(tree)?, b"")?;
@@ -215,13 +115,6 @@ fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn escape(name: &[u8]) -> Vec<u8> {
-    match name.strip_prefix(OVL) {
-        Some(rest) => [OVL, b"overlay.", rest].concat(),
-        None => name.to_vec(),
-    }
-}
-
 fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::ffi::CString {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
@@ -232,41 +125,6 @@ impl Materializer<'_> {
     fn tree_into(&mut self, dir: BorrowedFd<'_>, tree: &store::Tree, rel: &[u8]) -> Result<()> {
         for e in tree.entries() {
             self.entry(dir, e, &join(rel, &e.name))?;
-        }
-        Ok(())
-    }
-
-    fn changes_into(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        changes: &BTreeMap<Vec<u8>, Change>,
-        rel: &[u8],
-    ) -> Result<()> {
-        for (name, c) in changes {
-            let path = join(rel, name);
-            match c {
-                Change::Deleted(_) => {
-                    io(rustix::fs::mknodat(
-                        dir,
-                        name.as_slice(),
-                        rustix::fs::FileType::CharacterDevice,
-                        Mode::empty(),
-                        0,
-                    ))
-                    .with_context(|| {
-                        format!(
-                            "cannot create a whiteout for {}",
-                            String::from_utf8_lossy(&path)
-                        )
-                    })?;
-                }
-                Change::Added(e) | Change::Replaced { new: e, .. } => self.entry(dir, e, &path)?,
-                Change::Dir { new, children, .. } => {
-                    let sub = self.mkdir(dir, name)?;
-                    self.changes_into(sub.as_fd(), children, &path)?;
-                    self.set_meta(dir, name, Some(sub.as_fd()), new)?;
-                }
-            }
         }
         Ok(())
     }
@@ -317,7 +175,7 @@ impl Materializer<'_> {
                     Mode::from_raw_mode(0o600),
                 ))
                 .with_context(|| format!("cannot create {}", shown()))?;
-                if f.size > 0 && self.data {
+                if f.size > 0 {
                     let mut src = std::fs::File::open(self.store.object_path(&f.object))
                         .with_context(|| {
                             format!(
@@ -335,24 +193,6 @@ impl Materializer<'_> {
                         self.stats.copied += 1;
                         self.stats.copied_bytes += f.size;
                     }
-                } else if f.size > 0 {
-                    io(rustix::fs::ftruncate(&fd, f.size))?;
-                    io(rustix::fs::fsetxattr(
-                        &fd,
-                        "trusted.overlay.metacopy",
-                        b"",
-                        XattrFlags::empty(),
-                    ))
-                    .with_context(|| {
-                        format!("cannot mark {} as a metacopy stub (needs root)", shown())
-                    })?;
-                    let redirect = format!("/{}", f.object.rel_path());
-                    io(rustix::fs::fsetxattr(
-                        &fd,
-                        "trusted.overlay.redirect",
-                        redirect.as_bytes(),
-                        XattrFlags::empty(),
-                    ))?;
                 }
                 self.set_meta(dir, name, Some(fd.as_fd()), e)?;
             }
@@ -375,7 +215,7 @@ impl Materializer<'_> {
                 );
                 match made {
                     // A plain directory can live without its device nodes.
-                    Err(rustix::io::Errno::PERM) if self.data => {
+                    Err(rustix::io::Errno::PERM) => {
                         self.stats.skipped_devices += 1;
                         return Ok(());
                     }
@@ -409,16 +249,6 @@ impl Materializer<'_> {
         Ok(())
     }
 
-    /// Overlay's own xattr names are escaped in stubs, where overlayfs would
-    /// read them; a plain directory keeps them as they are.
-    fn xattr_name(&self, k: &[u8]) -> Vec<u8> {
-        if self.data {
-            k.to_vec()
-        } else {
-            escape(k)
-        }
-    }
-
     /// Owner, then mode (chown clears setuid), then xattrs (chown clears
     /// security.capability), then times (last, as everything else moves them).
     fn set_meta(
@@ -445,7 +275,7 @@ impl Materializer<'_> {
                 for (k, v) in &e.xattrs {
                     io(rustix::fs::fsetxattr(
                         fd,
-                        self.xattr_name(k).as_slice(),
+                        k.as_slice(),
                         v,
                         XattrFlags::empty(),
                     ))?;
@@ -472,7 +302,7 @@ impl Materializer<'_> {
                 for (k, v) in &e.xattrs {
                     io(rustix::fs::lsetxattr(
                         p.as_c_str(),
-                        self.xattr_name(k).as_slice(),
+                        k.as_slice(),
                         v,
                         XattrFlags::empty(),
                     ))?;
