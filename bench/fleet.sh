@@ -4,13 +4,15 @@
 # statvfs measures only it.
 #
 #   bash bench/fleet.sh [N]        (N bots per strategy, default 12)
+#   OWN6=20 OWN24=20 STRATEGIES="rsync btrfs-snapshot ..." bash bench/fleet.sh
+#       (MiB of each bot's own files per phase; a subset of the strategies)
 #
 # Base: Debian bookworm minbase (debootstrap, cached). Phases:
 #   day 1    provision N bots
 #   month 6  every bot installs the same real security updates (the .debs apt
 #            would upgrade the base with) and writes 20 MB of its own
 #   year 2   every bot installs the same ~400 MB of packages (python3, gcc,
-#            g++, make, git, curl with their dependencies) and 40 MB of its own
+#            g++, make, git, curl with their dependencies) and 20 MB more of its own
 # In each strategy the first bot runs the real `dpkg -i` in a chroot (that is
 # the "apt works" column); the others receive exactly the files that dpkg run
 # wrote (captured once from a reference root), which costs the same storage.
@@ -18,6 +20,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 N=${1:-12}
+OWN6=${OWN6:-20}; OWN24=${OWN24:-20}
+ALL="rsync rsync+rmlint btrfs-snapshot overlay-upper selective-sync botyard-overlay botyard-copy"
+STRATEGIES=${STRATEGIES:-$ALL}
 W=$PWD/bench/cache/fleet
 cleanup() {
   # Everything mounted below the work dir, deepest first.
@@ -68,6 +73,7 @@ now() { date +%s.%N; }
 own() { head -c "$2" /dev/urandom > "$1"; }
 declare -A R
 record() { R[$1,$2]=$3; }
+own_size() { [ "$1" = month6 ] && echo "${OWN6}M" || echo "${OWN24}M"; }
 mb() { awk -v b="$1" -v n="$N" 'BEGIN {printf "%.0f", b/n/1048576}'; }
 
 # Applies phase $2 to the root $1 of bot number $3: the first bot runs dpkg.
@@ -82,7 +88,7 @@ drift() {
     tar -xpf "$W/delta-$phase.tar" -C "$root"
   fi
   mkdir -p "$root/root/own"
-  own "$root/root/own/$phase.bin" "$([ "$phase" = month6 ] && echo 20M || echo 40M)"
+  own "$root/root/own/$phase.bin" "$(own_size "$phase")"
 }
 
 # --- strategies ------------------------------------------------------------
@@ -154,7 +160,7 @@ run_selective() {
     for i in $(seq 2 "$N"); do
       # Only what lives under the synced directories can persist.
       tar -xpf "$W/delta-$phase.tar" -C "$m/data$i" --wildcards './home/*' './root/*' './var/*' './etc/*' --strip-components=1 2>/dev/null || true
-      mkdir -p "$m/data$i/root/own"; own "$m/data$i/root/own/$phase.bin" "$([ "$phase" = month6 ] && echo 20M || echo 40M)"
+      mkdir -p "$m/data$i/root/own"; own "$m/data$i/root/own/$phase.bin" "$(own_size "$phase")"
     done
     record "$name" "$phase" "$(used "$m")"
   done
@@ -185,33 +191,44 @@ run_botyard() { # name driver fs
   unset BOTYARD_HOME
 }
 
-run_rsync rsync ext4 0
-run_rsync rsync+rmlint xfs 1
-run_btrfs
-run_overlay
-run_selective
-run_botyard botyard-overlay overlay xfs
-run_botyard botyard-copy copy xfs
+for s in $STRATEGIES; do
+  case $s in
+    rsync) run_rsync rsync ext4 0 ;;
+    rsync+rmlint) run_rsync rsync+rmlint xfs 1 ;;
+    btrfs-snapshot) run_btrfs ;;
+    overlay-upper) run_overlay ;;
+    selective-sync) run_selective ;;
+    botyard-overlay) run_botyard botyard-overlay overlay xfs ;;
+    botyard-copy) run_botyard botyard-copy copy xfs ;;
+    *) echo "fleet: unknown strategy $s (one of: $ALL)" >&2; exit 2 ;;
+  esac
+done
 
 # The physical minimum at year 2: the base, one copy of what the packages
-# wrote, and every bot's own 60 MB.
+# wrote, and every bot's own files.
 base=$(du -sb "$ROOTFS" | cut -f1)
 d6=$(tar -tvf "$W/delta-month6.tar" | awk '{s+=$3} END {print s}')
 d24=$(tar -tvf "$W/delta-year2.tar" | awk '{s+=$3} END {print s}')
-minimum=$((base + d6 + d24 + N * 60 * 1048576))
+minimum=$((base + d6 + d24 + N * (OWN6 + OWN24) * 1048576))
 
 {
   echo "## Fleet drift benchmark"
   echo
-  echo "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + 20 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + 40 MiB own. MiB per bot = bytes the strategy added to its filesystem (statvfs, an empty filesystem's own use subtracted) / N, the base image included."
+  echo "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + $OWN6 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + $OWN24 MiB more own. MiB per bot = bytes the strategy added to its filesystem (statvfs, an empty filesystem's own use subtracted) / N, the base image included."
   echo
   echo "| strategy | fs | provision ms/bot | day 1 | month 6 | year 2 | apt works | commit or dedupe pass at year 2 |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  for s in rsync:ext4 rsync+rmlint:xfs btrfs-snapshot:btrfs overlay-upper:ext4 selective-sync:ext4 botyard-overlay:xfs botyard-copy:xfs; do
-    n=${s%%:*}; f=${s##*:}
+  declare -A FS=([rsync]=ext4 [rsync+rmlint]=xfs [btrfs-snapshot]=btrfs [overlay-upper]=ext4 [selective-sync]=ext4 [botyard-overlay]=xfs [botyard-copy]=xfs)
+  for n in $STRATEGIES; do
+    f=${FS[$n]}
     pass=${R[$n,commit_s]:-${R[$n,dedupe_s]:--}}; [ "$pass" = - ] || pass="$pass s"
     echo "| $n | $f | ${R[$n,prov]} | $(mb "${R[$n,day1]}") | $(mb "${R[$n,month6]}") | $(mb "${R[$n,year2]}") | ${R[$n,apt]} | $pass |"
   done
   echo
-  echo "Physical minimum at year 2: $(mb "$minimum") MiB/bot. botyard-overlay at year 2: $(awk -v a="${R[botyard-overlay,year2]}" -v b="$minimum" 'BEGIN {printf "%.2f", a/b}')× the minimum; btrfs snapshots / botyard-overlay: $(awk -v a="${R[btrfs-snapshot,year2]}" -v b="${R[botyard-overlay,year2]}" 'BEGIN {printf "%.1f", a/b}')×."
+  echo -n "Physical minimum at year 2 (one copy of the base, of what the packages wrote, and of every bot's own files): $(mb "$minimum") MiB/bot."
+  ratio() { awk -v a="$1" -v b="$2" "BEGIN {printf \"%.${3:-1}f\", a/b}"; }
+  [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " botyard-overlay at year 2: $(ratio "${R[botyard-overlay,year2]}" "$minimum" 2)× the minimum."
+  [ -n "${R[btrfs-snapshot,year2]:-}" ] && [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " btrfs snapshots / botyard-overlay: $(ratio "${R[btrfs-snapshot,year2]}" "${R[botyard-overlay,year2]}")×; the physical minimum itself is $(ratio "${R[btrfs-snapshot,year2]}" "$minimum")× below btrfs."
+  [ -n "${R[rsync+rmlint,dedupe_s]:-}" ] && [ -n "${R[botyard-overlay,commit_s]:-}" ] && echo -n " Committing the fleet at year 2 is $(ratio "${R[rsync+rmlint,dedupe_s]}" "${R[botyard-overlay,commit_s]}")× faster than the rmlint + dedupe pass."
+  echo
 } | tee bench/results/fleet.md
