@@ -30,6 +30,7 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
         upper: Some((bot.upper(), bot.work())),
         lowers: bot.lowers(&r)?,
         data: vec![store.objects_dir()],
+        user_lower: false,
         readonly: false,
     };
     fs::mount_overlay(&spec, &target).with_context(|| format!("cannot mount bot {id}"))?;

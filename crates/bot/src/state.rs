@@ -19,7 +19,7 @@ pub fn validate_id(id: &str) -> Result<()> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
-    /// Kernel overlayfs over EROFS layers of metacopy stubs (root, Linux ≥ 6.12).
+    /// Kernel overlayfs over EROFS layers of metacopy stubs (root, Linux ≥ 6.8).
     #[default]
     Overlay,
     /// A plain writable directory, for places where nothing may mount: files
@@ -251,6 +251,7 @@ impl Bot {
             upper: Some((self.upper(), self.work())),
             lowers: self.lowers(r)?,
             data: vec![self.store.objects_dir()],
+            user_lower: false,
             readonly: true,
         };
         if let Err(e) = fs::mount_overlay(&spec, &path) {

@@ -35,6 +35,10 @@ pub enum Command {
     /// Create, mount, commit and remove bots: persistent root filesystems.
     #[command(subcommand)]
     Bot(BotCommand),
+    /// Show a host project to an agent through an overlay: audit every
+    /// change, review it, and sync it back through a gate.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// Show what plain copies would take against what the store holds.
     Df(JsonFlag),
     /// Remove objects and trees that no ref reaches.
@@ -255,4 +259,194 @@ pub struct BotResetArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCommand {
+    /// Create a workspace over a host project directory.
+    Create(WsCreateArgs),
+    /// Mount a workspace: the project read-only below, the agent's writes
+    /// in the workspace's upper, every change recorded in the audit log.
+    Mount(WsMountArgs),
+    /// Unmount a workspace; what the project already holds is dropped from
+    /// its upper.
+    Unmount(WsNameArgs),
+    /// List workspaces.
+    Ls(JsonFlag),
+    /// Show one workspace.
+    Show(WsNameJsonArgs),
+    /// Mounted or not, mode, pending changes by kind, upper bytes, the
+    /// latest audit events and pending conflicts.
+    Status(WsStatusArgs),
+    /// The audit log: every create, modify, delete, rename and chmod while
+    /// mounted, with overflows and the rescans that follow them.
+    Log(WsLogArgs),
+    /// What the agent changed: unified diffs for text, summaries for
+    /// binaries, deletions and renames shown as such.
+    Diff(WsDiffArgs),
+    /// The sync gate: check every change against the policy and apply
+    /// edits, new files, deletions and renames to the project, each file
+    /// atomically.
+    ///
+    /// A file the project changed since the agent started is a conflict:
+    /// never overwritten silently; settle it with --ours (keep the
+    /// project's version, drop the agent's) or --theirs (take the agent's),
+    /// or leave it pending. While the workspace is mounted, what was
+    /// applied stays in its upper until unmount (overlayfs forbids changing
+    /// a live upper); --ours needs it unmounted.
+    Sync(WsSyncArgs),
+    /// Discard the agent's changes, all or at and below PATHs. The
+    /// workspace must be unmounted.
+    Reset(WsResetArgs),
+    /// Remove a workspace (its upper, log and ref); the project is never
+    /// touched.
+    Rm(WsRmArgs),
+    /// Auto mode: sync through the gate every interval until interrupted.
+    Watch(WsNameArgs),
+    /// Print the built-in gate policy (TOML), a starting point for --policy.
+    Policy(WsPolicyArgs),
+    /// The audit watcher process `mount` starts (not for direct use).
+    #[command(hide = true)]
+    AuditWatcher(WsNameArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  botyard workspace create web --project ~/src/web\n  \
+                  botyard workspace create web --project ~/src/web --mode auto --interval 1m\n  \
+                  botyard workspace create lab --project /srv/lab --mode unsafe --i-understand"
+)]
+pub struct WsCreateArgs {
+    pub name: String,
+    /// The host project directory (it must exist, outside the store).
+    #[arg(long, value_name = "DIR")]
+    pub project: PathBuf,
+    /// secure: only `sync` moves changes; auto: `workspace watch` syncs
+    /// every interval through the gate; unsafe: no overlay, the agent
+    /// writes the project (audited, not gated).
+    #[arg(long, default_value = "secure", env = "BOTYARD_WORKSPACE_MODE")]
+    pub mode: String,
+    /// Auto mode: time between syncs (30s, 5m, …).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub interval: String,
+    /// A gate policy file (TOML; see `botyard workspace policy --default`).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Required with --mode unsafe.
+    #[arg(long)]
+    pub i_understand: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsMountArgs {
+    pub name: String,
+    /// Mount here instead of workspaces/NAME/root.
+    #[arg(long, value_name = "DIR")]
+    pub at: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct WsNameArgs {
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct WsNameJsonArgs {
+    pub name: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsStatusArgs {
+    pub name: String,
+    /// How many recent audit events to show.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub events: usize,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsLogArgs {
+    pub name: String,
+    /// Keep printing events as they come (until interrupted).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsDiffArgs {
+    pub name: String,
+    /// Only changes at or below these paths (relative to the project).
+    pub paths: Vec<PathBuf>,
+    /// One line per change with lines added and removed.
+    #[arg(long)]
+    pub stat: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsSyncArgs {
+    pub name: String,
+    /// Only changes at or below these paths (relative to the project).
+    pub paths: Vec<PathBuf>,
+    /// Ask per change in the terminal: accept, reject, show diff, quit.
+    #[arg(long, short)]
+    pub interactive: bool,
+    /// Apply without asking for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Show what would be applied, rejected, held or in conflict; change
+    /// nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Also apply what the policy holds for approval (binaries, new
+    /// executables).
+    #[arg(long)]
+    pub approve: bool,
+    /// Settle conflicts by keeping the project's version.
+    #[arg(long, conflicts_with = "theirs")]
+    pub ours: bool,
+    /// Settle conflicts by taking the agent's version.
+    #[arg(long)]
+    pub theirs: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsResetArgs {
+    pub name: String,
+    /// Only changes at or below these paths (relative to the project).
+    pub paths: Vec<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsRmArgs {
+    pub name: String,
+    /// Unmount it first, and discard changes not synced to the project.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WsPolicyArgs {
+    /// Print the built-in policy.
+    #[arg(long, required = true)]
+    pub default: bool,
 }

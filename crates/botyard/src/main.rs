@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod output;
 mod progress;
+mod prompt;
 
 use clap::Parser;
 

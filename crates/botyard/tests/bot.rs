@@ -165,7 +165,7 @@ fn identical_drift_across_bots_is_stored_once() {
     assert_eq!(
         std::fs::read_dir(env.store.join("layers")).unwrap().count(),
         layers,
-        "bots rebuilt the image's layer dir"
+        "bots rebuilt the image's layer"
     );
     eprintln!("3 bots created in {:?}", t0.elapsed());
     let package: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();

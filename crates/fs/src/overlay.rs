@@ -22,6 +22,10 @@ pub struct OverlaySpec {
     /// Mount read-only (with an upper dir: a consistent view of a bot that
     /// is not mounted elsewhere).
     pub readonly: bool,
+    /// The lowers are a user's directory, not botyard's layers: overlay
+    /// must not act on `trusted.overlay.*` xattrs found in them (no
+    /// metacopy), and no index ties the upper to the lowers' identity.
+    pub user_lower: bool,
 }
 
 fn kernel_hint(e: rustix::io::Errno) -> String {
@@ -120,11 +124,12 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
         set("upperdir", upper)?;
         set("workdir", work)?;
     }
-    fsconfig_set_string(&fs, "metacopy", "on")
+    let metacopy = if spec.user_lower { "off" } else { "on" };
+    fsconfig_set_string(&fs, "metacopy", metacopy)
         .map_err(|e| anyhow::anyhow!("overlay metacopy: {}", kernel_hint(e)))?;
     fsconfig_set_string(&fs, "redirect_dir", "on")
         .map_err(|e| anyhow::anyhow!("overlay redirect_dir: {}", kernel_hint(e)))?;
-    if spec.upper.is_some() {
+    if spec.upper.is_some() && !spec.user_lower {
         // The index keeps hard links whole when one name is copied up.
         fsconfig_set_string(&fs, "index", "on")
             .map_err(|e| anyhow::anyhow!("overlay index: {}", kernel_hint(e)))?;
@@ -268,16 +273,18 @@ pub fn unmount(target: &Path) -> Result<()> {
 
 /// Whether `path` is a mount point of an overlay (read from mountinfo).
 pub fn is_overlay_mount(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
+    mount_fstype(path).as_deref() == Some("overlay")
+}
+
+/// The filesystem type mounted at `path`, if `path` is a mount point
+/// (read from mountinfo; the last mount there wins).
+pub fn mount_fstype(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
-    info.lines().any(|l| {
+    info.lines().rev().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-");
-        f.len() > 4
-            && unescape(f[4]) == want
-            && sep.is_some_and(|s| f.get(s + 1) == Some(&"overlay"))
+        let sep = f.iter().position(|x| *x == "-")?;
+        (f.len() > 4 && unescape(f[4]) == want).then(|| f.get(sep + 1).map(|s| s.to_string()))?
     })
 }
 

@@ -17,8 +17,19 @@ mod image_ls;
 mod image_pull;
 mod image_rm;
 mod init;
+mod workspace_create;
+mod workspace_diff;
+mod workspace_log;
+mod workspace_ls;
+mod workspace_mount;
+mod workspace_policy;
+mod workspace_reset;
+mod workspace_rm;
+mod workspace_status;
+mod workspace_sync;
+mod workspace_watch;
 
-use crate::cli::{BotCommand, Cli, Command, ImageCommand};
+use crate::cli::{BotCommand, Cli, Command, ImageCommand, WorkspaceCommand as Ws};
 use crate::progress::Bars;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -65,6 +76,20 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bot(BotCommand::Ls(a)) => bot_ls::ls(&ctx, a),
         Command::Bot(BotCommand::Show(a)) => bot_ls::show(&ctx, a),
         Command::Bot(BotCommand::Rm(a)) => bot_rm::run(&ctx, a),
+        Command::Workspace(Ws::Create(a)) => workspace_create::run(&ctx, a),
+        Command::Workspace(Ws::Mount(a)) => workspace_mount::mount(&ctx, a),
+        Command::Workspace(Ws::Unmount(a)) => workspace_mount::unmount(&ctx, a),
+        Command::Workspace(Ws::AuditWatcher(a)) => workspace_mount::audit_watcher(&ctx, a),
+        Command::Workspace(Ws::Ls(a)) => workspace_ls::ls(&ctx, a),
+        Command::Workspace(Ws::Show(a)) => workspace_ls::show(&ctx, a),
+        Command::Workspace(Ws::Status(a)) => workspace_status::run(&ctx, a),
+        Command::Workspace(Ws::Log(a)) => workspace_log::run(&ctx, a),
+        Command::Workspace(Ws::Diff(a)) => workspace_diff::run(&ctx, a),
+        Command::Workspace(Ws::Sync(a)) => workspace_sync::run(&ctx, a),
+        Command::Workspace(Ws::Reset(a)) => workspace_reset::run(&ctx, a),
+        Command::Workspace(Ws::Rm(a)) => workspace_rm::run(&ctx, a),
+        Command::Workspace(Ws::Watch(a)) => workspace_watch::run(&ctx, a),
+        Command::Workspace(Ws::Policy(a)) => workspace_policy::run(&ctx, a),
         Command::Df(a) => df::run(&ctx, a),
         Command::Gc(a) => gc::run(&ctx, a),
         Command::Fsck(a) => fsck::run(&ctx, a),
@@ -75,4 +100,32 @@ pub fn run(cli: Cli) -> Result<i32> {
 pub fn image_name(s: &str) -> Result<store::ImageName> {
     s.parse()
         .map_err(|e: store::NameError| anyhow::anyhow!("{e}"))
+}
+
+/// Paths given on the command line, relative to a project or bot root:
+/// `./` and trailing slashes are fine; absolute paths and `..` are not.
+pub fn rel_paths(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>> {
+    use std::path::Component;
+    let mut out = Vec::new();
+    for p in paths {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(s) => parts.push(s.as_encoded_bytes()),
+                Component::CurDir => {}
+                _ => anyhow::bail!(
+                    "path {} must be relative to the project, without '..'",
+                    p.display()
+                ),
+            }
+        }
+        if parts.is_empty() {
+            anyhow::bail!(
+                "path {} names the project root; leave it out to mean everything",
+                p.display()
+            );
+        }
+        out.push(parts.join(&b'/'));
+    }
+    Ok(out)
 }

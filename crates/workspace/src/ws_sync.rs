@@ -1,0 +1,653 @@
+use crate::apply::{remove_below, Host};
+use crate::changes::{
+    components, open_beneath, open_root, read_names, Change, Kind, Side, State, What,
+};
+use crate::policy::Policy;
+use crate::secrets::Hit;
+use crate::state::{Mode, Workspace, WorkspaceRef};
+use crate::ws_diff::is_text;
+use anyhow::{bail, Context, Result};
+use fs::{MemKind, MemNode, MemTree, Meta};
+use rustix::fs::{AtFlags, OFlags};
+use std::collections::BTreeSet;
+use std::io::{Read, Seek};
+use std::path::Path;
+use store::{Progress, Staging, Store};
+
+/// What the gate says about one change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "verdict", content = "reason")]
+pub enum Verdict {
+    /// May be applied.
+    Apply,
+    /// May not be applied (policy, size, secret, special file).
+    Reject(String),
+    /// Waits for a person (binaries, new executables).
+    Approve(String),
+    /// The host changed since the base: resolve with ours or theirs.
+    Conflict,
+    /// The host already holds it.
+    InSync,
+}
+
+/// A change with the gate's verdict.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Item {
+    #[serde(flatten)]
+    pub change: Change,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<Hit>,
+}
+
+/// How to settle a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// Keep the project's version; the agent's change is dropped.
+    Ours,
+    /// Take the agent's version over the project's.
+    Theirs,
+}
+
+/// What a person (or a default) decides for an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Accept,
+    Reject,
+    Resolve(Resolve),
+    /// Leave it for later.
+    Skip,
+    /// Stop asking; apply what was accepted so far.
+    Quit,
+}
+
+/// Decides one item, given the view to read the agent's version from.
+pub type Ask<'a> = dyn FnMut(&Item, &Path) -> Result<Decision> + 'a;
+
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    /// Only changes at or below these paths.
+    pub paths: Vec<Vec<u8>>,
+    pub dry_run: bool,
+    /// Settles every conflict this way.
+    pub resolve: Option<Resolve>,
+    /// Approves what waits for approval.
+    pub approve: bool,
+}
+
+/// What happened to one item.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    pub path: String,
+    pub what: char,
+    /// applied, in_sync, rejected, held, conflict, skipped, failed, kept_ours
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<Hit>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncReport {
+    pub dry_run: bool,
+    pub items: Vec<Outcome>,
+    pub applied: u64,
+    pub in_sync: u64,
+    pub rejected: u64,
+    pub held: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    /// Entries removed from the upper because the project now holds them
+    /// (only while the workspace is unmounted; else at unmount).
+    pub dropped_from_upper: u64,
+}
+
+fn reject(why: impl Into<String>) -> Verdict {
+    Verdict::Reject(why.into())
+}
+
+/// The gate: policy, size, secrets, approvals.
+fn gate(policy: &Policy, c: &Change, view: &rustix::fd::OwnedFd) -> Result<(Verdict, Vec<Hit>)> {
+    match c.state {
+        State::InSync => return Ok((Verdict::InSync, vec![])),
+        State::Conflict | State::Pending => {}
+    }
+    for p in std::iter::once(&c.path).chain(c.from.iter()) {
+        if let Some(why) = policy.path_refused(&String::from_utf8_lossy(p)) {
+            return Ok((reject(why), vec![]));
+        }
+    }
+    let conflict = |v: Verdict| {
+        if c.state == State::Conflict && v == Verdict::Apply {
+            Verdict::Conflict
+        } else {
+            v
+        }
+    };
+    let Some(agent) = &c.agent else {
+        return Ok((conflict(Verdict::Apply), vec![]));
+    };
+    match agent.kind {
+        Kind::Other => {
+            return Ok((
+                reject("fifos, sockets and devices are never synced"),
+                vec![],
+            ))
+        }
+        Kind::Dir | Kind::Symlink => return Ok((conflict(Verdict::Apply), vec![])),
+        Kind::File => {}
+    }
+    if agent.size > policy.max_file_size {
+        return Ok((
+            reject(format!(
+                "{} bytes, over the policy's limit of {}",
+                agent.size, policy.max_file_size
+            )),
+            vec![],
+        ));
+    }
+    let content_changed = c.what != What::Chmod && !matches!(c.what, What::Renamed { .. });
+    let was_exec = c
+        .base
+        .as_ref()
+        .is_some_and(|b| b.kind == Kind::File && b.mode & 0o111 != 0);
+    if content_changed {
+        let mut data = Vec::new();
+        if let Ok(Some(fd)) = open_beneath(view, &c.path, OFlags::RDONLY) {
+            std::fs::File::from(fd)
+                .take(policy.max_file_size)
+                .read_to_end(&mut data)?;
+        }
+        if !is_text(&data) {
+            if policy.approve_binaries {
+                return Ok((Verdict::Approve("a binary file".into()), vec![]));
+            }
+        } else if policy.scan_secrets {
+            let hits = crate::secrets::scan(&String::from_utf8_lossy(&data));
+            if !hits.is_empty() {
+                let kinds: BTreeSet<&str> = hits.iter().map(|h| h.kind).collect();
+                let kinds: Vec<&str> = kinds.into_iter().collect();
+                return Ok((
+                    reject(format!("holds a secret ({})", kinds.join(", "))),
+                    hits,
+                ));
+            }
+        }
+    }
+    if policy.approve_new_executables && agent.mode & 0o111 != 0 && !was_exec {
+        return Ok((Verdict::Approve("a new executable file".into()), vec![]));
+    }
+    Ok((conflict(Verdict::Apply), vec![]))
+}
+
+/// The workspace's changes with the gate's verdicts, and the view they
+/// were read through.
+pub(crate) fn plan(
+    ws: &Workspace,
+    paths: &[Vec<u8>],
+) -> Result<(WorkspaceRef, crate::state::View, Vec<Item>)> {
+    let r = ws.load()?;
+    if r.mode == Mode::Unsafe {
+        bail!(
+            "workspace {} is in unsafe mode: the agent writes the project directly, so there is nothing to sync",
+            ws.name
+        );
+    }
+    let policy = Policy::load(r.policy.as_deref())?;
+    let view = ws.view(&r)?;
+    let changes = crate::changes::changes(
+        &ws.store,
+        r.base_tree,
+        &ws.upper(),
+        &view.path,
+        &r.project,
+        paths,
+    )?;
+    let view_fd = open_root(&view.path)?;
+    let mut items = Vec::new();
+    for c in changes {
+        let (verdict, secrets) = gate(&policy, &c, &view_fd)?;
+        items.push(Item {
+            change: c,
+            verdict,
+            secrets,
+        });
+    }
+    Ok((r, view, items))
+}
+
+/// What the sync does with one item, before asking anyone.
+fn default_decision(item: &Item, opts: &SyncOptions) -> Decision {
+    match &item.verdict {
+        Verdict::Apply => Decision::Accept,
+        Verdict::Approve(_) if opts.approve => Decision::Accept,
+        Verdict::Conflict => match opts.resolve {
+            Some(r) => Decision::Resolve(r),
+            None => Decision::Skip,
+        },
+        _ => Decision::Skip,
+    }
+}
+
+/// Runs the sync gate. `ask`, if given, decides each item that is not
+/// already in sync or rejected (interactive mode); otherwise the options
+/// decide. Applies what was accepted to the project, moves the base forward,
+/// and (when unmounted) drops from the upper what the project now holds.
+pub fn sync(
+    ws: &Workspace,
+    opts: &SyncOptions,
+    mut ask: Option<&mut Ask>,
+    progress: &dyn Progress,
+) -> Result<SyncReport> {
+    let _lock = ws.lock()?;
+    let (mut r, view, items) = plan(ws, &opts.paths)?;
+    let mounted = ws.mounted_at().is_some();
+    let mut report = SyncReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    // Decide.
+    let mut accepted: Vec<(Item, Decision)> = Vec::new();
+    let mut quit = false;
+    for item in items {
+        let asked = matches!(
+            item.verdict,
+            Verdict::Apply | Verdict::Approve(_) | Verdict::Conflict
+        );
+        let d = match (&mut ask, asked, quit) {
+            (_, _, true) => Decision::Skip,
+            (Some(ask), true, false) => ask(&item, &view.path)?,
+            _ => default_decision(&item, opts),
+        };
+        if d == Decision::Quit {
+            quit = true;
+        }
+        accepted.push((item, d));
+    }
+    if opts.dry_run {
+        for (item, d) in &accepted {
+            report.count(item, *d, None);
+        }
+        return Ok(report);
+    }
+
+    // Apply: renames, then creations and edits parents first, then
+    // deletions children first.
+    let order = |i: &Item| match (&i.change.what, &i.change.agent) {
+        (What::Renamed { .. }, _) => 0,
+        (_, Some(_)) => 1,
+        (_, None) => 2,
+    };
+    accepted.sort_by(|a, b| {
+        order(&a.0)
+            .cmp(&order(&b.0))
+            .then_with(|| match order(&a.0) {
+                2 => b.0.change.path.cmp(&a.0.change.path),
+                _ => a.0.change.path.cmp(&b.0.change.path),
+            })
+    });
+    let mut host = Host::open(&r.project, &ws.sync_journal())?;
+    let staging = Staging::new(&ws.store, progress)?;
+    let mut base = match r.base_tree {
+        Some(h) => MemTree::load(&ws.store, &h)?,
+        None => MemTree::new(Meta {
+            mode: 0o755,
+            ..Default::default()
+        }),
+    };
+    let view_fd = open_root(&view.path)?;
+    // The agent's side of conflicts settled for the project.
+    let mut drop_paths: Vec<Vec<u8>> = Vec::new();
+    for (item, d) in &accepted {
+        let c = &item.change;
+        let res: Result<Option<&'static str>> = match (d, &item.verdict) {
+            (_, Verdict::InSync) => {
+                record_base(&mut base, &staging, &view_fd, c)?;
+                Ok(None)
+            }
+            (Decision::Accept, Verdict::Apply | Verdict::Approve(_))
+            | (Decision::Resolve(Resolve::Theirs), Verdict::Conflict)
+            | (Decision::Accept, Verdict::Conflict) => {
+                apply(&mut host, &view_fd, c).and_then(|f| {
+                    record_base_with(&mut base, &staging, &view_fd, c, f)?;
+                    Ok(Some("applied"))
+                })
+            }
+            (Decision::Resolve(Resolve::Ours), Verdict::Conflict) => {
+                if mounted {
+                    Err(anyhow::anyhow!(
+                        "keeping the project's version drops the agent's copy from the upper, which cannot change while the workspace is mounted; unmount it first"
+                    ))
+                } else {
+                    let host_fd = open_root(&r.project)?;
+                    record_host(&mut base, &staging, &host_fd, c)?;
+                    drop_paths.push(c.path.clone());
+                    drop_paths.extend(c.from.clone());
+                    Ok(Some("kept_ours"))
+                }
+            }
+            _ => Ok(None),
+        };
+        match res {
+            Ok(outcome) => report.count(item, *d, outcome),
+            Err(e) => {
+                report.failed += 1;
+                report.items.push(Outcome {
+                    path: c.shown(),
+                    what: c.what.letter(),
+                    outcome: "failed",
+                    reason: Some(format!("{e:#}")),
+                    secrets: vec![],
+                });
+            }
+        }
+    }
+    drop(view_fd);
+    drop(view);
+    let (tree, _) = base.write(&staging)?;
+    staging.commit(|_| {
+        r.base_tree = Some(tree);
+        ws.save(&r)
+    })?;
+    host.finish(&ws.sync_journal())?;
+    if !mounted {
+        report.dropped_from_upper =
+            drop_from_upper(ws, &r, &drop_paths)? + crate::ws_mount::drop_in_sync(ws, &r)?;
+    }
+    Ok(report)
+}
+
+impl SyncReport {
+    fn count(&mut self, item: &Item, d: Decision, applied: Option<&'static str>) {
+        let c = &item.change;
+        let (outcome, reason): (&'static str, Option<String>) = match (&item.verdict, applied) {
+            (Verdict::InSync, _) => {
+                self.in_sync += 1;
+                return;
+            }
+            (_, Some("kept_ours")) => ("kept_ours", None),
+            (_, Some(_)) => {
+                self.applied += 1;
+                ("applied", None)
+            }
+            (Verdict::Reject(why), None) => {
+                self.rejected += 1;
+                ("rejected", Some(why.clone()))
+            }
+            (Verdict::Approve(why), None) if d != Decision::Reject => {
+                if self.dry_run && d == Decision::Accept {
+                    self.applied += 1;
+                    ("would_apply", None)
+                } else {
+                    self.held += 1;
+                    (
+                        "held",
+                        Some(format!(
+                            "{why} needs approval (`sync --interactive`, or `--approve`)"
+                        )),
+                    )
+                }
+            }
+            (Verdict::Conflict, None) if d == Decision::Skip || d == Decision::Quit => {
+                self.conflicts += 1;
+                (
+                    "conflict",
+                    Some("the project changed since the agent started; resolve with --ours or --theirs".into()),
+                )
+            }
+            (_, None) if self.dry_run && matches!(d, Decision::Accept | Decision::Resolve(_)) => {
+                self.applied += 1;
+                ("would_apply", None)
+            }
+            (_, None) => ("skipped", None),
+        };
+        self.items.push(Outcome {
+            path: c.shown(),
+            what: c.what.letter(),
+            outcome,
+            reason,
+            secrets: item.secrets.clone(),
+        });
+    }
+}
+
+fn mtime_of(view: &rustix::fd::OwnedFd, path: &[u8]) -> Option<(i64, u32)> {
+    let st = rustix::fs::statat(view, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some((st.st_mtime, st.st_mtime_nsec as u32))
+}
+
+/// Applies one change to the project; returns the new regular file, if
+/// one was written (its content then goes into the base).
+fn apply(host: &mut Host, view: &rustix::fd::OwnedFd, c: &Change) -> Result<Option<std::fs::File>> {
+    if let (What::Renamed { .. }, Some(from)) = (&c.what, &c.from) {
+        if c.state == State::Pending {
+            host.rename(from, &c.path)?;
+            if let (Some(a), Some(b)) = (&c.agent, &c.base) {
+                if a.mode != b.mode {
+                    host.chmod(&c.path, a.mode)?;
+                }
+            }
+            return Ok(None);
+        }
+        // Taking the agent's side of a conflicting rename: write the
+        // destination, then remove the source.
+        let f = write_agent(host, view, c)?;
+        host.remove(from)?;
+        return Ok(f);
+    }
+    match &c.agent {
+        None => {
+            host.remove(&c.path)?;
+            Ok(None)
+        }
+        Some(_) => write_agent(host, view, c),
+    }
+}
+
+fn write_agent(
+    host: &mut Host,
+    view: &rustix::fd::OwnedFd,
+    c: &Change,
+) -> Result<Option<std::fs::File>> {
+    let Some(a) = &c.agent else { return Ok(None) };
+    match a.kind {
+        Kind::Dir => {
+            host.mkdir(&c.path, a.mode)?;
+            Ok(None)
+        }
+        Kind::Symlink => {
+            host.symlink(&c.path, a.target.as_deref().unwrap_or_default())?;
+            Ok(None)
+        }
+        Kind::File => {
+            let same_content = c
+                .host
+                .as_ref()
+                .is_some_and(|h| h.kind == Kind::File && h.hash == a.hash);
+            if same_content {
+                host.chmod(&c.path, a.mode)?;
+                return Ok(None);
+            }
+            let Ok(Some(fd)) = open_beneath(view, &c.path, OFlags::RDONLY) else {
+                bail!("{} is gone from the workspace; sync again", c.shown());
+            };
+            let mut src = std::fs::File::from(fd);
+            let expect = a.hash.context("file without a hash")?;
+            let (_, f) =
+                host.write_file(&c.path, &mut src, &expect, a.mode, mtime_of(view, &c.path))?;
+            Ok(Some(f))
+        }
+        Kind::Other => bail!("fifos, sockets and devices are never synced"),
+    }
+}
+
+fn node_for(side: &Side, object: Option<(store::Hash, u64)>) -> MemNode {
+    let meta = Meta {
+        mode: side.mode,
+        ..Default::default()
+    };
+    let kind = match side.kind {
+        Kind::Dir => MemKind::Dir(Default::default()),
+        Kind::Symlink => MemKind::Symlink(side.target.clone().unwrap_or_default()),
+        _ => {
+            let (object, size) = object.unwrap_or((store::Hash::empty(), 0));
+            MemKind::File {
+                object,
+                size,
+                sparse: false,
+                group: None,
+            }
+        }
+    };
+    MemNode { meta, kind }
+}
+
+fn set_base(base: &mut MemTree, path: &[u8], node: Option<MemNode>) -> Result<()> {
+    let c = components(path);
+    match node {
+        None => {
+            base.remove(&c);
+        }
+        Some(n) => base.insert(&c, n)?,
+    }
+    Ok(())
+}
+
+/// Moves the base to the agent's version of `c`, storing its content from
+/// `written` (the file just written to the project) or the view.
+fn record_base_with(
+    base: &mut MemTree,
+    staging: &Staging,
+    view: &rustix::fd::OwnedFd,
+    c: &Change,
+    written: Option<std::fs::File>,
+) -> Result<()> {
+    if let Some(from) = &c.from {
+        set_base(base, from, None)?;
+    }
+    let Some(a) = &c.agent else {
+        return set_base(base, &c.path, None);
+    };
+    let object = match (a.kind, written) {
+        (Kind::File, Some(mut f)) => {
+            f.rewind()?;
+            let h = a.hash.context("file without a hash")?;
+            staging.put_clone(&mut f, &h, a.size, false)?;
+            Some((h, a.size))
+        }
+        (Kind::File, None) => Some(stage_from(staging, view, &c.path)?),
+        _ => None,
+    };
+    set_base(base, &c.path, Some(node_for(a, object)))
+}
+
+fn record_base(
+    base: &mut MemTree,
+    staging: &Staging,
+    view: &rustix::fd::OwnedFd,
+    c: &Change,
+) -> Result<()> {
+    record_base_with(base, staging, view, c, None)
+}
+
+/// Moves the base to what the project holds at `c` (the host's side won).
+fn record_host(
+    base: &mut MemTree,
+    staging: &Staging,
+    host: &rustix::fd::OwnedFd,
+    c: &Change,
+) -> Result<()> {
+    if let Some(from) = &c.from {
+        let s = crate::changes::side_at(host, from, false)?;
+        let o = match &s {
+            Some(s) if s.kind == Kind::File => Some(stage_from(staging, host, from)?),
+            _ => None,
+        };
+        set_base(base, from, s.map(|s| node_for(&s, o)))?;
+    }
+    let s = crate::changes::side_at(host, &c.path, false)?;
+    let o = match &s {
+        Some(s) if s.kind == Kind::File => Some(stage_from(staging, host, &c.path)?),
+        _ => None,
+    };
+    set_base(base, &c.path, s.map(|s| node_for(&s, o)))
+}
+
+fn stage_from(
+    staging: &Staging,
+    root: &rustix::fd::OwnedFd,
+    path: &[u8],
+) -> Result<(store::Hash, u64)> {
+    let Ok(Some(fd)) = open_beneath(root, path, OFlags::RDONLY) else {
+        bail!(
+            "{} disappeared while syncing; sync again",
+            String::from_utf8_lossy(path)
+        );
+    };
+    staging.put_clone_of(&mut std::fs::File::from(fd), false)
+}
+
+/// Removes from the upper what the project now holds, then the directories
+/// this leaves empty that carry nothing of their own (no opaque or redirect
+/// mark, the project's mode). Only while the workspace is unmounted:
+/// overlayfs does not allow its upper to change under a live mount.
+pub(crate) fn drop_from_upper(ws: &Workspace, r: &WorkspaceRef, paths: &[Vec<u8>]) -> Result<u64> {
+    let upper = ws.upper();
+    if !upper.exists() {
+        return Ok(0);
+    }
+    let root = open_root(&upper)?;
+    let mut n = 0;
+    for p in paths {
+        remove_below(&root, p)?;
+        n += 1;
+    }
+    prune(&root, b"", &open_root(&r.project)?)?;
+    Ok(n)
+}
+
+/// Removes empty directories below `dir` (bottom-up) that the project
+/// holds as they are; returns whether `dir` itself is now empty.
+fn prune(dir: &rustix::fd::OwnedFd, rel: &[u8], host: &rustix::fd::OwnedFd) -> Result<bool> {
+    let mut empty = true;
+    for name in read_names(dir)? {
+        let st = rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+            empty = false;
+            continue;
+        }
+        let path = crate::changes::join(rel, &name);
+        let sub = rustix::fs::openat(
+            dir,
+            name.as_slice(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)?;
+        let plain = !has_overlay_mark(&sub)
+            && crate::changes::side_at(host, &path, false)?
+                .is_some_and(|h| h.kind == Kind::Dir && h.mode == st.st_mode & 0o7777);
+        if prune(&sub, &path, host)? && plain {
+            rustix::fs::unlinkat(dir, name.as_slice(), AtFlags::REMOVEDIR)
+                .map_err(std::io::Error::from)?;
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
+}
+
+fn has_overlay_mark(fd: &rustix::fd::OwnedFd) -> bool {
+    let mut buf = [0u8; 256];
+    ["trusted.overlay.opaque", "trusted.overlay.redirect"]
+        .iter()
+        .any(|k| rustix::fs::fgetxattr(fd, *k, &mut buf).is_ok())
+}
+
+/// Store used by the CLI's interactive diff.
+pub fn render_item(store: &Store, view: &Path, item: &Item) -> Result<String> {
+    crate::ws_diff::render(store, view, &item.change)
+}
