@@ -34,6 +34,6 @@ pub use layer::{
 };
 pub use materialize::{materialize, materialize_path, MaterializeStats};
 pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
-pub use overlay::{is_overlay_mount, mount_fstype, mount_overlay, unmount, OverlaySpec};
+pub use overlay::{fstype_of, is_overlay_mount, mount_fstype, mount_overlay, unmount, OverlaySpec};
 pub use scan::{scan_dir, ScanOptions, Scanner};
 pub use upper::{fold_upper, FoldStats};

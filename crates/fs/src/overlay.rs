@@ -288,6 +288,31 @@ pub fn mount_fstype(path: &Path) -> Option<String> {
     })
 }
 
+/// The type of the filesystem holding `path` (the mount with the longest
+/// mount point above it), for messages.
+pub fn fstype_of(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let path = std::fs::canonicalize(path).ok()?;
+    let mut best: Option<(usize, String)> = None;
+    for l in info.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        if f.len() <= 4 {
+            continue;
+        }
+        let mp = PathBuf::from(unescape(f[4]));
+        if path.starts_with(&mp) {
+            let depth = mp.components().count();
+            if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                best = f.get(sep + 1).map(|t| (depth, t.to_string()));
+            }
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
 fn unescape(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")

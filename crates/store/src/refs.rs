@@ -142,7 +142,7 @@ impl Store {
     /// Refs of other kinds (`refs/KIND/ID`, bots for instance) and the trees
     /// each keeps alive. The store does not know those kinds; by convention
     /// every ref is a JSON object whose top-level string fields named `tree`
-    /// or ending in `_tree` name trees to keep.
+    /// or ending in `_tree` name trees to keep (`null`: no tree yet).
     pub fn other_refs(&self) -> Result<Vec<(String, Result<Vec<Hash>>)>> {
         let mut out = Vec::new();
         for kind in fs::read_dir(self.refs_dir())? {
@@ -164,7 +164,7 @@ impl Store {
                             .as_object()
                             .ok_or_else(|| anyhow::anyhow!("not a JSON object"))?;
                         obj.iter()
-                            .filter(|(k, _)| *k == "tree" || k.ends_with("_tree"))
+                            .filter(|(k, v)| (*k == "tree" || k.ends_with("_tree")) && !v.is_null())
                             .map(|(k, v)| {
                                 v.as_str()
                                     .and_then(|s| s.parse::<Hash>().ok())

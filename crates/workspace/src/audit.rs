@@ -124,6 +124,8 @@ pub fn read_log(path: &Path) -> Result<Vec<Event>> {
     Ok(out)
 }
 
+const WHITEOUT: u8 = 5;
+
 /// (kind, size, mtime ns, mode) of each path below a root.
 type Snapshot = HashMap<Vec<u8>, (u8, u64, i128, u32)>;
 
@@ -137,6 +139,8 @@ fn stat_entry(root: &Path, rel: &[u8]) -> Option<(u8, u64, i128, u32)> {
         FileType::Directory => 1,
         FileType::RegularFile => 2,
         FileType::Symlink => 3,
+        // In an upper dir, a 0:0 character device is a deletion.
+        FileType::CharacterDevice if st.st_rdev == 0 => WHITEOUT,
         _ => 4,
     };
     Some((
@@ -192,6 +196,8 @@ struct Watcher {
     /// itself in unsafe mode).
     snap_root: PathBuf,
     snap: Snapshot,
+    /// The project below the upper (none in unsafe mode).
+    lower: Option<PathBuf>,
     wds: HashMap<i32, Vec<u8>>,
     /// Files written since they were opened (a modify is logged on close).
     dirty: HashMap<Vec<u8>, bool>,
@@ -292,12 +298,25 @@ impl Watcher {
         paths.sort();
         paths.dedup();
         for p in paths {
-            let ev = match (self.snap.get(p), now.get(p)) {
-                (None, Some(_)) => "create",
+            let (before, after) = (self.snap.get(p), now.get(p));
+            let wo = |s: Option<&(u8, u64, i128, u32)>| s.is_some_and(|s| s.0 == WHITEOUT);
+            // What the project (below the upper) has here.
+            let below = self.lower.as_ref().and_then(|l| stat_entry(l, p));
+            let ev = match (before, after) {
+                (a, b) if a == b => continue,
+                (_, b) if wo(b) => "delete",
+                (a, _) if wo(a) => "create",
+                (None, Some(b)) => match below {
+                    // Copied up from the project: a change, not a creation.
+                    Some(l) if l.0 == 1 && b.0 == 1 => continue,
+                    Some(l) if l.0 == b.0 && l.1 == b.1 && l.2 == b.2 => "chmod",
+                    Some(_) => "modify",
+                    None => "create",
+                },
                 (Some(_), None) => "delete",
                 (Some(a), Some(b)) if a.0 != b.0 || a.1 != b.1 || a.2 != b.2 => "modify",
-                (Some(a), Some(b)) if a.3 != b.3 => "chmod",
-                _ => continue,
+                (Some(_), Some(_)) => "chmod",
+                (None, None) => continue,
             };
             let mut e = Event::new(ev, p);
             e.rescan = true;
@@ -454,6 +473,7 @@ pub fn run_watcher(ws: &Workspace) -> Result<()> {
         mount: mount.clone(),
         snap: snapshot(&snap_root),
         snap_root,
+        lower: (r.mode != Mode::Unsafe).then(|| r.project.clone()),
         wds: HashMap::new(),
         dirty: HashMap::new(),
         moved_from: HashMap::new(),

@@ -80,10 +80,10 @@ pub fn create(store: &Store, name: &str, o: &CreateOptions) -> Result<WorkspaceR
     if r.mode != Mode::Unsafe {
         // A read-only overlay of the project proves it can be a lower
         // layer (and that this kernel has what the workspace needs).
-        let view = ws.view(&r).map_err(|e| {
-            let fstype = fstype_of(&r.project);
+        let view = ws.view(&r).map_err(|_| {
+            let fstype = fs::fstype_of(&r.project).unwrap_or_else(|| "an unknown filesystem".into());
             anyhow::anyhow!(
-                "project {} (on {fstype}) cannot be an overlay lower layer: {e:#}; move it, or use --mode unsafe",
+                "project {} is on {fstype}, which overlayfs refused as a lower layer; move the project, or use --mode unsafe",
                 r.project.display()
             )
         })?;
@@ -94,11 +94,4 @@ pub fn create(store: &Store, name: &str, o: &CreateOptions) -> Result<WorkspaceR
     std::fs::create_dir_all(ws.default_mount())?;
     ws.save(&r)?;
     Ok(r)
-}
-
-fn fstype_of(p: &std::path::Path) -> String {
-    match rustix::fs::statfs(p) {
-        Ok(s) => format!("a filesystem of type {:#x}", s.f_type),
-        Err(_) => "an unknown filesystem".into(),
-    }
 }

@@ -5,20 +5,23 @@ use anyhow::{bail, Result};
 use std::path::Path;
 use workspace::{Decision, Item, Resolve, SyncOptions, SyncReport, Verdict};
 
-fn print_report(r: &SyncReport) {
+fn print_report(ctx: &Ctx, r: &SyncReport) {
     for o in &r.items {
         let reason = o
             .reason
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        println!("{:<12} {} {}{reason}", o.outcome, o.what, o.path);
+        ctx.say(format!("{:<12} {} {}{reason}", o.outcome, o.what, o.path));
         for h in &o.secrets {
-            println!("{:<12}   line {}: {}: {}", "", h.line, h.kind, h.text);
+            ctx.say(format!(
+                "{:<12}   line {}: {}: {}",
+                "", h.line, h.kind, h.text
+            ));
         }
     }
     let verb = if r.dry_run { "would apply" } else { "applied" };
-    println!(
+    ctx.say(format!(
         "{verb} {}, rejected {}, held {}, conflicts {}, failed {}; {} already in sync{}",
         r.applied,
         r.rejected,
@@ -31,7 +34,7 @@ fn print_report(r: &SyncReport) {
         } else {
             String::new()
         }
-    );
+    ));
 }
 
 fn ask_item(store: &store::Store, item: &Item, view: &Path) -> Result<Decision> {
@@ -109,11 +112,11 @@ pub fn run(ctx: &Ctx, a: WsSyncArgs) -> Result<i32> {
             if a.json {
                 crate::output::json(&plan)?;
             } else {
-                print_report(&plan);
+                print_report(ctx, &plan);
             }
             return Ok(0);
         }
-        print_report(&plan);
+        print_report(ctx, &plan);
         let r = ws.load()?;
         if !prompt::confirm(
             &format!("apply {} changes to {}?", plan.applied, r.project.display()),
@@ -129,7 +132,7 @@ pub fn run(ctx: &Ctx, a: WsSyncArgs) -> Result<i32> {
     if a.json {
         crate::output::json(&report)?;
     } else {
-        print_report(&report);
+        print_report(ctx, &report);
     }
     Ok(if report.failed > 0 { 1 } else { 0 })
 }
