@@ -260,6 +260,20 @@ fn writes_are_audited_diffed_and_synced_through_the_gate() {
     let ev = wait_event(&env, "w", |e| {
         e["event"] == "chmod" && e["path"] == "README.md"
     });
+    // --follow prints what comes later.
+    let mut follow = env
+        .cmd()
+        .args(["workspace", "log", "w", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    write(&r.join("later.txt"), "later\n");
+    wait_event(&env, "w", |e| e["path"] == "later.txt");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = follow.kill();
+    let followed = String::from_utf8(follow.wait_with_output().unwrap().stdout).unwrap();
+    assert!(followed.contains("create   later.txt"), "{followed}");
+    std::fs::remove_file(r.join("later.txt")).unwrap();
     assert!(has(&ev, "modify", "src/main.rs"), "{ev:#?}");
     assert!(has(&ev, "create", "src/new.rs"), "{ev:#?}");
     assert!(has(&ev, "delete", "old.txt"), "{ev:#?}");
@@ -457,6 +471,11 @@ fn conflicts_are_never_overwritten_silently() {
     assert_eq!(read(&p.join("README.md")), "from a\n");
     let st = env.json(&["workspace", "status", "b", "--json"]);
     assert_eq!(st["conflicts"], serde_json::json!(["README.md"]), "{st}");
+    let diff = env.ok(&["workspace", "diff", "b", "README.md"]);
+    assert!(
+        diff.contains("CONFLICT README.md") && diff.contains("-from a") && diff.contains("+from b"),
+        "both sides shown: {diff}"
+    );
     // --theirs takes the agent's side; --ours needs the workspace unmounted.
     env.ok(&["workspace", "sync", "b", "--yes", "--theirs", "README.md"]);
     assert_eq!(read(&p.join("README.md")), "from b\n");
@@ -891,4 +910,42 @@ fn reset_discards_all_or_some_changes() {
         "--policy",
         f.to_str().unwrap(),
     ]);
+    // An allow-list policy, read again at every sync.
+    let allow = env.path("allow.toml");
+    std::fs::write(&allow, "mode = \"allowlist\"\nallow = [\"docs/**\"]\n").unwrap();
+    env.ok(&[
+        "workspace",
+        "create",
+        "w3",
+        "--project",
+        p.to_str().unwrap(),
+        "--policy",
+        allow.to_str().unwrap(),
+    ]);
+    let m = mount(&env, "w3");
+    write(&root_of(&env, "w3").join("docs/x.md"), "x\n");
+    write(&root_of(&env, "w3").join("src/y.rs"), "y\n");
+    let dry = env.json(&["workspace", "sync", "w3", "--dry-run", "--json"]);
+    let by_path = |path: &str| {
+        dry["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == path)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_path("docs/x.md")["outcome"], "would_apply", "{dry}");
+    assert_eq!(by_path("src/y.rs")["outcome"], "rejected", "{dry}");
+    assert!(
+        by_path("src/y.rs")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("allow list"),
+        "{dry}"
+    );
+    std::fs::write(&allow, "mode = \"allowlist\"\nallow = [\"docs/**\"\n").unwrap();
+    let err = env.fails(&["workspace", "sync", "w3", "--dry-run"]);
+    assert!(err.contains("policy file") && err.contains("line"), "{err}");
+    drop(m);
 }

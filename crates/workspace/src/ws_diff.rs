@@ -99,8 +99,60 @@ fn mode_of(s: &Option<Side>) -> String {
 }
 
 /// One change as a person reads it: a unified diff for text, a summary
-/// for binaries, directories, symlinks, deletions and renames.
-pub fn render(store: &Store, view: &Path, c: &Change) -> Result<String> {
+/// for binaries, directories, symlinks, deletions and renames. A conflict
+/// also shows the project's current version against the agent's.
+pub fn render(store: &Store, view: &Path, project: &Path, c: &Change) -> Result<String> {
+    let mut out = render_change(store, view, c)?;
+    if c.state == crate::changes::State::Conflict {
+        out.push_str(&render_conflict(view, project, c)?);
+    }
+    Ok(out)
+}
+
+fn render_conflict(view: &Path, project: &Path, c: &Change) -> Result<String> {
+    let p = c.shown();
+    let is_file = |s: &Option<Side>| {
+        s.as_ref()
+            .is_some_and(|s| s.kind == Kind::File && s.size <= MAX_DIFF)
+    };
+    if !is_file(&c.host) || !(is_file(&c.agent) || c.agent.is_none()) {
+        let kind = |s: &Option<Side>| match s.as_ref().map(|s| s.kind) {
+            None => "nothing".to_string(),
+            Some(k) => format!("{k:?}").to_lowercase(),
+        };
+        return Ok(format!(
+            "CONFLICT {p}: the project now has {}, the agent has {}\n",
+            kind(&c.host),
+            kind(&c.agent)
+        ));
+    }
+    let host = read_view(project, &c.path, MAX_DIFF)?;
+    let agent = if c.agent.is_some() {
+        read_view(view, &c.path, MAX_DIFF)?
+    } else {
+        Vec::new()
+    };
+    if !is_text(&host) || !is_text(&agent) {
+        return Ok(format!(
+            "CONFLICT {p}: binary; the project has {} bytes, the agent {}\n",
+            host.len(),
+            agent.len()
+        ));
+    }
+    let (h, a) = (
+        String::from_utf8_lossy(&host),
+        String::from_utf8_lossy(&agent),
+    );
+    Ok(format!(
+        "CONFLICT {p}: the project changed since the agent started; the project's version against the agent's:\n{}",
+        similar::TextDiff::from_lines(h.as_ref(), a.as_ref())
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("project/{p}"), &format!("agent/{p}"))
+    ))
+}
+
+fn render_change(store: &Store, view: &Path, c: &Change) -> Result<String> {
     let p = c.shown();
     let mut out = String::new();
     if let What::Renamed { from } = &c.what {
@@ -235,6 +287,6 @@ pub fn diff(ws: &Workspace, paths: &[Vec<u8>]) -> Result<(Vec<DiffEntry>, Render
         out.push(DiffEntry { change: c, lines });
     }
     let store = ws.store.clone();
-    let render_fn = move |c: &Change| render(&store, &view.path, c);
+    let render_fn = move |c: &Change| render(&store, &view.path, &r.project, c);
     Ok((out, Box::new(render_fn)))
 }

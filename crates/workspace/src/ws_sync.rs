@@ -647,7 +647,7 @@ fn has_overlay_mark(fd: &rustix::fd::OwnedFd) -> bool {
         .any(|k| rustix::fs::fgetxattr(fd, *k, &mut buf).is_ok())
 }
 
-/// Store used by the CLI's interactive diff.
-pub fn render_item(store: &Store, view: &Path, item: &Item) -> Result<String> {
-    crate::ws_diff::render(store, view, &item.change)
+/// An item as the interactive gate shows it on request.
+pub fn render_item(store: &Store, view: &Path, project: &Path, item: &Item) -> Result<String> {
+    crate::ws_diff::render(store, view, project, &item.change)
 }

@@ -37,7 +37,7 @@ fn print_report(ctx: &Ctx, r: &SyncReport) {
     ));
 }
 
-fn ask_item(store: &store::Store, item: &Item, view: &Path) -> Result<Decision> {
+fn ask_item(store: &store::Store, project: &Path, item: &Item, view: &Path) -> Result<Decision> {
     let c = &item.change;
     let why = match &item.verdict {
         Verdict::Approve(w) => format!(" ({w}: needs approval)"),
@@ -66,13 +66,7 @@ fn ask_item(store: &store::Store, item: &Item, view: &Path) -> Result<Decision> 
             "s" | "skip" | "" => Decision::Skip,
             "q" | "quit" => Decision::Quit,
             "d" | "diff" => {
-                eprint!("{}", workspace::render_item(store, view, item)?);
-                if conflict {
-                    eprintln!(
-                        "(the project's current version is at {} in the project)",
-                        c.shown()
-                    );
-                }
+                eprint!("{}", workspace::render_item(store, view, project, item)?);
                 continue;
             }
             other => {
@@ -100,7 +94,8 @@ pub fn run(ctx: &Ctx, a: WsSyncArgs) -> Result<i32> {
         if !prompt::can_ask() {
             bail!("--interactive needs a terminal on stdin; use --dry-run, then --yes");
         }
-        let mut ask = |item: &Item, view: &Path| ask_item(&store, item, view);
+        let project = ws.load()?.project;
+        let mut ask = |item: &Item, view: &Path| ask_item(&store, &project, item, view);
         workspace::sync(&ws, &opts, Some(&mut ask), &ctx.bars)?
     } else if a.dry_run || a.yes {
         workspace::sync(&ws, &opts, None, &ctx.bars)?
