@@ -39,6 +39,16 @@ pub enum Command {
     /// change, review it, and sync it back through a gate.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Run a command in a sandbox whose root is a bot (runc by default):
+    /// non-root, its own pid, mount, ipc and uts namespaces, no network
+    /// unless asked, with limits. The exit code and output are the
+    /// command's own; Ctrl-C stops the sandbox cleanly.
+    Run(Box<RunArgs>),
+    /// The sandbox's first process (started by `run`; not for direct use):
+    /// secrets from stdin to the agent's environment only, signals
+    /// forwarded, and in --ipc mode one agent run per message file.
+    #[command(args_conflicts_with_subcommands = true)]
+    Supervise(SuperviseArgs),
     /// Show what plain copies would take against what the store holds.
     Df(JsonFlag),
     /// Remove objects and trees that no ref reaches.
@@ -449,4 +459,96 @@ pub struct WsPolicyArgs {
     /// Print the built-in policy.
     #[arg(long, required = true)]
     pub default: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  botyard run b1 -- sh -c 'apt-get install -y jq'\n  \
+                  botyard run b1 --workspace web --secret OPENAI_API_KEY -- /opt/agent/run\n  \
+                  botyard run b1 --mount /srv/data:data:ro --network host --memory 2G -- make test\n\n\
+                  Extra mounts appear under /mnt and must be below a root allowed in the mount\n\
+                  allowlist (~/.config/botyard/mount-allowlist.json, or $BOTYARD_MOUNT_ALLOWLIST).\n\
+                  A workspace appears at /workspace. Secrets are read from botyard's environment\n\
+                  and reach the agent only as environment variables, through the supervisor's stdin."
+)]
+pub struct RunArgs {
+    /// The bot whose root the sandbox runs on (mounted for the run if it is not).
+    pub bot: String,
+    /// A workspace to show at /workspace (mounted if it is not).
+    #[arg(long, value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// A host directory at /mnt/DST (SRC:DST or SRC:DST:ro).
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]")]
+    pub mounts: Vec<String>,
+    /// An environment variable of botyard's to hand to the agent (repeatable).
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+    /// Stop the sandbox after this long.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub timeout: String,
+    /// none: only loopback; host: the host's network.
+    #[arg(long, default_value = "none", env = "BOTYARD_NETWORK")]
+    pub network: String,
+    /// Memory limit (like 512MiB or 2G).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit (fractions allowed).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Process limit (stops fork bombs).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub pids: i64,
+    /// Run as this user and group inside the sandbox.
+    #[arg(long, default_value = "1000:1000", value_name = "UID:GID")]
+    pub user: String,
+    /// runc, crun, youki, or a path to an OCI runtime.
+    #[arg(long, default_value = "runc", env = "BOTYARD_RUNTIME")]
+    pub runtime: String,
+    /// A trusted run: extra mounts may be read-write where the allowlist allows.
+    #[arg(long)]
+    pub main: bool,
+    /// Commit the bot when the command ends.
+    #[arg(long)]
+    pub commit: bool,
+    /// Stop the sandbox once its output passes this size.
+    #[arg(long, default_value = "10MB", value_name = "SIZE")]
+    pub output_cap: String,
+    /// IPC mode: run the agent once per input/*.json in DIR, until
+    /// input/_close or --idle.
+    #[arg(long, value_name = "DIR")]
+    pub ipc: Option<PathBuf>,
+    /// IPC mode: exit after this long without a message.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub idle: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SuperviseArgs {
+    #[command(subcommand)]
+    pub action: Option<SuperviseAction>,
+    /// Read a JSON object of secrets from the first line of stdin.
+    #[arg(long)]
+    pub secrets_on_stdin: bool,
+    /// Wait for DIR/input/*.json and run the agent once per message.
+    #[arg(long, value_name = "DIR")]
+    pub ipc: Option<PathBuf>,
+    /// IPC mode: exit after this long without a message.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub idle: String,
+    /// IPC mode: bytes of output kept per message.
+    #[arg(long, default_value = "10MB", value_name = "SIZE")]
+    pub output_cap: String,
+    /// The agent and its arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SuperviseAction {
+    /// Copy this binary, with the loader and libraries it runs with, into
+    /// DIR (for an init container); prints the command line that starts it.
+    CopySelf { dir: PathBuf },
 }

@@ -17,6 +17,8 @@ mod image_ls;
 mod image_pull;
 mod image_rm;
 mod init;
+mod run;
+mod supervise;
 mod workspace_create;
 mod workspace_diff;
 mod workspace_log;
@@ -90,6 +92,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Workspace(Ws::Rm(a)) => workspace_rm::run(&ctx, a),
         Command::Workspace(Ws::Watch(a)) => workspace_watch::run(&ctx, a),
         Command::Workspace(Ws::Policy(a)) => workspace_policy::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, *a),
+        Command::Supervise(a) => supervise::run(&ctx, a),
         Command::Df(a) => df::run(&ctx, a),
         Command::Gc(a) => gc::run(&ctx, a),
         Command::Fsck(a) => fsck::run(&ctx, a),

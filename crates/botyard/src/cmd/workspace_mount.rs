@@ -2,10 +2,26 @@ use super::Ctx;
 use crate::cli::{WsMountArgs, WsNameArgs};
 use anyhow::Result;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub fn mount(ctx: &Ctx, a: WsMountArgs) -> Result<i32> {
     let store = ctx.open()?;
+    let at = mount_at(ctx, &store, &a.name, a.at.as_deref())?;
+    ctx.say(format!(
+        "workspace {} mounted at {} (audited)",
+        a.name,
+        at.display()
+    ));
+    Ok(0)
+}
+
+/// Mounts a workspace at its default place (for `botyard run`).
+pub fn mount_quietly(ctx: &Ctx, store: &store::Store, name: &str) -> Result<PathBuf> {
+    mount_at(ctx, store, name, None)
+}
+
+fn mount_at(ctx: &Ctx, store: &store::Store, name: &str, at: Option<&Path>) -> Result<PathBuf> {
     let store_path = store.root().to_path_buf();
     // The watcher is this same binary, in its own session so it outlives
     // the command (and a Ctrl-C aimed at the terminal's foreground).
@@ -26,14 +42,9 @@ pub fn mount(ctx: &Ctx, a: WsMountArgs) -> Result<i32> {
         }
         Ok(c.spawn()?)
     };
-    let at = workspace::mount(&store, &a.name, a.at.as_deref(), &start, &ctx.bars)?;
+    let at = workspace::mount(store, name, at, &start, &ctx.bars)?;
     ctx.bars.finish();
-    ctx.say(format!(
-        "workspace {} mounted at {} (audited)",
-        a.name,
-        at.display()
-    ));
-    Ok(0)
+    Ok(at)
 }
 
 pub fn unmount(ctx: &Ctx, a: WsNameArgs) -> Result<i32> {

@@ -1,0 +1,107 @@
+//! The supervisor's files: this very binary with the dynamic loader and
+//! libraries it runs with, so it starts inside any root filesystem (a
+//! Debian bot, a static busybox image) without depending on its libc.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The files this process runs from: (the executable, the shared objects
+/// it mapped, the loader among them).
+fn mapped_files() -> Result<(PathBuf, Vec<PathBuf>)> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut libs = BTreeSet::new();
+    let mut exe = None;
+    for line in maps.lines() {
+        let Some(path) = line.split_whitespace().nth(5) else {
+            continue;
+        };
+        if !path.starts_with('/') {
+            continue;
+        }
+        let p = PathBuf::from(path);
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.contains(".so") {
+            libs.insert(p);
+        } else if line
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|perm| perm.contains('x'))
+        {
+            exe = Some(p);
+        }
+    }
+    let exe = exe.context("cannot tell which file this program runs from")?;
+    Ok((exe, libs.into_iter().collect()))
+}
+
+/// The loader's file name among the shared objects.
+fn loader_name(libs: &[PathBuf]) -> Result<String> {
+    libs.iter()
+        .filter_map(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .find(|n| n.starts_with("ld-linux") || n.starts_with("ld-musl") || n.starts_with("ld64"))
+        .context("this botyard is not dynamically linked; copy the binary alone")
+}
+
+/// Copies the binary (as `botyard`) and its loader and libraries into
+/// `dir`. Returns the command line that starts it from `at` (where `dir`
+/// appears inside a sandbox).
+pub fn copy_self(dir: &Path, at: &Path) -> Result<Vec<String>> {
+    let (exe, libs) = mapped_files()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let copy = |from: &Path, name: &str| -> Result<()> {
+        let to = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::copy(from, &tmp)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), dir.display()))?;
+        std::fs::rename(&tmp, &to)?;
+        Ok(())
+    };
+    copy(&exe, "botyard")?;
+    for l in &libs {
+        copy(l, &l.file_name().unwrap().to_string_lossy())?;
+    }
+    entrypoint(&libs, at)
+}
+
+fn entrypoint(libs: &[PathBuf], at: &Path) -> Result<Vec<String>> {
+    let loader = loader_name(libs)?;
+    let at = at.to_string_lossy();
+    Ok(vec![
+        format!("{at}/{loader}"),
+        "--library-path".into(),
+        at.to_string(),
+        format!("{at}/botyard"),
+    ])
+}
+
+/// A directory holding the supervisor's files for this binary, made once
+/// per binary under `root` (keyed by the binary's identity, so an upgrade
+/// gets a new one). Returns it with the command line that starts the
+/// supervisor from `at` inside a sandbox.
+pub fn supervisor_dir(root: &Path, at: &Path) -> Result<(PathBuf, Vec<String>)> {
+    use std::os::unix::fs::MetadataExt;
+    let (exe, libs) = mapped_files()?;
+    let md = std::fs::metadata(&exe)?;
+    let key = format!("{}-{}-{}-{}", md.dev(), md.ino(), md.size(), md.mtime());
+    let dir = root.join(&key);
+    if !dir.join("botyard").exists() {
+        let tmp = root.join(format!(".{key}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        copy_self(&tmp, at)?;
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => {}
+            Err(_) if dir.join("botyard").exists() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot set up {}", dir.display())),
+        }
+    }
+    if !dir.join("botyard").exists() {
+        bail!("the supervisor's files are missing from {}", dir.display());
+    }
+    Ok((dir, entrypoint(&libs, at)?))
+}

@@ -1,0 +1,265 @@
+//! The supervisor: the sandbox's first process. It takes secrets from its
+//! stdin (never from a file or an argument) and gives them to the agent
+//! only, as the environment variables named; it forwards signals, reaps
+//! orphans (it is PID 1), and in IPC mode runs the agent once per message
+//! file, framing each result on stdout.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Lines framing one result in IPC mode.
+pub const START_MARKER: &str = "---BOTYARD-OUTPUT-START---";
+pub const END_MARKER: &str = "---BOTYARD-OUTPUT-END---";
+
+#[derive(Clone, Debug)]
+pub struct SuperviseOptions {
+    pub secrets_on_stdin: bool,
+    pub ipc: Option<PathBuf>,
+    pub idle: Duration,
+    /// IPC mode: bytes of an agent's output kept per message.
+    pub output_cap: u64,
+    pub args: Vec<String>,
+}
+
+static AGENT: AtomicI32 = AtomicI32::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forward(sig: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+    let pid = AGENT.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Reads one line from fd 0 a byte at a time, so nothing after it is
+/// consumed (the rest of stdin belongs to the agent).
+fn read_secret_line() -> Result<BTreeMap<String, String>> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reading into a 1-byte buffer we own.
+        let n = unsafe { libc::read(0, b.as_mut_ptr().cast(), 1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("cannot read secrets from stdin");
+        }
+        if n == 0 || b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+        if line.len() > 1 << 20 {
+            bail!("the secrets line on stdin is over 1 MiB");
+        }
+    }
+    serde_json::from_slice(&line)
+        .context("the first line of stdin must be a JSON object of secrets")
+}
+
+fn install_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only touches atomics and calls kill.
+        unsafe {
+            libc::signal(sig, forward as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// Waits for `pid`, reaping any other child (orphans reparent to us).
+fn wait_for(pid: i32) -> i32 {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status we own.
+        let got = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return 127;
+        }
+        if got == pid {
+            return if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                1
+            };
+        }
+    }
+}
+
+fn agent(args: &[String], secrets: &BTreeMap<String, String>) -> Command {
+    let mut c = Command::new(&args[0]);
+    c.args(&args[1..]).envs(secrets);
+    c
+}
+
+/// Runs the supervisor; returns the exit code for the sandbox.
+pub fn supervise(o: &SuperviseOptions) -> Result<i32> {
+    if o.args.is_empty() {
+        bail!("no agent command given; put it after --");
+    }
+    let secrets = if o.secrets_on_stdin {
+        read_secret_line()?
+    } else {
+        BTreeMap::new()
+    };
+    install_handlers();
+    match &o.ipc {
+        None => {
+            let child = agent(&o.args, &secrets)
+                .spawn()
+                .with_context(|| format!("cannot start {}", o.args[0]))?;
+            let pid = child.id() as i32;
+            AGENT.store(pid, Ordering::Relaxed);
+            Ok(wait_for(pid))
+        }
+        Some(dir) => ipc_loop(o, dir, &secrets),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Frame<'a> {
+    message: &'a str,
+    status: &'a str,
+    exit_code: i32,
+    output: String,
+    truncated: bool,
+}
+
+fn emit(frame: &Frame) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{START_MARKER}")?;
+    serde_json::to_writer(&mut out, frame)?;
+    writeln!(out)?;
+    writeln!(out, "{END_MARKER}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Moves a message that cannot be used out of the way, with the reason.
+fn set_aside(dir: &Path, name: &str, why: &str) {
+    let errors = dir.join("errors");
+    let _ = std::fs::create_dir_all(&errors);
+    let _ = std::fs::rename(dir.join("input").join(name), errors.join(name));
+    let _ = std::fs::write(errors.join(format!("{name}.error")), format!("{why}\n"));
+    eprintln!("botyard supervise: message {name} set aside: {why}");
+}
+
+fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>) -> Result<i32> {
+    let input = dir.join("input");
+    std::fs::create_dir_all(&input)?;
+    let mut idle_since = Instant::now();
+    // A message is taken once, even if it cannot be removed.
+    let mut taken = std::collections::HashSet::new();
+    loop {
+        if STOP.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        if input.join("_close").exists() {
+            let _ = std::fs::remove_file(input.join("_close"));
+            return Ok(0);
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&input)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json") && !taken.contains(n))
+            .collect();
+        names.sort();
+        let Some(name) = names.into_iter().next() else {
+            if idle_since.elapsed() > o.idle {
+                eprintln!("botyard supervise: idle for {}s; exiting", o.idle.as_secs());
+                return Ok(0);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        taken.insert(name.clone());
+        let path = input.join(&name);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(_) => continue,
+        };
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&data) {
+            set_aside(dir, &name, &format!("not JSON: {e}"));
+            continue;
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            eprintln!("botyard supervise: cannot remove message {name} ({e}); it is not run again");
+        }
+        let id = name.trim_end_matches(".json");
+        let frame = match run_once(o, secrets, &data) {
+            Ok((code, output, truncated)) => Frame {
+                message: id,
+                status: if code == 0 { "success" } else { "error" },
+                exit_code: code,
+                output,
+                truncated,
+            },
+            Err(e) => Frame {
+                message: id,
+                status: "error",
+                exit_code: 127,
+                output: format!("{e:#}"),
+                truncated: false,
+            },
+        };
+        emit(&frame)?;
+        idle_since = Instant::now();
+    }
+}
+
+/// Runs the agent with `message` on its stdin; returns its exit code and
+/// its stdout (capped).
+fn run_once(
+    o: &SuperviseOptions,
+    secrets: &BTreeMap<String, String>,
+    message: &[u8],
+) -> Result<(i32, String, bool)> {
+    let mut child = agent(&o.args, secrets)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", o.args[0]))?;
+    let pid = child.id() as i32;
+    AGENT.store(pid, Ordering::Relaxed);
+    let mut stdin = child.stdin.take().unwrap();
+    let msg = message.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&msg);
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let cap = o.output_cap;
+    let reader = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 16384];
+        let mut truncated = false;
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = (cap as usize).saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+            truncated |= n > room;
+        }
+        (kept, truncated)
+    });
+    let code = wait_for(pid);
+    AGENT.store(0, Ordering::Relaxed);
+    let _ = writer.join();
+    let (out, truncated) = reader.join().unwrap_or_default();
+    Ok((code, String::from_utf8_lossy(&out).into_owned(), truncated))
+}
