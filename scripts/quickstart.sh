@@ -4,7 +4,10 @@
 # (once, cached), imports it as an image (and again as a tarball, to show that
 # nothing is stored twice), creates three bots from it, installs the same
 # real Debian package (jq) in each with dpkg plus files of each bot's own,
-# commits them, and shows that the fleet stores the package once.
+# commits them, and shows that the fleet stores the package once. Then an
+# agent (a shell script) runs in a runc sandbox on one bot with a small
+# project as its workspace; bot diff, workspace diff and the sync gate show
+# what it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -42,3 +45,24 @@ step "$B" bot commit --all
 step "$B" bot ls
 step "$B" df
 step "$B" fsck
+
+# An agent at work: a sandbox on bot1 (runc, non-root, no network), a
+# project shown at /workspace through an overlay, every change audited.
+PROJECT=$(dirname "$BOTYARD_HOME")/project
+rm -rf "$PROJECT"; mkdir -p "$PROJECT"
+printf '# demo\n\nStatus: TODO\n' > "$PROJECT/README.md"
+chown -R 1000:1000 "$PROJECT"
+"$B" workspace rm --force demo >/dev/null 2>&1 || true
+step "$B" workspace create demo --project "$PROJECT"
+AGENT='echo "agent running as $(id -u) on $(hostname)";
+  dpkg-query -W -f "\${Package}\n" | wc -l > /tmp/package-count;
+  jq -n --arg n "$(cat /tmp/package-count)" "{packages: \$n}" > report.json;
+  sed -i "s/TODO/done/" README.md;
+  echo "report written"'
+step "$B" run bot1 --workspace demo -- sh -c "$AGENT"
+step "$B" bot diff bot1
+step "$B" workspace diff demo
+step "$B" workspace sync demo --yes
+step "$B" workspace log demo
+step "$B" workspace unmount demo
+step cat "$PROJECT/README.md" "$PROJECT/report.json"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Start-to-first-output of a trivial agent (`echo hi`) in a sandbox:
+# `botyard run` on a bot, `runc run` of a prepared bundle of the same root,
+# and `bwrap` on the same root, in one run; medians and ratios to runc.
+#
+#   bash bench/start.sh [RUNS]     (default 30)
+#
+# The root is a static busybox tree. `botyard run` is measured with the bot
+# already mounted (as a daemon keeps it) and unmounted (the run mounts and
+# unmounts it). Results go to bench/results/start.md.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+RUNS=${1:-30}
+W=$PWD/bench/cache/start
+export BOTYARD_HOME=$W/store
+cleanup() { "$B" bot unmount -q s 2>/dev/null || true; runc delete --force bench-runc >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+[ -d "$BOTYARD_HOME" ] && cleanup
+rm -rf "$W"; mkdir -p "$W/root"/{bin,etc,tmp,proc,sys,dev,root,run,mnt}
+cp /bin/busybox "$W/root/bin/"
+for c in sh echo cat true; do ln -s busybox "$W/root/bin/$c"; done
+chmod 1777 "$W/root/tmp"
+"$B" init -q; "$B" image import -q bb:1 --dir "$W/root"; "$B" bot create -q s --image bb:1
+# runc's own bundle: the same root, the same namespaces and user as botyard's.
+mkdir -p "$W/bundle"; cp -a "$W/root" "$W/bundle/rootfs"
+(cd "$W/bundle" && runc spec --rootless >/dev/null 2>&1 || runc spec)
+python3 - "$W/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/echo", "hi"]
+c["process"]["user"] = {"uid": 1000, "gid": 1000}
+c["root"] = {"path": "rootfs", "readonly": False}
+c["linux"].pop("uidMappings", None); c["linux"].pop("gidMappings", None)
+c["linux"]["namespaces"] = [{"type": t} for t in ["pid", "ipc", "uts", "mount", "network"]]
+json.dump(c, open(p, "w"))
+PY
+python3 - "$RUNS" "$B" "$W" <<'PY' | tee bench/results/start.md
+import os, statistics, subprocess, sys, time
+runs, b, w = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+env = dict(os.environ)
+def first_output(cmd, **kw):
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, **kw)
+    first = p.stdout.read(1)
+    dt = time.perf_counter() - t
+    p.stdout.read(); p.wait()
+    assert first == b"h", (cmd, first)
+    return dt * 1000
+contenders = [
+    ("`runc run` of a prepared bundle (baseline)", ["runc", "run", "--bundle", w + "/bundle", "bench-runc"], None),
+    ("`bwrap` on the same root", ["bwrap", "--bind", w + "/root", "/", "--proc", "/proc", "--dev", "/dev",
+                                 "--unshare-all", "--uid", "1000", "--gid", "1000", "/bin/echo", "hi"], None),
+    ("`botyard run`, bot mounted", [b, "run", "s", "--", "echo", "hi"], "mount"),
+    ("`botyard run`, bot not mounted (mounted for the run)", [b, "run", "s", "--", "echo", "hi"], "unmount"),
+]
+results = []
+for name, cmd, state in contenders:
+    if state == "mount":
+        subprocess.run([b, "bot", "mount", "-q", "s"], check=True, env=env)
+    if state == "unmount":
+        subprocess.run([b, "bot", "unmount", "-q", "s"], check=True, env=env)
+    first_output(cmd)  # warm up
+    xs = [first_output(cmd) for _ in range(runs)]
+    results.append((name, statistics.median(xs), min(xs), max(xs)))
+base = results[0][1]
+print("## Sandbox start")
+print()
+print(f"Time from starting the command to its first byte of output (`echo hi`, static busybox root, non-root user, pid/ipc/uts/mount/network namespaces); median of {runs} runs after one warm-up; {os.cpu_count()} cores.")
+print()
+print("| contender | median ms | min ms | max ms | vs runc |")
+print("| --- | --- | --- | --- | --- |")
+for name, med, lo, hi in results:
+    print(f"| {name} | {med:.1f} | {lo:.1f} | {hi:.1f} | {med / base:.2f}× |")
+PY
