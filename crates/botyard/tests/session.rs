@@ -363,6 +363,15 @@ fn ctrl_c_and_sigkill_leave_nothing_behind() {
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
+    // Any bot command finds it.
+    env.ok(&["bot", "ls"]);
+    assert!(!containers().contains(&id), "{}", containers());
+    assert_eq!(mounted_below(&env.store), 0, "nothing left mounted");
+    let mut child = env.cmd().args(["run", "b1", "--", "sleep", "60"]).spawn().unwrap();
+    let id = wait_container(&env);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     let o = run(&env, &["b1", "--", "echo", "next"]);
     assert_eq!(stdout(&o).trim(), "next", "{}", stderr(&o));
     assert!(!containers().contains(&id), "{}", containers());
