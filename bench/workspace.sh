@@ -35,7 +35,8 @@ python3 - "$R" <<'PY'
 import os, sys
 root = sys.argv[1]
 for i in range(1000):
-    d = os.path.join(root, f"pkg{i % 10}", f"mod{(i * 7) % 1000}")
+    m = (i * 7) % 1000  # 1,000 different modules
+    d = os.path.join(root, f"pkg{m // 100}", f"mod{m}")
     if i < 900:
         with open(os.path.join(d, f"file{i % 100}.txt"), "a") as fh:
             fh.write("an agent's edit\n")
