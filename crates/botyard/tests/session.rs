@@ -367,7 +367,11 @@ fn ctrl_c_and_sigkill_leave_nothing_behind() {
     env.ok(&["bot", "ls"]);
     assert!(!containers().contains(&id), "{}", containers());
     assert_eq!(mounted_below(&env.store), 0, "nothing left mounted");
-    let mut child = env.cmd().args(["run", "b1", "--", "sleep", "60"]).spawn().unwrap();
+    let mut child = env
+        .cmd()
+        .args(["run", "b1", "--", "sleep", "60"])
+        .spawn()
+        .unwrap();
     let id = wait_container(&env);
     child.kill().unwrap();
     child.wait().unwrap();
