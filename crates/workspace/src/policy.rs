@@ -13,8 +13,10 @@ pub const DEFAULT_POLICY: &str = r#"# botyard workspace policy (TOML). Every fie
 mode = "deny"
 
 # Globs. A pattern without "/" matches a file or directory name anywhere
-# ("*.pem", ".env*"); a pattern with "/" matches the path from the project
-# root ("secrets/**"). "**" crosses directories, "*" does not.
+# ("*.pem", ".env*"); a pattern with "/" matches a path below any directory
+# (".git/**" also catches sub/.git/config), or from the project root only
+# when it starts with "/" ("/build/**"). "**" crosses directories, "*"
+# does not.
 deny = [".git/**", ".env*", "*.pem", "*.key", "id_*", "*.p12", "*.pfx", "*.jks", "*.keystore"]
 allow = []
 
@@ -49,6 +51,8 @@ struct Pattern {
     /// Matched against each path component (no "/" in the pattern), or
     /// against the path and each of its ancestors.
     by_name: bool,
+    /// Only from the project root (a leading "/").
+    anchored: bool,
     m: GlobMatcher,
 }
 
@@ -64,14 +68,17 @@ pub struct Policy {
 }
 
 fn pattern(p: &str, field: &str) -> Result<Pattern> {
-    let m = GlobBuilder::new(p)
+    let anchored = p.starts_with('/');
+    let glob = p.trim_start_matches('/');
+    let m = GlobBuilder::new(glob)
         .literal_separator(true)
         .build()
         .with_context(|| format!("policy field {field}: bad glob '{p}'"))?
         .compile_matcher();
     Ok(Pattern {
         text: p.to_string(),
-        by_name: !p.contains('/'),
+        by_name: !anchored && !glob.contains('/'),
+        anchored,
         m,
     })
 }
@@ -79,19 +86,30 @@ fn pattern(p: &str, field: &str) -> Result<Pattern> {
 impl Pattern {
     fn matches(&self, path: &str) -> bool {
         if self.by_name {
-            path.split('/').any(|c| self.m.is_match(c))
+            return path.split('/').any(|c| self.m.is_match(c));
+        }
+        // Where the match may start: the root, or below any directory.
+        let starts: Vec<usize> = if self.anchored {
+            vec![0]
         } else {
-            let mut end = path.len();
+            std::iter::once(0)
+                .chain(path.match_indices('/').map(|(i, _)| i + 1))
+                .collect()
+        };
+        starts.into_iter().any(|start| {
+            let sub = &path[start..];
+            // The path itself or any of its ancestors.
+            let mut end = sub.len();
             loop {
-                if self.m.is_match(&path[..end]) {
+                if self.m.is_match(&sub[..end]) {
                     return true;
                 }
-                match path[..end].rfind('/') {
+                match sub[..end].rfind('/') {
                     Some(i) => end = i,
                     None => return false,
                 }
             }
-        }
+        })
     }
 }
 
@@ -242,8 +260,12 @@ mod tests {
 
     #[test]
     fn allowlist_and_errors() {
-        let p = Policy::parse("mode = \"allowlist\"\nallow = [\"src/**\", \"*.md\"]\n").unwrap();
+        let p = Policy::parse("mode = \"allowlist\"\nallow = [\"/src/**\", \"*.md\"]\n").unwrap();
         assert_eq!(p.path_refused("src/a/b.rs"), None);
+        assert!(
+            p.path_refused("vendor/src/a.rs").is_some(),
+            "anchored at the root"
+        );
         assert_eq!(p.path_refused("notes/x.md"), None);
         assert!(p.path_refused("Cargo.toml").is_some());
         assert!(p.path_refused("src/.env").is_some(), "deny still applies");
