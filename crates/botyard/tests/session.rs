@@ -652,6 +652,8 @@ fn a_workspace_appears_at_slash_workspace() {
     let project = env.path("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(project.join("README"), "hello\n").unwrap();
+    // A project the sandbox's user owns: it may write at the top.
+    sh(&format!("chown -R 1000:1000 '{}'", project.display()));
     env.ok(&[
         "workspace",
         "create",
@@ -663,8 +665,6 @@ fn a_workspace_appears_at_slash_workspace() {
         &env,
         &[
             "b1",
-            "--user",
-            "0:0",
             "--workspace",
             "w",
             "--",

@@ -114,6 +114,20 @@ pub fn mount(
                 })?;
         }
         Mode::Secure | Mode::Auto => {
+            // The merged root takes its owner and mode from the upper's
+            // root: make them the project's, so the agent may write where
+            // it could write in the project.
+            let st = std::fs::metadata(&r.project)?;
+            std::fs::create_dir_all(ws.upper())?;
+            std::fs::create_dir_all(ws.work())?;
+            {
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                std::os::unix::fs::chown(ws.upper(), Some(st.uid()), Some(st.gid()))?;
+                std::fs::set_permissions(
+                    ws.upper(),
+                    std::fs::Permissions::from_mode(st.mode() & 0o7777),
+                )?;
+            }
             let spec = fs::OverlaySpec {
                 upper: Some((ws.upper(), ws.work())),
                 lowers: vec![r.project.clone()],
