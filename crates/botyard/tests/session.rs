@@ -307,6 +307,20 @@ fn faults_end_cleanly_with_a_clear_reason() {
         "the fork bomb was contained"
     );
     let _ = o;
+    // Over its memory limit, the agent is killed by the kernel.
+    let o = run(
+        &env,
+        &[
+            "b1",
+            "--memory",
+            "32MiB",
+            "--",
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     // A second run on a busy bot is refused, not queued.
     let mut first = env
         .cmd()

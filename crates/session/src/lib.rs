@@ -20,6 +20,6 @@ pub use allowlist::{
 pub use bundle::{config, BindMount, Network, SandboxSpec};
 pub use copy_self::{copy_self, supervisor_dir};
 pub use reap::{reap, reap_all};
-pub use run::{run, RunOptions, RunOutcome, IPC_AT, SUPERVISOR_AT, WORKSPACE_AT};
+pub use run::{run, run_with, RunIo, RunOptions, RunOutcome, IPC_AT, SUPERVISOR_AT, WORKSPACE_AT};
 pub use runtime::Runtime;
 pub use supervise::{supervise, SuperviseOptions, END_MARKER, START_MARKER};

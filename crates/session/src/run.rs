@@ -79,10 +79,40 @@ fn valid_env_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Runs `opts.args` in a sandbox on `opts.bot` and waits for it. Output is
-/// passed through to `out` and `err` (capped); `stop` asks for a clean
-/// stop (Ctrl-C).
+/// Where a run's input comes from and where its output goes.
+pub struct RunIo {
+    /// The command's stdin (after the secrets); `None`: botyard's own
+    /// stdin when it is not a terminal.
+    pub stdin: Option<Vec<u8>>,
+    pub stdout: Box<dyn Write + Send>,
+    pub stderr: Box<dyn Write + Send>,
+}
+
+impl RunIo {
+    /// This process's stdin, stdout and stderr.
+    pub fn inherit() -> RunIo {
+        RunIo {
+            stdin: None,
+            stdout: Box::new(std::io::stdout()),
+            stderr: Box::new(std::io::stderr()),
+        }
+    }
+}
+
+/// Runs `opts.args` in a sandbox on `opts.bot` and waits for it, with this
+/// process's stdio; `stop` asks for a clean stop (Ctrl-C).
 pub fn run(store: &Store, opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome> {
+    run_with(store, opts, stop, RunIo::inherit())
+}
+
+/// [`run`] with the command's input and output where `io` says (output
+/// capped at `opts.output_cap`).
+pub fn run_with(
+    store: &Store,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    io: RunIo,
+) -> Result<RunOutcome> {
     if opts.args.is_empty() {
         bail!("no command to run; put it after --, like `botyard run BOT -- sh -c 'echo hi'`");
     }
@@ -256,7 +286,7 @@ pub fn run(store: &Store, opts: &RunOptions, stop: &AtomicBool) -> Result<RunOut
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start the runtime {}", runtime.display()))?;
-        supervise_child(child, &runtime, &container_id, secrets, opts, stop)
+        supervise_child(child, &runtime, &container_id, secrets, opts, stop, io)
     })();
     // Clean up whatever happened.
     let _ = Command::new(&runtime)
@@ -335,6 +365,7 @@ fn supervise_child(
     secrets: serde_json::Map<String, serde_json::Value>,
     opts: &RunOptions,
     stop: &AtomicBool,
+    io: RunIo,
 ) -> Result<RunOutcome> {
     let mut stdin = child.stdin.take().unwrap();
     if !secrets.is_empty() {
@@ -345,25 +376,31 @@ fn supervise_child(
     }
     // Input for the command: ours when it is not a terminal.
     use std::io::IsTerminal;
-    if !std::io::stdin().is_terminal() && opts.ipc.is_none() {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut stdin);
-        });
-    } else {
-        drop(stdin);
+    match io.stdin {
+        Some(bytes) => {
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        None if !std::io::stdin().is_terminal() && opts.ipc.is_none() => {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut stdin);
+            });
+        }
+        None => drop(stdin),
     }
     let total = Arc::new(AtomicU64::new(0));
     let capped = Arc::new(AtomicBool::new(false));
     let t_out = pump(
         child.stdout.take().unwrap(),
-        std::io::stdout(),
+        io.stdout,
         total.clone(),
         opts.output_cap,
         capped.clone(),
     );
     let t_err = pump(
         child.stderr.take().unwrap(),
-        std::io::stderr(),
+        io.stderr,
         total.clone(),
         opts.output_cap,
         capped.clone(),
