@@ -49,6 +49,19 @@ pub enum Command {
     /// forwarded, and in --ipc mode one agent run per message file.
     #[command(args_conflicts_with_subcommands = true)]
     Supervise(SuperviseArgs),
+    /// Run the daemon: a durable group queue over sessions, an HTTP API
+    /// and metrics. Listens on a unix socket under the store (owner-only)
+    /// unless told otherwise; TCP needs the bearer token in
+    /// STORE/daemon/token. SIGTERM lets running messages finish, then exits 0.
+    Serve(ServeArgs),
+    /// Groups: a bot and the agent command the daemon runs for messages.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Messages to groups, through the daemon.
+    #[command(subcommand)]
+    Message(MessageCommand),
+    /// The daemon's sessions, queue depth and store figures at a glance.
+    Status(StatusArgs),
     /// Show what plain copies would take against what the store holds.
     Df(JsonFlag),
     /// Remove objects and trees that no ref reaches.
@@ -551,4 +564,142 @@ pub enum SuperviseAction {
     /// Copy this binary, with the loader and libraries it runs with, into
     /// DIR (for an init container); prints the command line that starts it.
     CopySelf { dir: PathBuf },
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonAddr {
+    /// Where the daemon listens [default: unix:STORE/daemon/daemon.sock].
+    #[arg(long, env = "BOTYARD_DAEMON", value_name = "unix:PATH|tcp:ADDR")]
+    pub daemon: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// unix:PATH or tcp:HOST:PORT [default: unix:STORE/daemon/daemon.sock].
+    #[arg(long, env = "BOTYARD_LISTEN", value_name = "unix:PATH|tcp:ADDR")]
+    pub listen: Option<String>,
+    /// A TOML file: max_sessions, idle_keepalive, deadline, max_tries,
+    /// commit_on_close, max_message_size, grace, runtime.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Add a group.
+    Add(GroupAddArgs),
+    /// List groups.
+    Ls(GroupLsArgs),
+    /// Show a group.
+    Show(GroupNameArgs),
+    /// Remove a group (its session is closed).
+    Rm(GroupNameArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GroupAddArgs {
+    pub name: String,
+    /// The bot the group's sessions run on.
+    #[arg(long)]
+    pub bot: String,
+    /// The agent command, as one shell-quoted string ('CMD ARGS...').
+    #[arg(long)]
+    pub agent: String,
+    /// A trusted group: extra mounts may be read-write.
+    #[arg(long)]
+    pub main: bool,
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]")]
+    pub mounts: Vec<String>,
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+    #[arg(long, value_name = "NAME")]
+    pub workspace: Option<String>,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct GroupLsArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct GroupNameArgs {
+    pub name: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MessageCommand {
+    /// Send a message (TEXT, or --file F; JSON is sent as is, other text
+    /// as {"text": ...}); prints its id.
+    Send(MessageSendArgs),
+    /// Show a message: state, attempts, exit code, output, error.
+    Show(MessageIdArgs),
+    /// Wait until a message is done or failed; exits 1 if it failed.
+    Wait(MessageWaitArgs),
+    /// List messages.
+    Ls(MessageLsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MessageSendArgs {
+    pub group: String,
+    pub text: Option<String>,
+    #[arg(long, conflicts_with = "text", value_name = "F")]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct MessageIdArgs {
+    pub id: i64,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct MessageWaitArgs {
+    pub id: i64,
+    /// Give up after this long.
+    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    pub timeout: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct MessageLsArgs {
+    #[arg(long)]
+    pub group: Option<String>,
+    /// queued, running, done or failed.
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: DaemonAddr,
 }

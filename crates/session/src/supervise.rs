@@ -163,8 +163,9 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
     let input = dir.join("input");
     std::fs::create_dir_all(&input)?;
     let mut idle_since = Instant::now();
-    // A message is taken once, even if it cannot be removed.
-    let mut taken = std::collections::HashSet::new();
+    // Messages that could not be removed are not run again (a new file of
+    // the same name after a removal is a new delivery).
+    let mut stuck = std::collections::HashSet::new();
     loop {
         if STOP.load(Ordering::Relaxed) {
             return Ok(0);
@@ -176,7 +177,7 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
         let mut names: Vec<String> = std::fs::read_dir(&input)?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json") && !taken.contains(n))
+            .filter(|n| n.ends_with(".json") && !stuck.contains(n))
             .collect();
         names.sort();
         let Some(name) = names.into_iter().next() else {
@@ -187,7 +188,6 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        taken.insert(name.clone());
         let path = input.join(&name);
         let data = match std::fs::read(&path) {
             Ok(d) => d,
@@ -199,6 +199,7 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
         }
         if let Err(e) = std::fs::remove_file(&path) {
             eprintln!("botyard supervise: cannot remove message {name} ({e}); it is not run again");
+            stuck.insert(name.clone());
         }
         let id = name.trim_end_matches(".json");
         let frame = match run_once(o, secrets, &data) {

@@ -8,6 +8,7 @@ mod bot_ls;
 mod bot_mount;
 mod bot_reset;
 mod bot_rm;
+mod daemon_client;
 mod df;
 mod fsck;
 mod gc;
@@ -18,6 +19,7 @@ mod image_pull;
 mod image_rm;
 mod init;
 mod run;
+mod serve;
 mod supervise;
 mod workspace_create;
 mod workspace_diff;
@@ -101,6 +103,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Workspace(Ws::Policy(a)) => workspace_policy::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, *a),
         Command::Supervise(a) => supervise::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
+        Command::Group(c) => daemon_client::group(&ctx, c),
+        Command::Message(c) => daemon_client::message(&ctx, c),
+        Command::Status(a) => daemon_client::status(&ctx, a),
         Command::Df(a) => df::run(&ctx, a),
         Command::Gc(a) => gc::run(&ctx, a),
         Command::Fsck(a) => fsck::run(&ctx, a),

@@ -1,0 +1,442 @@
+//! The daemon against real runc sandboxes: groups, messages delivered to
+//! kept-alive sessions, fairness under the global limit, retries, bad
+//! requests, the token, SIGTERM, and SIGKILL followed by a restart.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon<'a> {
+    env: &'a Env,
+    child: Option<Child>,
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Sandboxes a killed daemon left are reaped by the next bot command.
+        let _ = self.env.run(&["bot", "ls"]);
+    }
+}
+
+fn socket(env: &Env) -> PathBuf {
+    env.store.join("daemon/daemon.sock")
+}
+
+fn start<'a>(env: &'a Env, config: &str, extra: &[&str]) -> Daemon<'a> {
+    let cfg = env.path("daemon.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut args = vec!["serve", "--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let child = env
+        .cmd()
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let tcp = extra.iter().any(|a| a.starts_with("tcp:"));
+    // Listening, not just a socket file a killed daemon left.
+    while !tcp && std::os::unix::net::UnixStream::connect(socket(env)).is_err()
+        || tcp && t.elapsed() < Duration::from_millis(500)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the daemon did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon {
+        env,
+        child: Some(child),
+    }
+}
+
+/// A store with image bb:1 (busybox) and bot b1.
+fn setup() -> Env {
+    let env = Env::new();
+    let root = env.path("rootfs");
+    for d in [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "run", "mnt",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for c in ["sh", "echo", "cat", "sleep", "date", "true", "false"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(c)).unwrap();
+    }
+    sh(&format!("chmod 1777 '{}'", root.join("tmp").display()));
+    env.ok(&["image", "import", "bb:1", "--dir", root.to_str().unwrap()]);
+    env.ok(&["bot", "create", "b1", "--image", "bb:1"]);
+    env
+}
+
+fn curl(sock: &Path, args: &[&str]) -> (u16, String) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import http.client, socket, sys
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(sys.argv[1])
+c = C("botyard"); body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+c.request(sys.argv[2], sys.argv[3], body=body, headers={"Content-Type": "application/json"})
+r = c.getresponse(); print(r.status); sys.stdout.write(r.read().decode())
+"#,
+        )
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, body) = s.split_once('\n').unwrap_or((&s, ""));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn wait_done(env: &Env, id: &str) -> serde_json::Value {
+    let out = env.run(&["message", "wait", id, "--json", "--timeout", "60s"]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn send(env: &Env, group: &str, text: &str) -> String {
+    env.ok(&["message", "send", group, text]).trim().to_string()
+}
+
+#[test]
+fn messages_run_in_kept_alive_sessions_and_the_api_matches_its_document() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let err = env.fails(&["message", "send", "g", "x"]);
+    assert!(
+        err.contains("not running") && err.contains("botyard serve"),
+        "{err}"
+    );
+    let _d = start(&env, "max_sessions = 2\n", &[]);
+    let mode = std::fs::metadata(socket(&env)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        mode.permissions().mode() & 0o777,
+        0o600,
+        "owner-only socket"
+    );
+    env.ok(&[
+        "group",
+        "add",
+        "g",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'echo got:; cat; echo; echo pid=$$'",
+    ]);
+    let err = env.fails(&["group", "add", "g", "--bot", "b1", "--agent", "true"]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = env.fails(&["group", "add", "h", "--bot", "nope", "--agent", "true"]);
+    assert!(err.contains("no bot nope"), "{err}");
+    let ids: Vec<String> = (0..3)
+        .map(|i| send(&env, "g", &format!("hello {i}")))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let m = wait_done(&env, id);
+        assert_eq!(m["state"], "done", "{m}");
+        assert!(
+            m["output"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("hello {i}")),
+            "{m}"
+        );
+    }
+    let metrics = curl(&socket(&env), &["GET", "/metrics"]).1;
+    assert!(
+        metrics.contains("botyard_session_starts_total 1"),
+        "one sandbox for three messages: {metrics}"
+    );
+    for name in [
+        "botyard_messages_queued",
+        "botyard_sessions_live 1",
+        "botyard_queue_wait_seconds_count 3",
+        "botyard_store_physical_bytes",
+        "botyard_bot_unique_bytes{bot=\"b1\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing: {metrics}");
+    }
+    let st = env.json(&["status", "--json"]);
+    assert_eq!(st["sessions"][0]["answered"], 3, "{st}");
+    let ls = env.json(&["message", "ls", "--group", "g", "--state", "done", "--json"]);
+    assert_eq!(ls.as_array().unwrap().len(), 3);
+
+    // The OpenAPI document lists exactly the routes, and each answers.
+    let (code, doc) = curl(&socket(&env), &["GET", "/v1/openapi.json"]);
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), p.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = daemon::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Deletions last, so every other route sees what it needs.
+    routes.sort_by_key(|(m, _)| m == "delete");
+    for (method, path) in &routes {
+        let path = path.replace("{group}", "g").replace("{id}", &ids[0]);
+        let body = if method == "post" {
+            Some(r#"{"name": "x", "bot": "b1", "agent": ["true"]}"#)
+        } else {
+            None
+        };
+        let mut args = vec![method.to_uppercase(), path.clone()];
+        args.extend(body.map(String::from));
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let (code, body) = curl(&socket(&env), &a);
+        assert!(
+            code != 404 || method == "delete",
+            "{method} {path}: {code} {body}"
+        );
+        assert_ne!(code, 405, "{method} {path}");
+    }
+    // Server-sent events of a finished message end with its output.
+    let (code, sse) = curl(
+        &socket(&env),
+        &["GET", &format!("/v1/messages/{}/events", ids[1])],
+    );
+    assert_eq!(code, 200);
+    assert!(
+        sse.contains("event: state") && sse.contains("event: output") && sse.contains("hello 1"),
+        "{sse}"
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_codes() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
+    let d = start(&env, "max_message_size = 100\n", &[]);
+    env.ok(&["group", "add", "g", "--bot", "b1", "--agent", "cat"]);
+    env.ok(&["group", "add", "gone", "--bot", "b2", "--agent", "cat"]);
+    let s = socket(&env);
+    assert_eq!(curl(&s, &["POST", "/v1/groups/nope/messages", "{}"]).0, 404);
+    let (code, body) = curl(&s, &["POST", "/v1/groups/g/messages", "{not json"]);
+    assert_eq!(code, 400);
+    assert!(body.contains("not JSON"), "{body}");
+    let big = format!("{{\"t\": \"{}\"}}", "x".repeat(200));
+    assert_eq!(curl(&s, &["POST", "/v1/groups/g/messages", &big]).0, 413);
+    env.ok(&["bot", "rm", "b2"]);
+    let (code, body) = curl(&s, &["POST", "/v1/groups/gone/messages", "{}"]);
+    assert_eq!(code, 409);
+    assert!(body.contains("gone"), "{body}");
+    assert_eq!(curl(&s, &["GET", "/v1/messages/999999"]).0, 404);
+    assert_eq!(curl(&s, &["GET", "/v1/messages?state=bogus"]).0, 400);
+    drop(d);
+
+    // Unsafe permissions: refused, with the fix.
+    sh(&format!(
+        "chmod 644 '{}'",
+        env.store.join("daemon/state.db").display()
+    ));
+    let out = env.run(&["serve"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("open to other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+    sh(&format!(
+        "chmod 600 '{}'",
+        env.store.join("daemon/state.db").display()
+    ));
+
+    // TCP needs the token; a wrong or missing one gets 401 and nothing else.
+    let port = 20000 + (std::process::id() % 20000);
+    let addr = format!("tcp:127.0.0.1:{port}");
+    let _d = start(&env, "", &["--listen", &addr]);
+    let token = std::fs::read_to_string(env.store.join("daemon/token")).unwrap();
+    let meta = std::fs::metadata(env.store.join("daemon/token")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let http = |auth: Option<&str>| {
+        let mut c = Command::new("python3");
+        c.arg("-c").arg(
+            "import http.client,sys\nc=http.client.HTTPConnection('127.0.0.1', int(sys.argv[1]))\nh={'Authorization': 'Bearer '+sys.argv[2]} if len(sys.argv)>2 else {}\nc.request('GET','/v1/groups',headers=h)\nr=c.getresponse()\nprint(r.status)\nprint(r.read().decode())",
+        );
+        c.arg(port.to_string());
+        if let Some(a) = auth {
+            c.arg(a);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    let t = Instant::now();
+    while !http(Some(token.trim())).starts_with("200") {
+        assert!(t.elapsed() < Duration::from_secs(10), "TCP never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http(None).trim(), "401\nunauthorized");
+    assert_eq!(http(Some("wrong")).trim(), "401\nunauthorized");
+    let v = env
+        .cmd()
+        .env("BOTYARD_TOKEN", token.trim())
+        .args(["group", "ls", "--json", "--daemon", &addr])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("\"g\""),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+#[test]
+fn groups_take_turns_and_failed_runs_are_retried_then_failed() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
+    let _d = start(&env, "max_sessions = 1\nmax_tries = 2\n", &[]);
+    env.ok(&[
+        "group",
+        "add",
+        "busy",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'sleep 0.5; cat'",
+    ]);
+    env.ok(&[
+        "group",
+        "add",
+        "other",
+        "--bot",
+        "b2",
+        "--agent",
+        "sh -c 'cat'",
+    ]);
+    let busy: Vec<String> = (0..3)
+        .map(|i| send(&env, "busy", &format!("b{i}")))
+        .collect();
+    let other = send(&env, "other", "o");
+    let last_busy = wait_done(&env, &busy[2]);
+    let o = wait_done(&env, &other);
+    assert_eq!(o["state"], "done");
+    assert!(
+        o["finished"].as_f64().unwrap() < last_busy["finished"].as_f64().unwrap(),
+        "one busy group must not starve the other: {o} {last_busy}"
+    );
+    // An agent that fails is retried with backoff, then failed with the reason.
+    env.ok(&[
+        "group",
+        "add",
+        "bad",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'echo oops; exit 3'",
+    ]);
+    let id = send(&env, "bad", "x");
+    let out = env.run(&["message", "wait", &id, "--json", "--timeout", "60s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "wait exits 1 for a failed message"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["state"], "failed", "{m}");
+    assert_eq!(m["attempts"], 2, "{m}");
+    assert!(
+        m["error"].as_str().unwrap().contains("exited with code 3"),
+        "{m}"
+    );
+}
+
+#[test]
+fn sigterm_drains_and_sigkill_loses_no_message() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let mut d = start(&env, "", &[]);
+    env.ok(&[
+        "group",
+        "add",
+        "g",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'sleep 1; cat'",
+    ]);
+    let first = send(&env, "g", "first");
+    let t = Instant::now();
+    while env.json(&["message", "show", &first, "--json"])["state"] != "running" {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGTERM: the running message finishes, the daemon exits 0.
+    let child = d.child.take().unwrap();
+    sh(&format!("kill -TERM {}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = sh(&format!(
+        "runc list | grep -c '{}' || true",
+        env.store.display()
+    ));
+    assert_eq!(st.trim(), "0", "no sandbox left after SIGTERM");
+
+    // SIGKILL in the middle: after a restart every accepted message is done.
+    let mut d = start(&env, "", &[]);
+    assert_eq!(
+        env.json(&["message", "show", &first, "--json"])["state"],
+        "done"
+    );
+    let ids: Vec<String> = (0..3).map(|i| send(&env, "g", &format!("m{i}"))).collect();
+    let t = Instant::now();
+    while env.json(&["message", "show", &ids[0], "--json"])["state"] != "running" {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(d);
+    let _d = start(&env, "", &[]);
+    for id in &ids {
+        let m = wait_done(&env, id);
+        assert_eq!(m["state"], "done", "{m}");
+    }
+    let m0 = env.json(&["message", "show", &ids[0], "--json"]);
+    assert_eq!(
+        m0["attempts"], 2,
+        "the message running at the kill was delivered again: {m0}"
+    );
+}

@@ -1,0 +1,335 @@
+//! The HTTP API (`/v1/…`), `/metrics` and the OpenAPI document.
+
+use crate::db::{now, Group};
+use crate::scheduler::Daemon;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Ctx = State<Arc<Daemon>>;
+
+fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(json!({"error": msg.into()}))).into_response()
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    if store::is_no_space(&e) {
+        return err(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "the store's filesystem is full; nothing was accepted",
+        );
+    }
+    err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+}
+
+/// Every route, as the OpenAPI document lists them (checked by a test).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/groups"),
+    ("post", "/v1/groups"),
+    ("get", "/v1/groups/{group}"),
+    ("delete", "/v1/groups/{group}"),
+    ("post", "/v1/groups/{group}/messages"),
+    ("get", "/v1/messages"),
+    ("get", "/v1/messages/{id}"),
+    ("get", "/v1/messages/{id}/events"),
+    ("get", "/v1/sessions"),
+    ("delete", "/v1/sessions/{id}"),
+    ("get", "/v1/status"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/metrics"),
+];
+
+pub fn router(d: Arc<Daemon>, token: Option<String>) -> Router {
+    let r = Router::new()
+        .route("/v1/groups", get(list_groups).post(add_group))
+        .route("/v1/groups/{group}", get(show_group).delete(remove_group))
+        .route("/v1/groups/{group}/messages", post(send))
+        .route("/v1/messages", get(list_messages))
+        .route("/v1/messages/{id}", get(show_message))
+        .route("/v1/messages/{id}/events", get(events))
+        .route("/v1/sessions", get(sessions))
+        .route("/v1/sessions/{id}", delete(close_session))
+        .route("/v1/status", get(status))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .with_state(d);
+    match token {
+        None => r,
+        Some(t) => r.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let t = t.clone();
+                async move {
+                    let ok = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .is_some_and(|v| constant_time_eq(v.as_bytes(), t.as_bytes()));
+                    if ok {
+                        next.run(req).await
+                    } else {
+                        (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response()
+                    }
+                }
+            },
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list_groups(State(d): Ctx) -> Response {
+    match d.db.lock().unwrap().groups() {
+        Ok(g) => Json(g).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn add_group(State(d): Ctx, body: Bytes) -> Response {
+    let mut g: Group = match serde_json::from_slice(&body) {
+        Ok(g) => g,
+        Err(e) => return err(StatusCode::BAD_REQUEST, format!("invalid group JSON: {e}")),
+    };
+    if let Err(e) = store::validate_segment("group name", &g.name, 63) {
+        return err(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    if g.agent.is_empty() {
+        return err(StatusCode::BAD_REQUEST, "the group needs an agent command");
+    }
+    if bot::Bot::new(&d.store, &g.bot)
+        .and_then(|b| b.load())
+        .is_err()
+    {
+        return err(
+            StatusCode::BAD_REQUEST,
+            format!("no bot {} in the store", g.bot),
+        );
+    }
+    for m in &g.mounts {
+        if let Err(e) = m.parse::<session::MountSpec>() {
+            return err(StatusCode::BAD_REQUEST, format!("{e:#}"));
+        }
+    }
+    g.created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    match d.db.lock().unwrap().add_group(&g) {
+        Ok(()) => (StatusCode::CREATED, Json(g)).into_response(),
+        Err(e) if e.to_string().contains("already exists") => {
+            err(StatusCode::CONFLICT, e.to_string())
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn show_group(State(d): Ctx, Path(g): Path<String>) -> Response {
+    match d.db.lock().unwrap().group(&g) {
+        Ok(Some(g)) => Json(g).into_response(),
+        Ok(None) => err(StatusCode::NOT_FOUND, format!("no group {g}")),
+        Err(e) => internal(e),
+    }
+}
+
+async fn remove_group(State(d): Ctx, Path(g): Path<String>) -> Response {
+    d.close_session(&g);
+    match d.db.lock().unwrap().remove_group(&g) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => err(StatusCode::NOT_FOUND, format!("no group {g}")),
+        Err(e) => internal(e),
+    }
+}
+
+async fn send(State(d): Ctx, Path(g): Path<String>, body: Bytes) -> Response {
+    if body.len() as u64 > d.config.max_message_size {
+        return err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the message is {} bytes, over the limit of {}",
+                body.len(),
+                d.config.max_message_size
+            ),
+        );
+    }
+    if let Err(e) = serde_json::from_slice::<Value>(&body) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            format!("the message is not JSON: {e}"),
+        );
+    }
+    if d.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
+    }
+    let db = d.db.lock().unwrap();
+    let group = match db.group(&g) {
+        Ok(Some(g)) => g,
+        Ok(None) => return err(StatusCode::NOT_FOUND, format!("no group {g}")),
+        Err(e) => return internal(e),
+    };
+    if bot::Bot::new(&d.store, &group.bot)
+        .and_then(|b| b.load())
+        .is_err()
+    {
+        return err(
+            StatusCode::CONFLICT,
+            format!("the bot {} of group {g} is gone", group.bot),
+        );
+    }
+    match db.enqueue(&g, &body) {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "group": g, "state": "queued"})),
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    group: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_messages(State(d): Ctx, Query(q): Query<ListQuery>) -> Response {
+    if let Some(s) = &q.state {
+        if !["queued", "running", "done", "failed"].contains(&s.as_str()) {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "state must be queued, running, done or failed",
+            );
+        }
+    }
+    match d.db.lock().unwrap().messages(
+        q.group.as_deref(),
+        q.state.as_deref(),
+        q.limit.unwrap_or(100),
+    ) {
+        Ok(m) => Json(m).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn show_message(State(d): Ctx, Path(id): Path<i64>) -> Response {
+    match d.db.lock().unwrap().message(id) {
+        Ok(Some(m)) => Json(m).into_response(),
+        Ok(None) => err(StatusCode::NOT_FOUND, format!("no message {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+/// Server-sent events: the message's state whenever it changes, then its
+/// result, then the stream ends.
+async fn events(State(d): Ctx, Path(id): Path<i64>) -> Response {
+    if !matches!(d.db.lock().unwrap().message(id), Ok(Some(_))) {
+        return err(StatusCode::NOT_FOUND, format!("no message {id}"));
+    }
+    let stream = async_stream(d, id);
+    Sse::new(stream).into_response()
+}
+
+fn async_stream(
+    d: Arc<Daemon>,
+    id: i64,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            let m = d.db.lock().unwrap().message(id);
+            let Ok(Some(m)) = m else { break };
+            if m.state != last {
+                last = m.state.clone();
+                let ev = Event::default()
+                    .event("state")
+                    .data(json!({"id": id, "state": m.state}).to_string());
+                if tx.send(Ok(ev)).await.is_err() {
+                    break;
+                }
+            }
+            if m.state == "done" || m.state == "failed" {
+                let ev = Event::default()
+                    .event("output")
+                    .data(serde_json::to_string(&m).unwrap_or_default());
+                let _ = tx.send(Ok(ev)).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio_stream(rx)
+}
+
+fn tokio_stream<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn sessions_json(d: &Daemon) -> Value {
+    let live = d.live.lock().unwrap();
+    let mut v: Vec<Value> = live
+        .values()
+        .map(|s| {
+            json!({
+                "id": s.group, "group": s.group, "started": s.started_at,
+                "busy_with": s.busy.map(|b| b.0), "idle_seconds": s.busy.map_or(s.idle_since.elapsed().as_secs_f64(), |_| 0.0),
+                "closing": s.closing, "answered": s.answered,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a["group"].as_str().cmp(&b["group"].as_str()));
+    Value::Array(v)
+}
+
+async fn sessions(State(d): Ctx) -> Response {
+    Json(sessions_json(&d)).into_response()
+}
+
+async fn close_session(State(d): Ctx, Path(id): Path<String>) -> Response {
+    if d.close_session(&id) {
+        StatusCode::ACCEPTED.into_response()
+    } else {
+        err(StatusCode::NOT_FOUND, format!("no live session {id}"))
+    }
+}
+
+async fn status(State(d): Ctx) -> Response {
+    let counts = d.db.lock().unwrap().counts().unwrap_or_default();
+    let queued: i64 = counts.iter().filter(|c| c.1 == "queued").map(|c| c.2).sum();
+    let running: i64 = counts
+        .iter()
+        .filter(|c| c.1 == "running")
+        .map(|c| c.2)
+        .sum();
+    Json(json!({
+        "sessions": sessions_json(&d),
+        "max_sessions": d.config.max_sessions,
+        "queued": queued,
+        "running": running,
+        "draining": d.draining.load(std::sync::atomic::Ordering::Relaxed),
+        "time": now(),
+    }))
+    .into_response()
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+async fn metrics(State(d): Ctx, _h: HeaderMap) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::metrics::render(&d),
+    )
+        .into_response()
+}

@@ -1,0 +1,83 @@
+//! The daemon's settings: built-in defaults, a TOML file, and (for the
+//! listen address) the command line.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Live sandboxes at once, over all groups.
+    pub max_sessions: usize,
+    /// An idle session is closed after this long.
+    pub idle_keepalive: Duration,
+    /// A message running longer than this is stopped (its session too).
+    pub deadline: Duration,
+    pub max_tries: i64,
+    /// Commit a group's bot when its session closes.
+    pub commit_on_close: bool,
+    pub max_message_size: u64,
+    /// SIGTERM: how long running messages may take to finish.
+    pub grace: Duration,
+    /// The runtime sessions use.
+    pub runtime: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_sessions: 5,
+            idle_keepalive: Duration::from_secs(30 * 60),
+            deadline: Duration::from_secs(30 * 60),
+            max_tries: 5,
+            commit_on_close: true,
+            max_message_size: 1_000_000,
+            grace: Duration::from_secs(30),
+            runtime: "runc".into(),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    max_sessions: Option<usize>,
+    idle_keepalive: Option<String>,
+    deadline: Option<String>,
+    max_tries: Option<i64>,
+    commit_on_close: Option<bool>,
+    max_message_size: Option<u64>,
+    grace: Option<String>,
+    runtime: Option<String>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut c = Config::default();
+        let Some(file) = file else { return Ok(c) };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the config {}", file.display()))?;
+        let raw: Raw = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config {}: {}", file.display(), e.message()))?;
+        let dur = |s: Option<String>, d: Duration, name: &str| -> Result<Duration> {
+            match s {
+                Some(s) => humantime::parse_duration(&s).with_context(|| {
+                    format!(
+                        "config {}: {name} = \"{s}\" is not a duration",
+                        file.display()
+                    )
+                }),
+                None => Ok(d),
+            }
+        };
+        c.max_sessions = raw.max_sessions.unwrap_or(c.max_sessions).max(1);
+        c.idle_keepalive = dur(raw.idle_keepalive, c.idle_keepalive, "idle_keepalive")?;
+        c.deadline = dur(raw.deadline, c.deadline, "deadline")?;
+        c.max_tries = raw.max_tries.unwrap_or(c.max_tries).max(1);
+        c.commit_on_close = raw.commit_on_close.unwrap_or(c.commit_on_close);
+        c.max_message_size = raw.max_message_size.unwrap_or(c.max_message_size);
+        c.grace = dur(raw.grace, c.grace, "grace")?;
+        c.runtime = raw.runtime.unwrap_or(c.runtime);
+        Ok(c)
+    }
+}

@@ -1,0 +1,20 @@
+//! The daemon: a durable, fair group queue over sessions, an HTTP API
+//! (unix socket by default, TCP with a bearer token), server-sent events,
+//! an OpenAPI document and Prometheus metrics. State lives in SQLite (WAL)
+//! under the store, so a restart loses no accepted message.
+
+mod api;
+mod client;
+mod config;
+mod db;
+mod metrics;
+mod openapi;
+mod scheduler;
+mod serve;
+
+pub use api::ROUTES;
+pub use client::Client;
+pub use config::Config;
+pub use db::{Db, Group, Message};
+pub use openapi::document as openapi_document;
+pub use serve::{default_socket, serve, token, token_path, Listen};

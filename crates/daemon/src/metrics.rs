@@ -1,0 +1,93 @@
+//! `/metrics` in the Prometheus text format.
+
+use crate::scheduler::Daemon;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+const BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+fn histogram(out: &mut String, name: &str, help: &str, xs: &[f64]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for b in BUCKETS {
+        let n = xs.iter().filter(|x| **x <= *b).count();
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", xs.len());
+    let _ = writeln!(out, "{name}_sum {}", xs.iter().sum::<f64>());
+    let _ = writeln!(out, "{name}_count {}", xs.len());
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(d: &Daemon) -> String {
+    let mut out = String::new();
+    let counts = d.db.lock().unwrap().counts().unwrap_or_default();
+    for (state, metric) in [
+        ("queued", "botyard_messages_queued"),
+        ("running", "botyard_messages_running"),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {metric} Messages {state}, per group.\n# TYPE {metric} gauge"
+        );
+        for (g, s, n) in &counts {
+            if s == state {
+                let _ = writeln!(out, "{metric}{{group=\"{}\"}} {n}", label(g));
+            }
+        }
+    }
+    let live = d.live.lock().unwrap().len();
+    let _ = writeln!(out, "# HELP botyard_sessions_live Live sandboxes.\n# TYPE botyard_sessions_live gauge\nbotyard_sessions_live {live}");
+    let _ = writeln!(
+        out,
+        "# HELP botyard_session_starts_total Sessions started.\n# TYPE botyard_session_starts_total counter\nbotyard_session_starts_total {}",
+        d.metrics.session_starts.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP botyard_session_failures_total Sessions that ended badly.\n# TYPE botyard_session_failures_total counter\nbotyard_session_failures_total {}",
+        d.metrics.session_failures.load(Ordering::Relaxed)
+    );
+    histogram(
+        &mut out,
+        "botyard_session_start_seconds",
+        "From starting a session to its first message taken.",
+        &d.metrics.start_latency.lock().unwrap(),
+    );
+    histogram(
+        &mut out,
+        "botyard_queue_wait_seconds",
+        "From a message accepted to delivered.",
+        &d.metrics.queue_wait.lock().unwrap(),
+    );
+    if let Ok(df) = d.store.df() {
+        let _ = writeln!(
+            out,
+            "# HELP botyard_store_physical_bytes Bytes the store's objects and trees take.\n# TYPE botyard_store_physical_bytes gauge\nbotyard_store_physical_bytes {}",
+            df.physical_bytes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP botyard_store_logical_bytes Bytes plain copies of every image would take.\n# TYPE botyard_store_logical_bytes gauge\nbotyard_store_logical_bytes {}",
+            df.logical_bytes
+        );
+    }
+    if let Ok(bots) = bot::list(&d.store) {
+        let _ = writeln!(out, "# HELP botyard_bot_unique_bytes Bytes only this bot holds.\n# TYPE botyard_bot_unique_bytes gauge");
+        for b in bots {
+            let _ = writeln!(
+                out,
+                "botyard_bot_unique_bytes{{bot=\"{}\"}} {}",
+                label(&b.bot.id),
+                b.unique_bytes.unwrap_or(0)
+            );
+        }
+    }
+    out
+}

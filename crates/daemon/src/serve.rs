@@ -1,0 +1,214 @@
+//! `botyard serve`: checks, recovery after a crash, the listener, the
+//! scheduler loop, and a graceful SIGTERM.
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::scheduler::Daemon;
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use store::Store;
+
+/// Where the daemon listens: `unix:PATH` (default: under the store,
+/// owner-only) or `tcp:ADDR` (bearer token required).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Listen> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            return Ok(Listen::Unix(PathBuf::from(p)));
+        }
+        if let Some(a) = s.strip_prefix("tcp:") {
+            return Ok(Listen::Tcp(a.parse().with_context(|| {
+                format!(
+                    "--listen {s}: write tcp:HOST:PORT with an IP address, like tcp:127.0.0.1:7420"
+                )
+            })?));
+        }
+        bail!("--listen {s}: write unix:PATH or tcp:HOST:PORT")
+    }
+}
+
+pub fn daemon_dir(store: &Store) -> PathBuf {
+    store.root().join("daemon")
+}
+
+pub fn default_socket(store: &Store) -> PathBuf {
+    daemon_dir(store).join("daemon.sock")
+}
+
+pub fn token_path(store: &Store) -> PathBuf {
+    daemon_dir(store).join("token")
+}
+
+/// Refuses a file others could read or change.
+fn owner_only(p: &Path, what: &str) -> Result<()> {
+    if let Ok(md) = std::fs::symlink_metadata(p) {
+        if md.file_type().is_symlink() {
+            bail!("{what} {} is a symlink; remove it", p.display());
+        }
+        if md.mode() & 0o077 != 0 {
+            bail!(
+                "{what} {} is open to other users (mode {:o}); run chmod {} {} and start again",
+                p.display(),
+                md.mode() & 0o777,
+                if md.is_dir() { "700" } else { "600" },
+                p.display()
+            );
+        }
+        if md.uid() != rustix::process::geteuid().as_raw() {
+            bail!("{what} {} belongs to another user", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// The bearer token for TCP, made at first start (owner-only).
+pub fn token(store: &Store) -> Result<String> {
+    let p = token_path(store);
+    if !p.exists() {
+        let mut raw = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut raw)?;
+        store::write_file_atomic(&daemon_dir(store), &p, hex::encode(raw).as_bytes(), 0o600)?;
+    }
+    owner_only(&p, "token file")?;
+    Ok(std::fs::read_to_string(&p)?.trim().to_string())
+}
+
+fn notify_systemd() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let mut bytes = path.as_encoded_bytes().to_vec();
+    if bytes.first() == Some(&b'@') {
+        bytes[0] = 0; // abstract socket
+    }
+    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
+        let addr = if bytes[0] == 0 {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])
+        } else {
+            std::os::unix::net::SocketAddr::from_pathname(PathBuf::from(
+                std::ffi::OsStr::from_encoded_bytes_checked(&bytes),
+            ))
+        };
+        if let Ok(a) = addr {
+            let _ = sock.send_to_addr(b"READY=1", &a);
+        }
+    }
+}
+
+trait FromBytes {
+    fn from_encoded_bytes_checked(b: &[u8]) -> &std::ffi::OsStr;
+}
+impl FromBytes for std::ffi::OsStr {
+    fn from_encoded_bytes_checked(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; `ready` is called once it
+/// listens.
+pub fn serve(
+    store: Store,
+    listen: Option<Listen>,
+    config: Config,
+    ready: impl FnOnce(&Listen),
+) -> Result<()> {
+    let dir = daemon_dir(&store);
+    std::fs::create_dir_all(&dir)?;
+    let md = std::fs::metadata(&dir)?;
+    if md.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    owner_only(&dir, "daemon directory")?;
+    let db_path = dir.join("state.db");
+    owner_only(&db_path, "database")?;
+    let db = Db::open(&db_path)?;
+    let requeued =
+        db.requeue_running("the daemon stopped while this message was running; delivered again")?;
+    if requeued > 0 {
+        eprintln!("botyard serve: {requeued} messages that were running when the daemon stopped are queued again");
+    }
+    let reaped = session::reap_all(&store)?;
+    if reaped > 0 {
+        eprintln!("botyard serve: removed {reaped} sandboxes left behind");
+    }
+    let listen = listen.unwrap_or_else(|| Listen::Unix(default_socket(&store)));
+    let token = match &listen {
+        Listen::Tcp(_) => Some(token(&store)?),
+        Listen::Unix(_) => None,
+    };
+    let daemon = Arc::new(Daemon::new(store, db, config));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sched = {
+        let (d, stop) = (daemon.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = d.tick() {
+                    eprintln!("botyard serve: scheduling: {e:#}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let app = crate::api::router(daemon.clone(), token);
+    let res: Result<()> = rt.block_on(async {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap();
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        };
+        match &listen {
+            Listen::Unix(p) => {
+                if let Ok(md) = std::fs::symlink_metadata(p) {
+                    if !md.file_type().is_socket() {
+                        bail!("{} exists and is not a socket; remove it or pick another --listen", p.display());
+                    }
+                    if std::os::unix::net::UnixStream::connect(p).is_ok() {
+                        bail!("a daemon already listens on {}", p.display());
+                    }
+                    std::fs::remove_file(p)?;
+                }
+                if let Some(parent) = p.parent() {
+                    let pm = std::fs::metadata(parent)?;
+                    if pm.mode() & 0o022 != 0 && pm.mode() & 0o1000 == 0 {
+                        bail!("the socket's directory {} is writable by others; pick another --listen", parent.display());
+                    }
+                }
+                let l = tokio::net::UnixListener::bind(p).with_context(|| format!("cannot listen on {}", p.display()))?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+                ready(&listen);
+                notify_systemd();
+                axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
+                let _ = std::fs::remove_file(p);
+            }
+            Listen::Tcp(a) => {
+                let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?;
+                ready(&listen);
+                notify_systemd();
+                axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
+            }
+        }
+        Ok(())
+    });
+    // Stop taking work, let running messages finish, close sessions.
+    daemon.drain();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sched.join();
+    res
+}
