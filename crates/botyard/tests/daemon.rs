@@ -390,7 +390,7 @@ fn sigterm_drains_and_sigkill_loses_no_message() {
         "--bot",
         "b1",
         "--agent",
-        "sh -c 'sleep 1; cat'",
+        "sh -c 'sleep 1; cat > /tmp/last'",
     ]);
     let first = send(&env, "g", "first");
     let t = Instant::now();
@@ -412,6 +412,11 @@ fn sigterm_drains_and_sigkill_loses_no_message() {
         env.store.display()
     ));
     assert_eq!(st.trim(), "0", "no sandbox left after SIGTERM");
+    // The closed session's bot was committed.
+    let show = env.json(&["bot", "show", "b1", "--json"]);
+    assert!(show["committed"].is_string(), "{show}");
+    assert_eq!(show["uncommitted_bytes"], 0, "{show}");
+    assert!(env.ok(&["bot", "diff", "b1"]).contains("tmp/last"));
 
     // SIGKILL in the middle: after a restart every accepted message is done.
     let mut d = start(&env, "", &[]);
@@ -439,4 +444,64 @@ fn sigterm_drains_and_sigkill_loses_no_message() {
         m0["attempts"], 2,
         "the message running at the kill was delivered again: {m0}"
     );
+}
+
+#[test]
+fn a_hung_agent_meets_its_deadline_and_a_workspace_group_needs_its_mount() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let _d = start(&env, "deadline = \"2s\"\nmax_tries = 1\n", &[]);
+    env.ok(&[
+        "group",
+        "add",
+        "hang",
+        "--bot",
+        "b1",
+        "--agent",
+        "sleep 600",
+    ]);
+    let id = send(&env, "hang", "x");
+    let t = Instant::now();
+    let out = env.run(&["message", "wait", &id, "--json", "--timeout", "60s"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the deadline stopped it"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(
+        m["error"]
+            .as_str()
+            .unwrap()
+            .contains("past the deadline of 2s"),
+        "{m}"
+    );
+    // A group whose workspace is not mounted: the message fails and says why.
+    let project = env.path("project");
+    std::fs::create_dir_all(&project).unwrap();
+    env.ok(&[
+        "workspace",
+        "create",
+        "w",
+        "--project",
+        project.to_str().unwrap(),
+    ]);
+    env.ok(&[
+        "group",
+        "add",
+        "ws",
+        "--bot",
+        "b1",
+        "--agent",
+        "cat",
+        "--workspace",
+        "w",
+    ]);
+    let id = send(&env, "ws", "x");
+    let m = wait_done(&env, &id);
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(m["error"].as_str().unwrap().contains("not mounted"), "{m}");
 }

@@ -27,6 +27,8 @@ pub struct Live {
     pub busy: Option<(i64, Instant)>,
     pub idle_since: Instant,
     pub closing: bool,
+    /// Why the scheduler stopped this session's sandbox, if it did.
+    pub stopped_for: Option<String>,
     /// Messages answered by this session.
     pub answered: u64,
     /// Stops the sandbox (deadline, DELETE /v1/sessions).
@@ -97,7 +99,11 @@ impl Daemon {
                 close(s);
             }
             if let Some((_, since)) = s.busy {
-                if since.elapsed() > self.config.deadline {
+                if since.elapsed() > self.config.deadline && s.stopped_for.is_none() {
+                    s.stopped_for = Some(format!(
+                        "the agent ran past the deadline of {}",
+                        humantime::format_duration(self.config.deadline)
+                    ));
                     s.stop.store(true, Ordering::Relaxed);
                 }
             }
@@ -143,7 +149,14 @@ impl Daemon {
                         continue;
                     }
                     let Some(m) = db.next_for(&g)? else { continue };
-                    let mut s = self.start_session(&group)?;
+                    let mut s = match self.start_session(&group) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            db.mark_running(m.id)?;
+                            db.mark_failed_attempt(m.id, &format!("{e:#}"), self.config.max_tries)?;
+                            continue;
+                        }
+                    };
                     s.first = Some(s.ipc.join("input").join(format!("{}.json", m.id)));
                     deliver(&db, &mut s, m.id, &m.body, m.created, &self.metrics)?;
                     *self.cursor.lock().unwrap() = g.clone();
@@ -159,9 +172,18 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&ipc);
         std::fs::create_dir_all(ipc.join("input"))?;
         let stop = Arc::new(AtomicBool::new(false));
+        // A group's workspace must be mounted (and so audited) already.
+        let workspace = match &g.workspace {
+            None => None,
+            Some(w) => Some(
+                workspace::Workspace::new(&self.store, w)?
+                    .mounted_at()
+                    .ok_or_else(|| anyhow::anyhow!("workspace {w} of group {} is not mounted; `botyard workspace mount {w}`", g.name))?,
+            ),
+        };
         let opts = session::RunOptions {
             bot: g.bot.clone(),
-            workspace: None,
+            workspace,
             mounts: g.mounts.iter().map(|m| m.parse()).collect::<Result<_>>()?,
             allowlist: session::default_allowlist_path(),
             main: g.main,
@@ -194,6 +216,7 @@ impl Daemon {
             busy: None,
             idle_since: Instant::now(),
             closing: false,
+            stopped_for: None,
             answered: 0,
             stop,
             ipc,
@@ -232,12 +255,11 @@ impl Daemon {
                 .session_failures
                 .fetch_add(1, Ordering::Relaxed);
         }
-        let busy = self
-            .live
-            .lock()
-            .unwrap()
-            .remove(&group)
-            .and_then(|s| s.busy);
+        let (busy, stopped_for) = match self.live.lock().unwrap().remove(&group) {
+            Some(s) => (s.busy, s.stopped_for),
+            None => (None, None),
+        };
+        let why = stopped_for.unwrap_or(why);
         if let Some((id, _)) = busy {
             let _ = self
                 .db
@@ -258,13 +280,21 @@ impl Daemon {
             .unwrap_or(-1);
         let code = frame["exit_code"].as_i64().unwrap_or(1);
         let output = frame["output"].as_str().unwrap_or("");
+        let stopped_for = self
+            .live
+            .lock()
+            .unwrap()
+            .get(group)
+            .and_then(|s| s.stopped_for.clone());
         let db = self.db.lock().unwrap();
         let _ = if code == 0 {
             db.mark_done(id, code, output)
         } else {
             db.mark_failed_attempt(
                 id,
-                &format!("the agent exited with code {code}: {}", tail(output)),
+                &stopped_for.unwrap_or_else(|| {
+                    format!("the agent exited with code {code}: {}", tail(output))
+                }),
                 self.config.max_tries,
             )
             .map(|_| ())
