@@ -159,7 +159,7 @@ pub fn serve(
                 if let Err(e) = d.tick() {
                     eprintln!("botyard serve: scheduling: {e:#}");
                 }
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
         })
     };

@@ -185,7 +185,8 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
                 eprintln!("botyard supervise: idle for {}s; exiting", o.idle.as_secs());
                 return Ok(0);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // Short: a message waits at most this long to be picked up.
+            std::thread::sleep(Duration::from_millis(5));
             continue;
         };
         let path = input.join(&name);
