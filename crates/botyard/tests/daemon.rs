@@ -505,3 +505,46 @@ fn a_hung_agent_meets_its_deadline_and_a_workspace_group_needs_its_mount() {
     assert_eq!(m["state"], "failed", "{m}");
     assert!(m["error"].as_str().unwrap().contains("not mounted"), "{m}");
 }
+
+#[test]
+fn a_full_disk_refuses_new_messages_with_507() {
+    require_root!();
+    let env = Env::new();
+    // The daemon's state on a small tmpfs that then fills up.
+    let small = env.store.join("daemon");
+    std::fs::create_dir_all(&small).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=2m,mode=700 tmpfs '{}'",
+        small.display()
+    ));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let root = env.path("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    env.ok(&["image", "import", "e:1", "--dir", root.to_str().unwrap()]);
+    env.ok(&["bot", "create", "b1", "--image", "e:1"]);
+    let _d = start(&env, "", &[]);
+    env.ok(&["group", "add", "g", "--bot", "b1", "--agent", "cat"]);
+    sh(&format!(
+        "dd if=/dev/zero of='{}/fill' bs=64k 2>/dev/null || true",
+        small.display()
+    ));
+    let s = socket(&env);
+    let body = format!("{{\"t\": \"{}\"}}", "x".repeat(50_000));
+    let mut code = 0;
+    for _ in 0..20 {
+        code = curl(&s, &["POST", "/v1/groups/g/messages", &body]).0;
+        if code == 507 {
+            break;
+        }
+    }
+    assert_eq!(code, 507, "a full disk refuses new messages");
+    std::fs::remove_file(small.join("fill")).unwrap();
+    let (code, _) = curl(&s, &["POST", "/v1/groups/g/messages", "{}"]);
+    assert_eq!(code, 202, "and accepts them again once there is room");
+}

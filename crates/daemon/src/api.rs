@@ -20,8 +20,17 @@ fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(json!({"error": msg.into()}))).into_response()
 }
 
+fn disk_full(e: &anyhow::Error) -> bool {
+    store::is_no_space(e) || e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull
+        )
+    })
+}
+
 fn internal(e: anyhow::Error) -> Response {
-    if store::is_no_space(&e) {
+    if disk_full(&e) {
         return err(
             StatusCode::INSUFFICIENT_STORAGE,
             "the store's filesystem is full; nothing was accepted",
