@@ -80,6 +80,8 @@ def metric(name):
     return 0.0
 starts = metric("botyard_session_starts_total")
 start_mean = metric("botyard_session_start_seconds_sum") / max(1, metric("botyard_session_start_seconds_count"))
+stops = metric("botyard_session_stop_seconds_count")
+stop_mean = metric("botyard_session_stop_seconds_sum") / max(1, stops)
 first = min(m["started"] for m in done); last = max(m["finished"] for m in done)
 slot_per_msg = (last - first) * 5 / len(done)
 print("## Daemon under load")
@@ -95,7 +97,9 @@ print(f"| queue wait p50 / p99 | {p(0.5):.1f} s / {p(0.99):.1f} s |")
 print(f"| sandboxes started | {int(starts)} |")
 print(f"| sandbox start (mean, start to first message taken) | {start_mean * 1000:.0f} ms |")
 print(f"| slot time per message (5 slots × drain time / messages) | {slot_per_msg * 1000:.0f} ms |")
+print(f"| sandbox stop (mean, asked to close to slot free; {int(stops)} stops) | {stop_mean * 1000:.0f} ms |")
 print(f"| beyond sandbox starts (slot time − starts × mean start / messages) | {(slot_per_msg - starts * start_mean / len(done)) * 1000:.0f} ms |")
+print(f"| beyond sandbox starts and stops | {(slot_per_msg - (starts * start_mean + stops * stop_mean) / len(done)) * 1000:.0f} ms |")
 print(f"| `GET /v1/messages/{{id}}`, 4 clients on the unix socket | {rate:.0f} requests/s |")
 print(f"| daemon peak RSS with {n} messages queued / at the end | {rss_queued} MiB / {rss_peak()} MiB |")
 PY

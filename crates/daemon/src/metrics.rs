@@ -62,6 +62,12 @@ pub fn render(d: &Daemon) -> String {
     );
     histogram(
         &mut out,
+        "botyard_session_stop_seconds",
+        "From asking a session to close to its slot free again.",
+        &d.metrics.stop_latency.lock().unwrap(),
+    );
+    histogram(
+        &mut out,
         "botyard_queue_wait_seconds",
         "From a message accepted to delivered.",
         &d.metrics.queue_wait.lock().unwrap(),

@@ -27,6 +27,8 @@ pub struct Live {
     pub busy: Option<(i64, Instant)>,
     pub idle_since: Instant,
     pub closing: bool,
+    /// When it was asked to close.
+    pub closed_at: Option<Instant>,
     /// Why the scheduler stopped this session's sandbox, if it did.
     pub stopped_for: Option<String>,
     /// Messages answered by this session.
@@ -45,6 +47,9 @@ pub struct Metrics {
     pub session_failures: AtomicU64,
     /// Seconds: session start to its first message taken.
     pub start_latency: Mutex<Vec<f64>>,
+    /// Seconds: a session asked to close to its slot free again (the
+    /// sandbox stopped and removed, the bot unmounted).
+    pub stop_latency: Mutex<Vec<f64>>,
     /// Seconds: message accepted to delivered.
     pub queue_wait: Mutex<Vec<f64>>,
 }
@@ -216,6 +221,7 @@ impl Daemon {
             busy: None,
             idle_since: Instant::now(),
             closing: false,
+            closed_at: None,
             stopped_for: None,
             answered: 0,
             stop,
@@ -256,7 +262,16 @@ impl Daemon {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let (busy, stopped_for) = match self.live.lock().unwrap().remove(&group) {
-            Some(s) => (s.busy, s.stopped_for),
+            Some(s) => {
+                if let (Some(t), None) = (s.closed_at, s.busy) {
+                    self.metrics
+                        .stop_latency
+                        .lock()
+                        .unwrap()
+                        .push(t.elapsed().as_secs_f64());
+                }
+                (s.busy, s.stopped_for)
+            }
             None => (None, None),
         };
         let why = stopped_for.unwrap_or(why);
@@ -365,6 +380,7 @@ fn tail(s: &str) -> String {
 
 fn close(s: &mut Live) {
     s.closing = true;
+    s.closed_at = Some(Instant::now());
     let _ = std::fs::write(s.ipc.join("input").join("_close"), b"");
 }
 
