@@ -142,20 +142,12 @@ impl Bot {
     /// Takes the bot's own lock: one verb at a time per bot.
     pub fn lock(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(self.dir())?;
-        let f = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.dir().join("lock"))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |_| {
-                anyhow::anyhow!(
-                    "bot {} is busy with another botyard command; retry when it is done",
-                    self.id
-                )
-            },
-        )?;
+        let f = store::try_lock_file(&self.dir().join("lock"))?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "bot {} is busy with another botyard command; retry when it is done",
+                self.id
+            )
+        })?;
         self.recover()?;
         Ok(f)
     }

@@ -60,21 +60,7 @@ fn start<'a>(env: &'a Env, config: &str, extra: &[&str]) -> Daemon<'a> {
 
 /// A store with image bb:1 (busybox) and bot b1.
 fn setup() -> Env {
-    let env = Env::new();
-    let root = env.path("rootfs");
-    for d in [
-        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "run", "mnt",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for c in ["sh", "echo", "cat", "sleep", "date", "true", "false"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(c)).unwrap();
-    }
-    sh(&format!("chmod 1777 '{}'", root.join("tmp").display()));
-    env.ok(&["image", "import", "bb:1", "--dir", root.to_str().unwrap()]);
-    env.ok(&["bot", "create", "b1", "--image", "bb:1"]);
-    env
+    busybox_env(&["sh", "echo", "cat", "sleep", "date", "true", "false"])
 }
 
 fn curl(sock: &Path, args: &[&str]) -> (u16, String) {

@@ -10,24 +10,10 @@ use std::time::{Duration, Instant};
 
 /// A store with image bb:1 (busybox) and bot b1.
 fn setup() -> Env {
-    let env = Env::new();
-    let root = env.path("rootfs");
-    for d in [
-        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "run", "mnt",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for c in [
+    busybox_env(&[
         "sh", "echo", "cat", "ls", "id", "env", "sleep", "mkdir", "touch", "rm", "yes", "head",
         "grep", "hostname", "kill", "seq", "tr", "wc", "dd", "true",
-    ] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(c)).unwrap();
-    }
-    sh(&format!("chmod 1777 '{}'", root.join("tmp").display()));
-    env.ok(&["image", "import", "bb:1", "--dir", root.to_str().unwrap()]);
-    env.ok(&["bot", "create", "b1", "--image", "bb:1"]);
-    env
+    ])
 }
 
 fn have_runc() -> bool {

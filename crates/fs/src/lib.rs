@@ -36,4 +36,4 @@ pub use materialize::{materialize, materialize_path, MaterializeStats};
 pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
 pub use overlay::{fstype_of, is_overlay_mount, mount_fstype, mount_overlay, unmount, OverlaySpec};
 pub use scan::{scan_dir, ScanOptions, Scanner};
-pub use upper::{fold_upper, FoldStats};
+pub use upper::{fold_upper, xattr_at, FoldStats};

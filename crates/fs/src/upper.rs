@@ -39,7 +39,8 @@ fn open_dir(p: &Path) -> Result<OwnedFd> {
     .with_context(|| format!("cannot open {}", p.display()))
 }
 
-fn xattr(dir: &OwnedFd, name: &[u8], key: &str) -> Option<Vec<u8>> {
+/// The xattr `key` of `name` in `dir`, without following a symlink.
+pub fn xattr_at(dir: &OwnedFd, name: &[u8], key: &str) -> Option<Vec<u8>> {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name);
     let p = std::ffi::CString::new(p).ok()?;
@@ -109,7 +110,7 @@ fn is_whiteout(dir: &OwnedFd, name: &[u8], st: &rustix::fs::Stat) -> bool {
     match FileType::from_raw_mode(st.st_mode) {
         FileType::CharacterDevice => st.st_rdev == 0,
         FileType::RegularFile => {
-            st.st_size == 0 && xattr(dir, name, "trusted.overlay.whiteout").is_some()
+            st.st_size == 0 && xattr_at(dir, name, "trusted.overlay.whiteout").is_some()
         }
         _ => false,
     }
@@ -143,8 +144,8 @@ fn fold_dir(
             tree.remove(&path);
             stats.deleted += 1;
         } else if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            let opaque = xattr(u, &name, "trusted.overlay.opaque").is_some_and(|x| x == b"y");
-            let redirected = xattr(u, &name, "trusted.overlay.redirect").is_some();
+            let opaque = xattr_at(u, &name, "trusted.overlay.opaque").is_some_and(|x| x == b"y");
+            let redirected = xattr_at(u, &name, "trusted.overlay.redirect").is_some();
             let was_dir = tree.get(&path).is_some_and(MemNode::is_dir);
             if opaque || redirected || !was_dir {
                 // Its whole content is what the view shows.
@@ -165,7 +166,7 @@ fn fold_dir(
             let own_data = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
                 && st.st_nlink == 1
                 && st.st_size > 0
-                && xattr(u, &name, "trusted.overlay.metacopy").is_none();
+                && xattr_at(u, &name, "trusted.overlay.metacopy").is_none();
             let node = if own_data {
                 scanner.upper_file(u, &name, &shown, scanner.meta(v, &name)?)?
             } else {

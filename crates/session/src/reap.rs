@@ -15,16 +15,9 @@ pub fn reap(store: &Store, id: &str) -> Result<bool> {
     let Ok(text) = std::fs::read_to_string(&state_path) else {
         return Ok(false);
     };
-    let Ok(lock) = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open(bot.dir().join("session.lock"))
-    else {
-        return Ok(false);
-    };
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+    let Some(_lock) = store::try_lock_file(&bot.dir().join("session.lock"))? else {
         return Ok(false); // running
-    }
+    };
     if let Ok(s) = serde_json::from_str::<SessionState>(&text) {
         for args in [
             vec!["kill", "--all", &s.container_id, "KILL"],

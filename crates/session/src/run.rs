@@ -121,13 +121,7 @@ pub fn run_with(
     crate::reap::reap(store, &opts.bot)?;
     let dir = session_dir(&bot);
     std::fs::create_dir_all(&dir)?;
-    let lock = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(bot.dir().join("session.lock"))?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+    let Some(lock) = store::try_lock_file(&bot.dir().join("session.lock"))? else {
         let since = std::fs::read_to_string(dir.join("state.json"))
             .ok()
             .and_then(|s| serde_json::from_str::<SessionState>(&s).ok())
@@ -137,7 +131,7 @@ pub fn run_with(
             "bot {} is already running a session{since}; a second run is refused, not queued: wait for it to end",
             opts.bot
         );
-    }
+    };
     let runtime = opts.runtime.resolve()?;
 
     // Secrets come from this process's environment and go to the sandbox

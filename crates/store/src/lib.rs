@@ -31,7 +31,7 @@ pub use df::{DfReport, ImageUsage};
 pub use fsck::{FsckProblem, FsckReport};
 pub use gc::{GcReport, TreeUsage, UsageMemo};
 pub use hash::{Hash, HashParseError};
-pub use lock::StoreLock;
+pub use lock::{try_lock_file, StoreLock};
 pub use names::{validate_segment, ImageName, NameError, MAX_NAME_BYTES};
 pub use progress::{NoProgress, Progress, Unit};
 pub use refs::ImageRef;

@@ -41,3 +41,19 @@ impl StoreLock {
         })
     }
 }
+
+/// Takes an exclusive lock on the file at `path` (created if missing)
+/// without waiting: `None` when another process holds it. The lock lasts
+/// as long as the returned file; the kernel drops it when a holder dies.
+pub fn try_lock_file(path: &Path) -> Result<Option<File>> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    Ok(flock(&file, FlockOperation::NonBlockingLockExclusive)
+        .is_ok()
+        .then_some(file))
+}

@@ -310,12 +310,7 @@ impl Host {
 /// Removes `name` in `dir` and everything below it, never following a
 /// symlink.
 fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<()> {
-    let sub = io(rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ))?;
+    let sub = io(crate::changes::open_subdir(dir, name))?;
     for child in read_names(&sub)? {
         let st = io(rustix::fs::statat(
             &sub,

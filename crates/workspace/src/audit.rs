@@ -13,7 +13,7 @@ use crate::state::{Mode, Workspace};
 use anyhow::{Context, Result};
 use rustix::fd::OwnedFd;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
-use rustix::fs::{AtFlags, FileType, Mode as FsMode, OFlags};
+use rustix::fs::{AtFlags, FileType};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::mem::MaybeUninit;
@@ -169,12 +169,7 @@ fn snapshot_into(dir: &OwnedFd, rel: &[u8], root: &Path, out: &mut Snapshot) {
         };
         out.insert(path.clone(), s);
         if s.0 == 1 {
-            if let Ok(sub) = rustix::fs::openat(
-                dir,
-                name.as_slice(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                FsMode::empty(),
-            ) {
+            if let Ok(sub) = crate::changes::open_subdir(dir, name.as_slice()) {
                 snapshot_into(&sub, &path, root, out);
             }
         }

@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode as FsMode, OFlags, ResolveFlags};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use store::{EntryKind, Hash, Store, Tree};
 
@@ -136,6 +135,16 @@ pub(crate) fn open_root(p: &Path) -> Result<OwnedFd> {
     .with_context(|| format!("cannot open {}", p.display()))
 }
 
+/// Opens the directory `name` in `dir`, never through a symlink.
+pub(crate) fn open_subdir(dir: &OwnedFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        FsMode::empty(),
+    )
+}
+
 /// Opens `rel` below `root` without following any symlink on the way.
 /// `Ok(None)`: it does not exist; `Err` with ELOOP/ENOTDIR: a component
 /// is a symlink or not a directory.
@@ -224,12 +233,7 @@ fn side_in(dir: &OwnedFd, name: &[u8], subtree: bool) -> Result<Option<Side>> {
         }
         FileType::Directory => {
             let hash = if subtree {
-                let sub = io(rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    FsMode::empty(),
-                ))?;
+                let sub = io(open_subdir(dir, name))?;
                 let mut lines = Vec::new();
                 list_fs(&sub, b"", &mut lines)?;
                 Some(digest(lines))
@@ -291,12 +295,7 @@ fn list_fs(dir: &OwnedFd, rel: &[u8], out: &mut Vec<Line>) -> Result<()> {
             };
             out.push((path.clone(), s.kind, s.mode, payload));
             if s.kind == Kind::Dir {
-                let sub = io(rustix::fs::openat(
-                    dir,
-                    name.as_slice(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    FsMode::empty(),
-                ))?;
+                let sub = io(open_subdir(dir, name.as_slice()))?;
                 list_fs(&sub, &path, out)?;
             }
         }
@@ -426,16 +425,6 @@ impl<'a> Base<'a> {
     }
 }
 
-fn xattr_at(dir: &OwnedFd, name: &[u8], key: &str) -> Option<Vec<u8>> {
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    let p = std::ffi::CString::new(p).ok()?;
-    let mut buf = vec![0u8; 4096];
-    let n = rustix::fs::lgetxattr(p.as_c_str(), key, &mut buf[..]).ok()?;
-    buf.truncate(n);
-    Some(buf)
-}
-
 /// Which paths the upper dir says changed, and where renamed directories
 /// came from (overlay's redirect).
 #[derive(Default)]
@@ -465,8 +454,9 @@ fn walk_upper(
         if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
             continue;
         }
-        let opaque = xattr_at(upper, &name, "trusted.overlay.opaque").is_some_and(|v| v == b"y");
-        let redirect = xattr_at(upper, &name, "trusted.overlay.redirect");
+        let opaque =
+            fs::xattr_at(upper, &name, "trusted.overlay.opaque").is_some_and(|v| v == b"y");
+        let redirect = fs::xattr_at(upper, &name, "trusted.overlay.redirect");
         let in_base = matches!(base.entry(&path)?.map(|e| e.kind), Some(EntryKind::Dir(_)));
         if opaque || redirect.is_some() || !in_base {
             if let Some(r) = redirect {
@@ -493,12 +483,7 @@ fn walk_upper(
                 }
             }
         } else {
-            let sub = io(rustix::fs::openat(
-                upper,
-                name.as_slice(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                FsMode::empty(),
-            ))?;
+            let sub = io(open_subdir(upper, name.as_slice()))?;
             walk_upper(&sub, &path, view, base, c)?;
         }
     }
@@ -509,12 +494,7 @@ fn list_names(dir: &OwnedFd, rel: &[u8], out: &mut Vec<Vec<u8>>) -> Result<()> {
     for name in read_names(dir)? {
         let path = join(rel, &name);
         out.push(path.clone());
-        if let Ok(sub) = rustix::fs::openat(
-            dir,
-            name.as_slice(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            FsMode::empty(),
-        ) {
+        if let Ok(sub) = open_subdir(dir, name.as_slice()) {
             list_names(&sub, &path, out)?;
         }
     }
@@ -750,19 +730,14 @@ fn in_sync_walk(
             AtFlags::SYMLINK_NOFOLLOW,
         ))?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            let marked = xattr_at(upper, &name, "trusted.overlay.opaque").is_some()
-                || xattr_at(upper, &name, "trusted.overlay.redirect").is_some();
+            let marked = fs::xattr_at(upper, &name, "trusted.overlay.opaque").is_some()
+                || fs::xattr_at(upper, &name, "trusted.overlay.redirect").is_some();
             if marked {
                 if same(&side_at(view, &path, true)?, &side_at(host, &path, true)?) {
                     out.push(path);
                 }
             } else {
-                let sub = io(rustix::fs::openat(
-                    upper,
-                    name.as_slice(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    FsMode::empty(),
-                ))?;
+                let sub = io(open_subdir(upper, name.as_slice()))?;
                 in_sync_walk(&sub, &path, view, host, out)?;
             }
         } else if same(&side_at(view, &path, false)?, &side_at(host, &path, false)?) {

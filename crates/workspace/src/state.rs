@@ -157,20 +157,12 @@ impl Workspace {
     /// Takes the workspace's own lock: one verb at a time per workspace.
     pub fn lock(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(self.dir())?;
-        let f = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.dir().join("lock"))?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |_| {
-                anyhow::anyhow!(
-                    "workspace {} is busy with another botyard command; retry when it is done",
-                    self.name
-                )
-            },
-        )?;
+        let f = store::try_lock_file(&self.dir().join("lock"))?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "workspace {} is busy with another botyard command; retry when it is done",
+                self.name
+            )
+        })?;
         let view = self.view_path();
         if fs::is_overlay_mount(&view) {
             fs::unmount(&view).context("cannot remove a view left by an interrupted command")?;

@@ -620,13 +620,8 @@ fn prune(dir: &rustix::fd::OwnedFd, rel: &[u8], host: &rustix::fd::OwnedFd) -> R
             continue;
         }
         let path = crate::changes::join(rel, &name);
-        let sub = rustix::fs::openat(
-            dir,
-            name.as_slice(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(std::io::Error::from)?;
+        let sub =
+            crate::changes::open_subdir(dir, name.as_slice()).map_err(std::io::Error::from)?;
         let plain = !has_overlay_mark(&sub)
             && crate::changes::side_at(host, &path, false)?
                 .is_some_and(|h| h.kind == Kind::Dir && h.mode == st.st_mode & 0o7777);
