@@ -677,6 +677,10 @@ pub struct MessageWaitArgs {
     /// Give up after this long.
     #[arg(long, default_value = "30m", value_name = "DURATION")]
     pub timeout: String,
+    /// Print the agent's output as it arrives (with --json: one JSON
+    /// object per event, the message last).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -210,9 +210,69 @@ fn messages_run_in_kept_alive_sessions_and_the_api_matches_its_document() {
     );
     assert_eq!(code, 200);
     assert!(
-        sse.contains("event: state") && sse.contains("event: output") && sse.contains("hello 1"),
+        sse.contains("event: state") && sse.contains("event: result") && sse.contains("hello 1"),
         "{sse}"
     );
+}
+
+#[test]
+fn output_streams_as_it_arrives_and_extends_the_deadline() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let _d = start(&env, "deadline = \"2s\"\nmax_tries = 1\n", &[]);
+    // Silent for 1.5 s at a time, 4.5 s in all: within the deadline only
+    // because each line of output extends it.
+    env.ok(&[
+        "group",
+        "add",
+        "g",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'echo first; sleep 1.5; echo second; sleep 1.5; echo third; sleep 1.5; echo last'",
+    ]);
+    let id = send(&env, "g", "x");
+    let mut follow = env
+        .cmd()
+        .args(["message", "wait", &id, "--follow", "--timeout", "60s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    // The first line came while the agent was still at work.
+    let m = env.json(&["message", "show", &id, "--json"]);
+    assert_eq!(m["state"], "running", "{m}");
+    // A second watcher, late, sees the output from the start.
+    let (code, sse) = curl(
+        &socket(&env),
+        &["GET", &format!("/v1/messages/{id}/events")],
+    );
+    assert_eq!(code, 200);
+    let outputs: Vec<&str> = sse
+        .split("\n\n")
+        .filter(|e| e.starts_with("event: output"))
+        .collect();
+    assert!(outputs.len() >= 2, "output came in frames: {sse}");
+    assert!(outputs[0].contains("first"), "{sse}");
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(rest, ["second", "third", "last"]);
+    assert!(follow.wait().unwrap().success());
+    let m = env.json(&["message", "show", &id, "--json"]);
+    assert_eq!(m["state"], "done", "{m}");
+    assert_eq!(m["output"], "first\nsecond\nthird\nlast\n");
+
+    // --json: one object per event, the message last.
+    let out = env.ok(&["message", "wait", &id, "--follow", "--json"]);
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "result", "{out}");
+    assert_eq!(last["data"]["state"], "done", "{out}");
+    let err = env.fails(&["message", "wait", "999999", "--follow"]);
+    assert!(err.contains("no message 999999"), "{err}");
 }
 
 #[test]
@@ -305,7 +365,11 @@ fn groups_take_turns_and_failed_runs_are_retried_then_failed() {
     }
     let env = setup();
     env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
-    let _d = start(&env, "max_sessions = 1\nmax_tries = 2\n", &[]);
+    let _d = start(
+        &env,
+        "max_sessions = 1\nmax_tries = 2\nturn = \"0s\"\n",
+        &[],
+    );
     env.ok(&[
         "group",
         "add",
@@ -359,6 +423,21 @@ fn groups_take_turns_and_failed_runs_are_retried_then_failed() {
         m["error"].as_str().unwrap().contains("exited with code 3"),
         "{m}"
     );
+    // Removing a group fails its messages, queued and running alike.
+    env.ok(&["group", "add", "slow", "--bot", "b2", "--agent", "sleep 30"]);
+    let running = send(&env, "slow", "1");
+    let queued = send(&env, "slow", "2");
+    let t = Instant::now();
+    while env.json(&["message", "show", &running, "--json"])["state"] != "running" {
+        assert!(t.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.ok(&["group", "rm", "slow"]);
+    for id in [&running, &queued] {
+        let m = wait_done(&env, id);
+        assert_eq!(m["state"], "failed", "{m}");
+        assert!(m["error"].as_str().unwrap().contains("removed"), "{m}");
+    }
 }
 
 #[test]

@@ -591,8 +591,26 @@ fn the_supervisor_runs_the_agent_once_per_message_in_ipc_mode() {
         .skip(1)
         .map(|f| serde_json::from_str(f.split(session_end()).next().unwrap().trim()).unwrap())
         .collect();
+    // Per message: taken, its output as it came, then the result.
+    let of = |id: &str, event: &str| -> Vec<serde_json::Value> {
+        frames
+            .iter()
+            .filter(|f| f["message"] == id && f["event"] == event)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of("001", "taken").len(), 1, "{out}");
+    let streamed: String = of("001", "output")
+        .iter()
+        .map(|f| f["data"].as_str().unwrap())
+        .collect();
+    let frames: Vec<serde_json::Value> = frames
+        .into_iter()
+        .filter(|f| f["event"] == "result")
+        .collect();
     assert_eq!(frames.len(), 2, "{out}");
     assert_eq!(frames[0]["message"], "001");
+    assert_eq!(frames[0]["output"].as_str().unwrap(), streamed);
     assert_eq!(frames[0]["exit_code"], 2);
     assert!(
         frames[0]["output"]

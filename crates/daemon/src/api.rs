@@ -1,7 +1,9 @@
 //! The HTTP API (`/v1/…`), `/metrics` and the OpenAPI document.
 
 use crate::db::{now, Group};
-use crate::scheduler::Daemon;
+use crate::scheduler::{Daemon, MessageEvent, Partial};
+
+const FINAL_STATES: [&str; 2] = ["done", "failed"];
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +14,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 
 type Ctx = State<Arc<Daemon>>;
 
@@ -149,9 +150,15 @@ async fn show_group(State(d): Ctx, Path(g): Path<String>) -> Response {
 
 async fn remove_group(State(d): Ctx, Path(g): Path<String>) -> Response {
     d.close_session(&g);
-    match d.db.lock().unwrap().remove_group(&g) {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => err(StatusCode::NOT_FOUND, format!("no group {g}")),
+    let res = d.db.lock().unwrap().remove_group(&g);
+    match res {
+        Ok(Some(failed)) => {
+            for id in failed {
+                d.changed(id, "failed");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(None) => err(StatusCode::NOT_FOUND, format!("no group {g}")),
         Err(e) => internal(e),
     }
 }
@@ -179,28 +186,48 @@ async fn send(State(d): Ctx, Path(g): Path<String>, body: Bytes) -> Response {
             "the daemon is shutting down",
         );
     }
+    let (id, wal) = match accept(&d, &g, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    d.wake();
+    // Accepted only once it is on disk.
+    match tokio::task::spawn_blocking(move || crate::db::sync(&wal)).await {
+        Ok(Ok(())) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "group": g, "state": "queued"})),
+        )
+            .into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e.into()),
+    }
+}
+
+/// Checks the group and its bot and writes the message (not yet synced).
+fn accept(d: &Daemon, g: &str, body: &[u8]) -> Result<(i64, std::path::PathBuf), Box<Response>> {
     let db = d.db.lock().unwrap();
-    let group = match db.group(&g) {
+    let group = match db.group(g) {
         Ok(Some(g)) => g,
-        Ok(None) => return err(StatusCode::NOT_FOUND, format!("no group {g}")),
-        Err(e) => return internal(e),
+        Ok(None) => {
+            return Err(Box::new(err(
+                StatusCode::NOT_FOUND,
+                format!("no group {g}"),
+            )))
+        }
+        Err(e) => return Err(Box::new(internal(e))),
     };
     if bot::Bot::new(&d.store, &group.bot)
         .and_then(|b| b.load())
         .is_err()
     {
-        return err(
+        return Err(Box::new(err(
             StatusCode::CONFLICT,
             format!("the bot {} of group {g} is gone", group.bot),
-        );
+        )));
     }
-    match db.enqueue(&g, &body) {
-        Ok(id) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"id": id, "group": g, "state": "queued"})),
-        )
-            .into_response(),
-        Err(e) => internal(e),
+    match db.enqueue(g, body) {
+        Ok(id) => Ok((id, db.wal_path())),
+        Err(e) => Err(Box::new(internal(e))),
     }
 }
 
@@ -238,50 +265,97 @@ async fn show_message(State(d): Ctx, Path(id): Path<i64>) -> Response {
     }
 }
 
-/// Server-sent events: the message's state whenever it changes, then its
-/// result, then the stream ends.
+/// Server-sent events: the message's state whenever it changes, the
+/// agent's output as it arrives (`output` events), and at the end the
+/// whole message (`result`).
 async fn events(State(d): Ctx, Path(id): Path<i64>) -> Response {
-    if !matches!(d.db.lock().unwrap().message(id), Ok(Some(_))) {
-        return err(StatusCode::NOT_FOUND, format!("no message {id}"));
+    // Watch first, then read: no change falls between the two.
+    let (partial, rx) = d.watch(id);
+    let m = d.db.lock().unwrap().message(id);
+    match m {
+        Ok(Some(m)) => Sse::new(event_stream(d, id, m.state, partial, rx))
+            .keep_alive(axum::response::sse::KeepAlive::default())
+            .into_response(),
+        Ok(None) => err(StatusCode::NOT_FOUND, format!("no message {id}")),
+        Err(e) => internal(e),
     }
-    let stream = async_stream(d, id);
-    Sse::new(stream).into_response()
 }
 
-fn async_stream(
+fn event_stream(
     d: Arc<Daemon>,
     id: i64,
+    state: String,
+    partial: Partial,
+    mut rx: tokio::sync::broadcast::Receiver<MessageEvent>,
 ) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    use tokio::sync::broadcast::error::RecvError;
+    let (tx, mut out) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
-        let mut last = String::new();
-        loop {
-            let m = d.db.lock().unwrap().message(id);
-            let Ok(Some(m)) = m else { break };
-            if m.state != last {
-                last = m.state.clone();
-                let ev = Event::default()
-                    .event("state")
-                    .data(json!({"id": id, "state": m.state}).to_string());
-                if tx.send(Ok(ev)).await.is_err() {
-                    break;
+        let send_state = |s: &str| {
+            Event::default()
+                .event("state")
+                .data(json!({"id": id, "state": s}).to_string())
+        };
+        let mut last = state;
+        if tx.send(Ok(send_state(&last))).await.is_err() {
+            return;
+        }
+        // What the agent printed before this watcher came.
+        let mut first = Vec::new();
+        if !partial.text.is_empty() {
+            first.push(output_event(id, &partial.text));
+        }
+        if partial.skipped > 0 {
+            first.push(
+                Event::default()
+                    .event("lagged")
+                    .data(json!({"id": id, "skipped_bytes": partial.skipped}).to_string()),
+            );
+        }
+        for ev in first {
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+        }
+        while !FINAL_STATES.contains(&last.as_str()) {
+            let ev = match rx.recv().await {
+                Ok(MessageEvent::State(s)) if s != last => {
+                    last = s;
+                    send_state(&last)
                 }
+                Ok(MessageEvent::State(_)) => continue,
+                Ok(MessageEvent::Output(data)) => output_event(id, &data),
+                Err(RecvError::Lagged(n)) => Event::default()
+                    .event("lagged")
+                    .data(json!({"id": id, "skipped_frames": n}).to_string()),
+                // The daemon dropped the channel; the database has the rest.
+                Err(RecvError::Closed) => match d.db.lock().unwrap().message(id) {
+                    Ok(Some(m)) if FINAL_STATES.contains(&m.state.as_str()) => {
+                        last = m.state;
+                        send_state(&last)
+                    }
+                    _ => break,
+                },
+            };
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
             }
-            if m.state == "done" || m.state == "failed" {
-                let ev = Event::default()
-                    .event("output")
-                    .data(serde_json::to_string(&m).unwrap_or_default());
-                let _ = tx.send(Ok(ev)).await;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let m = d.db.lock().unwrap().message(id);
+        if let Ok(Some(m)) = m {
+            let ev = Event::default()
+                .event("result")
+                .data(serde_json::to_string(&m).unwrap_or_default());
+            let _ = tx.send(Ok(ev)).await;
         }
     });
-    tokio_stream(rx)
+    futures_util::stream::poll_fn(move |cx| out.poll_recv(cx))
 }
 
-fn tokio_stream<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+fn output_event(id: i64, data: &str) -> Event {
+    Event::default()
+        .event("output")
+        .data(json!({"id": id, "data": data}).to_string())
 }
 
 fn sessions_json(d: &Daemon) -> Value {

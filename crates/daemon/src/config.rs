@@ -11,8 +11,13 @@ pub struct Config {
     pub max_sessions: usize,
     /// An idle session is closed after this long.
     pub idle_keepalive: Duration,
-    /// A message running longer than this is stopped (its session too).
+    /// A busy session whose agent prints nothing for this long is stopped
+    /// (the deadline runs from the delivery and from each output).
     pub deadline: Duration,
+    /// While other groups wait for a slot, a session whose group still has
+    /// messages keeps its slot for at least this long, so a sandbox's
+    /// start is spread over several quick messages.
+    pub turn: Duration,
     pub max_tries: i64,
     /// Commit a group's bot when its session closes.
     pub commit_on_close: bool,
@@ -29,6 +34,7 @@ impl Default for Config {
             max_sessions: 5,
             idle_keepalive: Duration::from_secs(30 * 60),
             deadline: Duration::from_secs(30 * 60),
+            turn: Duration::from_secs(2),
             max_tries: 5,
             commit_on_close: true,
             max_message_size: 1_000_000,
@@ -44,6 +50,7 @@ struct Raw {
     max_sessions: Option<usize>,
     idle_keepalive: Option<String>,
     deadline: Option<String>,
+    turn: Option<String>,
     max_tries: Option<i64>,
     commit_on_close: Option<bool>,
     max_message_size: Option<u64>,
@@ -73,6 +80,7 @@ impl Config {
         c.max_sessions = raw.max_sessions.unwrap_or(c.max_sessions).max(1);
         c.idle_keepalive = dur(raw.idle_keepalive, c.idle_keepalive, "idle_keepalive")?;
         c.deadline = dur(raw.deadline, c.deadline, "deadline")?;
+        c.turn = dur(raw.turn, c.turn, "turn")?;
         c.max_tries = raw.max_tries.unwrap_or(c.max_tries).max(1);
         c.commit_on_close = raw.commit_on_close.unwrap_or(c.commit_on_close);
         c.max_message_size = raw.max_message_size.unwrap_or(c.max_message_size);

@@ -82,6 +82,16 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Makes everything committed to the database at `wal` durable: in WAL
+/// mode a commit is in the log, and an fsync of the log is what SQLite's
+/// `synchronous = FULL` adds. Done outside the connection's lock, so the
+/// scheduler never waits for a disk flush.
+pub fn sync(wal: &Path) -> Result<()> {
+    std::fs::File::open(wal)
+        .and_then(|f| f.sync_data())
+        .with_context(|| format!("cannot sync {}", wal.display()))
+}
+
 fn message_row(r: &rusqlite::Row) -> rusqlite::Result<Message> {
     let body: Vec<u8> = r.get("body")?;
     Ok(Message {
@@ -114,6 +124,20 @@ fn group_row(r: &rusqlite::Row) -> rusqlite::Result<Group> {
 }
 
 impl Db {
+    /// Runs a statement, prepared once per connection.
+    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(p)
+    }
+
+    /// One row or none, with a statement prepared once per connection.
+    fn row<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        Ok(self.conn.prepare_cached(sql)?.query_row(p, f).optional()?)
+    }
     /// Opens (creating) the database at `path`, owner-only.
     pub fn open(path: &Path) -> Result<Db> {
         let existed = path.exists();
@@ -133,7 +157,7 @@ impl Db {
     }
 
     pub fn add_group(&self, g: &Group) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.exec(
             "INSERT OR IGNORE INTO groups (name, bot, agent, main, mounts, secrets, workspace, created)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -154,10 +178,7 @@ impl Db {
     }
 
     pub fn group(&self, name: &str) -> Result<Option<Group>> {
-        Ok(self
-            .conn
-            .query_row("SELECT * FROM groups WHERE name = ?1", [name], group_row)
-            .optional()?)
+        self.row("SELECT * FROM groups WHERE name = ?1", [name], group_row)
     }
 
     pub fn groups(&self) -> Result<Vec<Group>> {
@@ -166,30 +187,47 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn remove_group(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM groups WHERE name = ?1", [name])?
-            > 0)
+    /// Removes a group; its queued messages fail (they cannot run).
+    /// Returns the ids of those messages, or None if there is no group.
+    pub fn remove_group(&self, name: &str) -> Result<Option<Vec<i64>>> {
+        let tx = self.conn.unchecked_transaction()?;
+        if tx.execute("DELETE FROM groups WHERE name = ?1", [name])? == 0 {
+            return Ok(None);
+        }
+        let ids = {
+            let mut st = tx.prepare(
+                "UPDATE messages SET state = 'failed', finished = ?2, error = ?3
+                 WHERE group_name = ?1 AND state = 'queued' RETURNING id",
+            )?;
+            let rows = st.query_map(
+                params![name, now(), format!("group {name} was removed")],
+                |r| r.get(0),
+            )?;
+            rows.collect::<rusqlite::Result<Vec<i64>>>()?
+        };
+        tx.commit()?;
+        Ok(Some(ids))
     }
 
-    /// Accepts a message: synced to disk before this returns.
+    /// Accepts a message. It is durable once [`Db::sync`] returns, which
+    /// the caller runs without holding the connection.
     pub fn enqueue(&self, group: &str, body: &[u8]) -> Result<i64> {
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        let res = self.conn.execute(
+        self.exec(
             "INSERT INTO messages (group_name, body, state, created) VALUES (?1, ?2, 'queued', ?3)",
             params![group, body, now()],
-        );
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        res?;
+        )?;
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The write-ahead log, which [`sync`] makes durable.
+    pub fn wal_path(&self) -> std::path::PathBuf {
+        let mut p = std::path::PathBuf::from(self.conn.path().unwrap_or_default());
+        p.as_mut_os_string().push("-wal");
+        p
+    }
+
     pub fn message(&self, id: i64) -> Result<Option<Message>> {
-        Ok(self
-            .conn
-            .query_row("SELECT * FROM messages WHERE id = ?1", [id], message_row)
-            .optional()?)
+        self.row("SELECT * FROM messages WHERE id = ?1", [id], message_row)
     }
 
     pub fn messages(
@@ -210,28 +248,28 @@ impl Db {
 
     /// The oldest message of `group` that may run now.
     pub fn next_for(&self, group: &str) -> Result<Option<Message>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM messages WHERE group_name = ?1 AND state = 'queued' AND not_before <= ?2
+        self.row(
+            "SELECT * FROM messages WHERE group_name = ?1 AND state = 'queued' AND not_before <= ?2
                  ORDER BY id LIMIT 1",
-                params![group, now()],
-                message_row,
-            )
-            .optional()?)
+            params![group, now()],
+            message_row,
+        )
     }
 
-    /// Groups with a message that may run now, each once.
+    /// Groups with a message that may run now, each once. One index
+    /// look-up per group, however long the queue.
     pub fn groups_waiting(&self) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare(
-            "SELECT DISTINCT group_name FROM messages WHERE state = 'queued' AND not_before <= ?1 ORDER BY group_name",
+        let mut st = self.conn.prepare_cached(
+            "SELECT name FROM groups WHERE EXISTS (SELECT 1 FROM messages
+               WHERE state = 'queued' AND group_name = groups.name AND not_before <= ?1)
+             ORDER BY name",
         )?;
         let rows = st.query_map([now()], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn mark_running(&self, id: i64) -> Result<()> {
-        self.conn.execute(
+        self.exec(
             "UPDATE messages SET state = 'running', started = ?2, attempts = attempts + 1 WHERE id = ?1",
             params![id, now()],
         )?;
@@ -239,7 +277,7 @@ impl Db {
     }
 
     pub fn mark_done(&self, id: i64, exit_code: i64, output: &str) -> Result<()> {
-        self.conn.execute(
+        self.exec(
             "UPDATE messages SET state = 'done', finished = ?2, exit_code = ?3, output = ?4, error = NULL
              WHERE id = ?1",
             params![id, now(), exit_code, output],
@@ -248,22 +286,29 @@ impl Db {
     }
 
     /// A run that did not give a result: retried with backoff 5 s × 2^n
-    /// until `max_tries`, then failed with `why`.
+    /// until `max_tries`, then failed with `why`. A message whose group
+    /// was removed fails at once (nothing would run it).
     pub fn mark_failed_attempt(&self, id: i64, why: &str, max_tries: i64) -> Result<String> {
-        let attempts: i64 =
-            self.conn
-                .query_row("SELECT attempts FROM messages WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?;
-        if attempts >= max_tries {
-            self.conn.execute(
+        let (attempts, group): (i64, Option<String>) = self
+            .row(
+                "SELECT attempts, (SELECT name FROM groups WHERE name = group_name) FROM messages WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .with_context(|| format!("no message {id}"))?;
+        if group.is_none() || attempts >= max_tries {
+            let why = match group {
+                None => format!("{why}; its group was removed"),
+                Some(_) => format!("{why} (after {attempts} tries)"),
+            };
+            self.exec(
                 "UPDATE messages SET state = 'failed', finished = ?2, error = ?3 WHERE id = ?1",
-                params![id, now(), format!("{why} (after {attempts} tries)")],
+                params![id, now(), why],
             )?;
             Ok("failed".into())
         } else {
             let backoff = 5.0 * 2f64.powi(attempts as i32 - 1);
-            self.conn.execute(
+            self.exec(
                 "UPDATE messages SET state = 'queued', not_before = ?2, error = ?3 WHERE id = ?1",
                 params![id, now() + backoff, why],
             )?;
@@ -272,9 +317,15 @@ impl Db {
     }
 
     /// After a restart: messages that were running when the daemon died
-    /// go back to the queue (at-least-once: the agent may have seen them).
+    /// go back to the queue (at-least-once: the agent may have seen them),
+    /// or fail if their group is gone.
     pub fn requeue_running(&self, why: &str) -> Result<usize> {
-        Ok(self.conn.execute(
+        self.exec(
+            "UPDATE messages SET state = 'failed', finished = ?2, error = ?1 || '; its group was removed'
+             WHERE state = 'running' AND group_name NOT IN (SELECT name FROM groups)",
+            params![why, now()],
+        )?;
+        Ok(self.exec(
             "UPDATE messages SET state = 'queued', error = ?1 WHERE state = 'running'",
             [why],
         )?)

@@ -3,20 +3,46 @@
 use crate::scheduler::Daemon;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
 const BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
-fn histogram(out: &mut String, name: &str, help: &str, xs: &[f64]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for b in BUCKETS {
-        let n = xs.iter().filter(|x| **x <= *b).count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
+/// A Prometheus histogram: fixed buckets, so memory stays flat however
+/// many observations a long-running daemon makes.
+#[derive(Default)]
+pub struct Histogram(Mutex<HistogramData>);
+
+#[derive(Default, Clone)]
+struct HistogramData {
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&self, x: f64) {
+        let mut h = self.0.lock().unwrap();
+        for (b, n) in BUCKETS.iter().zip(h.buckets.iter_mut()) {
+            if x <= *b {
+                *n += 1;
+            }
+        }
+        h.sum += x;
+        h.count += 1;
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", xs.len());
-    let _ = writeln!(out, "{name}_sum {}", xs.iter().sum::<f64>());
-    let _ = writeln!(out, "{name}_count {}", xs.len());
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let h = self.0.lock().unwrap().clone();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, n) in BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum {}", h.sum);
+        let _ = writeln!(out, "{name}_count {}", h.count);
+    }
 }
 
 fn label(s: &str) -> String {
@@ -54,23 +80,20 @@ pub fn render(d: &Daemon) -> String {
         "# HELP botyard_session_failures_total Sessions that ended badly.\n# TYPE botyard_session_failures_total counter\nbotyard_session_failures_total {}",
         d.metrics.session_failures.load(Ordering::Relaxed)
     );
-    histogram(
+    d.metrics.start_latency.render(
         &mut out,
         "botyard_session_start_seconds",
         "From starting a session to its first message taken.",
-        &d.metrics.start_latency.lock().unwrap(),
     );
-    histogram(
+    d.metrics.stop_latency.render(
         &mut out,
         "botyard_session_stop_seconds",
         "From asking a session to close to its slot free again.",
-        &d.metrics.stop_latency.lock().unwrap(),
     );
-    histogram(
+    d.metrics.queue_wait.render(
         &mut out,
         "botyard_queue_wait_seconds",
         "From a message accepted to delivered.",
-        &d.metrics.queue_wait.lock().unwrap(),
     );
     if let Ok(df) = d.store.df() {
         let _ = writeln!(

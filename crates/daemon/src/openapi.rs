@@ -53,7 +53,7 @@ pub fn document() -> Value {
                 "get": op("Show a message: state, attempts, exit code, output, error", &id, None, &[("200", "the message"), ("404", "no such message")])
             },
             "/v1/messages/{id}/events": {
-                "get": op("Server-sent events: `state` on each change, then `output` with the result", &id, None, &[("200", "an event stream"), ("404", "no such message")])
+                "get": op("Server-sent events (text/event-stream): `state` on each change; `output` with the agent's output as it arrives (first what it printed before you connected); `lagged` when output was left out; finally `result` with the whole message", &id, None, &[("200", "an event stream"), ("404", "no such message")])
             },
             "/v1/sessions": {
                 "get": op("Live sessions", &[], None, &[("200", "the sessions")])

@@ -1,22 +1,27 @@
 //! The group queue: a global limit on live sandboxes, at most one session
 //! per group, per-group FIFO, round-robin across groups, keep-alive with
-//! delivery through IPC, preemption of the longest-idle session, deadlines
-//! and retries with backoff.
+//! delivery through IPC, preemption of idle sessions, deadlines extended by
+//! output, and retries with backoff.
 //!
 //! A session is `botyard run` in IPC mode on the group's bot: the scheduler
 //! writes a message as `input/ID.json` (atomically) and the supervisor
-//! answers with a framed result on stdout, parsed here.
+//! answers with frames on stdout (taken, output as it comes, result),
+//! parsed here. The scheduler runs when something happens (a message
+//! accepted or answered, a session gone) and at least every 100 ms for
+//! timers.
 
 use crate::config::Config;
 use crate::db::{now, Db, Group};
+use crate::metrics::Histogram;
 use anyhow::Result;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use store::Store;
+use tokio::sync::broadcast;
 
 /// A live session of a group.
 pub struct Live {
@@ -25,6 +30,8 @@ pub struct Live {
     pub started_at: f64,
     /// The message being answered, and since when.
     pub busy: Option<(i64, Instant)>,
+    /// The agent's last output (or the delivery): the deadline runs from here.
+    pub last_output: Instant,
     pub idle_since: Instant,
     pub closing: bool,
     /// When it was asked to close.
@@ -36,22 +43,42 @@ pub struct Live {
     /// Stops the sandbox (deadline, DELETE /v1/sessions).
     pub stop: Arc<AtomicBool>,
     ipc: PathBuf,
-    /// Start latency not yet recorded: waiting for the first message to
-    /// be taken.
-    first: Option<PathBuf>,
+    /// The supervisor has taken its first message (start latency counted).
+    took_first: bool,
+}
+
+impl Live {
+    fn idle(&self) -> bool {
+        self.busy.is_none() && !self.closing
+    }
+
+    fn close(&mut self) {
+        self.closing = true;
+        self.closed_at = Some(Instant::now());
+        let _ = std::fs::write(self.ipc.join("input").join("_close"), b"");
+    }
 }
 
 #[derive(Default)]
 pub struct Metrics {
     pub session_starts: AtomicU64,
     pub session_failures: AtomicU64,
-    /// Seconds: session start to its first message taken.
-    pub start_latency: Mutex<Vec<f64>>,
-    /// Seconds: a session asked to close to its slot free again (the
-    /// sandbox stopped and removed, the bot unmounted).
-    pub stop_latency: Mutex<Vec<f64>>,
-    /// Seconds: message accepted to delivered.
-    pub queue_wait: Mutex<Vec<f64>>,
+    /// Session start to its first message taken.
+    pub start_latency: Histogram,
+    /// A session asked to close to its slot free again (the sandbox
+    /// stopped and removed, the bot unmounted).
+    pub stop_latency: Histogram,
+    /// Message accepted to delivered.
+    pub queue_wait: Histogram,
+}
+
+/// What a message's watchers (`GET /v1/messages/{id}/events`) are told.
+#[derive(Clone, Debug)]
+pub enum MessageEvent {
+    /// The message's new state.
+    State(String),
+    /// Output of the agent working on it, as it arrived.
+    Output(String),
 }
 
 pub struct Daemon {
@@ -63,8 +90,33 @@ pub struct Daemon {
     /// SIGTERM: no new deliveries.
     pub draining: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The group served last: round-robin starts after it.
     cursor: Mutex<String>,
+    /// Set and signalled when the scheduler should run.
+    wake: (Mutex<bool>, Condvar),
+    streams: Mutex<Streams>,
 }
+
+/// Output of running messages, for their watchers.
+#[derive(Default)]
+struct Streams {
+    /// Channels of messages someone watches.
+    watchers: HashMap<i64, broadcast::Sender<MessageEvent>>,
+    /// The output so far of each running message (up to [`REPLAY_CAP`]),
+    /// so a watcher who comes late sees it from the start.
+    partial: HashMap<i64, Partial>,
+}
+
+#[derive(Default, Clone)]
+pub struct Partial {
+    pub text: String,
+    /// Bytes left out of `text` for being over the cap.
+    pub skipped: u64,
+}
+
+const REPLAY_CAP: usize = 1 << 20;
+
+const FINAL: [&str; 2] = ["done", "failed"];
 
 impl Daemon {
     pub fn new(store: Store, db: Db, config: Config) -> Daemon {
@@ -77,6 +129,60 @@ impl Daemon {
             draining: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             cursor: Mutex::new(String::new()),
+            wake: (Mutex::new(false), Condvar::new()),
+            streams: Mutex::new(Streams::default()),
+        }
+    }
+
+    /// Asks the scheduler to run now.
+    pub fn wake(&self) {
+        *self.wake.0.lock().unwrap() = true;
+        self.wake.1.notify_one();
+    }
+
+    /// Waits for [`Daemon::wake`] or `max`.
+    pub fn wait(&self, max: Duration) {
+        let mut woken = self.wake.0.lock().unwrap();
+        if !*woken {
+            woken = self.wake.1.wait_timeout(woken, max).unwrap().0;
+        }
+        *woken = false;
+    }
+
+    /// The output message `id` printed so far, and its events from now on.
+    pub fn watch(&self, id: i64) -> (Partial, broadcast::Receiver<MessageEvent>) {
+        let mut st = self.streams.lock().unwrap();
+        let partial = st.partial.get(&id).cloned().unwrap_or_default();
+        let rx = st
+            .watchers
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(256).0)
+            .subscribe();
+        (partial, rx)
+    }
+
+    fn publish(&self, id: i64, ev: MessageEvent) {
+        let mut st = self.streams.lock().unwrap();
+        match &ev {
+            MessageEvent::Output(data) => {
+                let p = st.partial.entry(id).or_default();
+                if p.skipped == 0 && p.text.len() + data.len() <= REPLAY_CAP {
+                    p.text.push_str(data);
+                } else {
+                    p.skipped += data.len() as u64;
+                }
+            }
+            // A new state starts a new attempt, or ends the message.
+            MessageEvent::State(_) => {
+                st.partial.remove(&id);
+            }
+        }
+        let Some(tx) = st.watchers.get(&id) else {
+            return;
+        };
+        let last = matches!(&ev, MessageEvent::State(s) if FINAL.contains(&s.as_str()));
+        if tx.send(ev).is_err() || last {
+            st.watchers.remove(&id);
         }
     }
 
@@ -87,30 +193,19 @@ impl Daemon {
     /// One scheduling round.
     pub fn tick(self: &Arc<Self>) -> Result<()> {
         let mut live = self.live.lock().unwrap();
-        // Keep-alive, deadlines, start latency.
         for s in live.values_mut() {
-            if let Some(f) = &s.first {
-                if !f.exists() {
-                    self.metrics
-                        .start_latency
-                        .lock()
-                        .unwrap()
-                        .push(s.started.elapsed().as_secs_f64());
-                    s.first = None;
-                }
+            if s.idle() && s.idle_since.elapsed() > self.config.idle_keepalive {
+                s.close();
             }
-            if s.busy.is_none() && !s.closing && s.idle_since.elapsed() > self.config.idle_keepalive
+            if s.busy.is_some()
+                && s.last_output.elapsed() > self.config.deadline
+                && s.stopped_for.is_none()
             {
-                close(s);
-            }
-            if let Some((_, since)) = s.busy {
-                if since.elapsed() > self.config.deadline && s.stopped_for.is_none() {
-                    s.stopped_for = Some(format!(
-                        "the agent ran past the deadline of {}",
-                        humantime::format_duration(self.config.deadline)
-                    ));
-                    s.stop.store(true, Ordering::Relaxed);
-                }
+                s.stopped_for = Some(format!(
+                    "the agent ran past the deadline of {} without output",
+                    humantime::format_duration(self.config.deadline)
+                ));
+                s.stop.store(true, Ordering::Relaxed);
             }
         }
         if self.draining.load(Ordering::Relaxed) {
@@ -119,56 +214,101 @@ impl Daemon {
         let db = self.db.lock().unwrap();
         let mut waiting = db.groups_waiting()?;
         // Round-robin: start after the group served last.
-        let cursor = self.cursor.lock().unwrap().clone();
-        let split = waiting.iter().position(|g| *g > cursor).unwrap_or(0);
-        waiting.rotate_left(split);
-        for g in waiting {
-            match live.get_mut(&g) {
-                Some(s) if s.busy.is_none() && !s.closing => {
-                    if let Some(m) = db.next_for(&g)? {
-                        deliver(&db, s, m.id, &m.body, m.created, &self.metrics)?;
-                        *self.cursor.lock().unwrap() = g.clone();
-                    }
+        {
+            let cursor = self.cursor.lock().unwrap();
+            let split = waiting.iter().position(|g| *g > *cursor).unwrap_or(0);
+            waiting.rotate_left(split);
+        }
+        let without: Vec<&String> = waiting.iter().filter(|g| !live.contains_key(*g)).collect();
+
+        // Groups waiting for a slot: idle sessions make room, those with
+        // nothing to do first (longest idle first), then those whose turn
+        // is over (longest live first).
+        let closing = live.values().filter(|s| s.closing).count();
+        let free = self.config.max_sessions.saturating_sub(live.len());
+        let need = without.len().saturating_sub(free + closing);
+        if need > 0 {
+            let has_work: HashSet<&String> = waiting.iter().collect();
+            let mut idle: Vec<&mut Live> = live
+                .values_mut()
+                .filter(|s| {
+                    s.idle()
+                        && (!has_work.contains(&s.group) || s.started.elapsed() >= self.config.turn)
+                })
+                .collect();
+            idle.sort_by_key(|s| {
+                if has_work.contains(&s.group) {
+                    (1, s.started)
+                } else {
+                    (0, s.idle_since)
                 }
-                Some(_) => {}
-                None => {
-                    let Some(group) = db.group(&g)? else {
-                        // Messages of a removed group cannot run.
-                        if let Some(m) = db.next_for(&g)? {
-                            db.mark_running(m.id)?;
-                            db.mark_failed_attempt(m.id, &format!("group {g} was removed"), 0)?;
-                        }
-                        continue;
-                    };
-                    if live.len() >= self.config.max_sessions {
-                        // No slot: close the longest-idle session to make room.
-                        if !live.values().any(|s| s.closing) {
-                            if let Some(s) = live
-                                .values_mut()
-                                .filter(|s| s.busy.is_none() && !s.closing)
-                                .max_by_key(|s| s.idle_since.elapsed())
-                            {
-                                close(s);
-                            }
-                        }
-                        continue;
-                    }
-                    let Some(m) = db.next_for(&g)? else { continue };
-                    let mut s = match self.start_session(&group) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            db.mark_running(m.id)?;
-                            db.mark_failed_attempt(m.id, &format!("{e:#}"), self.config.max_tries)?;
-                            continue;
-                        }
-                    };
-                    s.first = Some(s.ipc.join("input").join(format!("{}.json", m.id)));
-                    deliver(&db, &mut s, m.id, &m.body, m.created, &self.metrics)?;
-                    *self.cursor.lock().unwrap() = g.clone();
-                    live.insert(g.clone(), s);
-                }
+            });
+            for s in idle.into_iter().take(need) {
+                s.close();
             }
         }
+
+        // Idle sessions take their group's next message.
+        for g in &waiting {
+            let Some(s) = live.get_mut(g) else { continue };
+            if !s.idle() {
+                continue;
+            }
+            if let Some(m) = db.next_for(g)? {
+                self.deliver(&db, s, m.id, &m.body, m.created)?;
+                *self.cursor.lock().unwrap() = g.clone();
+            }
+        }
+
+        // Free slots go to groups without a session, in turn.
+        let mut free = self.config.max_sessions.saturating_sub(live.len());
+        for g in without {
+            if free == 0 {
+                break;
+            }
+            let Some(m) = db.next_for(g)? else { continue };
+            let group = match db.group(g)? {
+                Some(group) => group,
+                None => {
+                    db.mark_running(m.id)?;
+                    let st = db.mark_failed_attempt(m.id, "it never ran", 0)?;
+                    self.publish(m.id, MessageEvent::State(st));
+                    continue;
+                }
+            };
+            let mut s = match self.start_session(&group) {
+                Ok(s) => s,
+                Err(e) => {
+                    db.mark_running(m.id)?;
+                    let st =
+                        db.mark_failed_attempt(m.id, &format!("{e:#}"), self.config.max_tries)?;
+                    self.publish(m.id, MessageEvent::State(st));
+                    continue;
+                }
+            };
+            self.deliver(&db, &mut s, m.id, &m.body, m.created)?;
+            *self.cursor.lock().unwrap() = g.clone();
+            live.insert(g.clone(), s);
+            free -= 1;
+        }
+        Ok(())
+    }
+
+    /// Hands message `id` to a live session: written under a temporary
+    /// name, then renamed, so the supervisor never reads half of it.
+    fn deliver(&self, db: &Db, s: &mut Live, id: i64, body: &str, created: f64) -> Result<()> {
+        let input = s.ipc.join("input");
+        let tmp = input.join(format!(".{id}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(body.as_bytes())?;
+        }
+        db.mark_running(id)?;
+        std::fs::rename(&tmp, input.join(format!("{id}.json")))?;
+        s.busy = Some((id, Instant::now()));
+        s.last_output = Instant::now();
+        self.metrics.queue_wait.observe(now() - created);
+        self.publish(id, MessageEvent::State("running".into()));
         Ok(())
     }
 
@@ -193,8 +333,8 @@ impl Daemon {
             allowlist: session::default_allowlist_path(),
             main: g.main,
             secrets: g.secrets.clone(),
-            // The session lives across messages; each message has its
-            // own deadline, watched by the scheduler.
+            // The session lives across messages; the scheduler watches
+            // each message's deadline.
             timeout: Duration::from_secs(365 * 24 * 3600),
             network: session::Network::None,
             memory: None,
@@ -203,6 +343,7 @@ impl Daemon {
             uid: 1000,
             gid: 1000,
             runtime: self.config.runtime.parse()?,
+            // The supervisor caps each message's output.
             output_cap: u64::MAX,
             ipc: Some(ipc.clone()),
             idle: self.config.idle_keepalive + Duration::from_secs(60),
@@ -219,6 +360,7 @@ impl Daemon {
             started: Instant::now(),
             started_at: now(),
             busy: None,
+            last_output: Instant::now(),
             idle_since: Instant::now(),
             closing: false,
             closed_at: None,
@@ -226,7 +368,7 @@ impl Daemon {
             answered: 0,
             stop,
             ipc,
-            first: None,
+            took_first: false,
         })
     }
 
@@ -248,6 +390,10 @@ impl Daemon {
             stderr: Box::new(std::io::sink()),
         };
         let res = session::run_with(&self.store, &opts, &stop, io);
+        // While the slot is still held, so no new session mounts the bot.
+        if self.config.commit_on_close && res.is_ok() {
+            let _ = bot::commit(&self.store, &opts.bot, &store::NoProgress);
+        }
         let why = match &res {
             Ok(o) if o.exit_code == 0 => "the session ended before the agent answered".to_string(),
             Ok(o) => format!(
@@ -264,11 +410,7 @@ impl Daemon {
         let (busy, stopped_for) = match self.live.lock().unwrap().remove(&group) {
             Some(s) => {
                 if let (Some(t), None) = (s.closed_at, s.busy) {
-                    self.metrics
-                        .stop_latency
-                        .lock()
-                        .unwrap()
-                        .push(t.elapsed().as_secs_f64());
+                    self.metrics.stop_latency.observe(t.elapsed().as_secs_f64());
                 }
                 (s.busy, s.stopped_for)
             }
@@ -276,23 +418,48 @@ impl Daemon {
         };
         let why = stopped_for.unwrap_or(why);
         if let Some((id, _)) = busy {
-            let _ = self
+            let st = self
                 .db
                 .lock()
                 .unwrap()
                 .mark_failed_attempt(id, &why, self.config.max_tries);
+            if let Ok(st) = st {
+                self.publish(id, MessageEvent::State(st));
+            }
         }
-        if self.config.commit_on_close && res.is_ok() {
-            let _ = bot::commit(&self.store, &opts.bot, &store::NoProgress);
-        }
+        self.wake();
     }
 
-    /// A frame from a group's session: its message is answered.
-    fn answered(&self, group: &str, frame: &serde_json::Value) {
+    /// A frame from a group's session.
+    fn frame(&self, group: &str, frame: &serde_json::Value) {
         let id: i64 = frame["message"]
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or(-1);
+        match frame["event"].as_str() {
+            Some("taken") => {
+                if let Some(s) = self.live.lock().unwrap().get_mut(group) {
+                    if !s.took_first {
+                        s.took_first = true;
+                        self.metrics
+                            .start_latency
+                            .observe(s.started.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            Some("output") => {
+                if let Some(s) = self.live.lock().unwrap().get_mut(group) {
+                    s.last_output = Instant::now();
+                }
+                let data = frame["data"].as_str().unwrap_or("");
+                self.publish(id, MessageEvent::Output(data.to_string()));
+            }
+            _ => self.answered(group, id, frame),
+        }
+    }
+
+    /// A message's result.
+    fn answered(&self, group: &str, id: i64, frame: &serde_json::Value) {
         let code = frame["exit_code"].as_i64().unwrap_or(1);
         let output = frame["output"].as_str().unwrap_or("");
         let stopped_for = self
@@ -302,8 +469,8 @@ impl Daemon {
             .get(group)
             .and_then(|s| s.stopped_for.clone());
         let db = self.db.lock().unwrap();
-        let _ = if code == 0 {
-            db.mark_done(id, code, output)
+        let st = if code == 0 {
+            db.mark_done(id, code, output).map(|_| "done".to_string())
         } else {
             db.mark_failed_attempt(
                 id,
@@ -312,7 +479,6 @@ impl Daemon {
                 }),
                 self.config.max_tries,
             )
-            .map(|_| ())
         };
         drop(db);
         if let Some(s) = self.live.lock().unwrap().get_mut(group) {
@@ -322,6 +488,10 @@ impl Daemon {
                 s.answered += 1;
             }
         }
+        if let Ok(st) = st {
+            self.publish(id, MessageEvent::State(st));
+        }
+        self.wake();
     }
 
     /// Closes a group's session (DELETE /v1/sessions/{group}): gently when
@@ -334,7 +504,7 @@ impl Daemon {
         if s.busy.is_some() {
             s.stop.store(true, Ordering::Relaxed);
         } else {
-            close(s);
+            s.close();
         }
         true
     }
@@ -350,19 +520,25 @@ impl Daemon {
                 break;
             }
             let _ = self.tick();
-            std::thread::sleep(Duration::from_millis(50));
+            self.wait(Duration::from_millis(50));
         }
         for s in self.live.lock().unwrap().values_mut() {
             if s.busy.is_some() {
                 s.stop.store(true, Ordering::Relaxed);
             } else {
-                close(s);
+                s.close();
             }
         }
         let threads: Vec<_> = self.threads.lock().unwrap().drain(..).collect();
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// Publishes a state change made outside the scheduler.
+    pub fn changed(&self, id: i64, state: &str) {
+        self.publish(id, MessageEvent::State(state.to_string()));
+        self.wake();
     }
 }
 
@@ -378,29 +554,7 @@ fn tail(s: &str) -> String {
     t.trim().to_string()
 }
 
-fn close(s: &mut Live) {
-    s.closing = true;
-    s.closed_at = Some(Instant::now());
-    let _ = std::fs::write(s.ipc.join("input").join("_close"), b"");
-}
-
-/// Hands message `id` to a live session: written under a temporary name,
-/// then renamed, so the supervisor never reads half of it.
-fn deliver(db: &Db, s: &mut Live, id: i64, body: &str, created: f64, m: &Metrics) -> Result<()> {
-    let input = s.ipc.join("input");
-    let tmp = input.join(format!(".{id}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(body.as_bytes())?;
-    }
-    db.mark_running(id)?;
-    std::fs::rename(&tmp, input.join(format!("{id}.json")))?;
-    s.busy = Some((id, Instant::now()));
-    m.queue_wait.lock().unwrap().push(now() - created);
-    Ok(())
-}
-
-/// Parses the supervisor's framed results out of a session's stdout.
+/// Parses the supervisor's frames out of a session's stdout.
 struct Frames {
     buf: Vec<u8>,
     inside: Option<Vec<u8>>,
@@ -411,21 +565,24 @@ struct Frames {
 impl Write for Frames {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
-        while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=nl).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            if text == session::START_MARKER {
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let line = &self.buf[start..start + nl];
+            if line == session::START_MARKER.as_bytes() {
                 self.inside = Some(Vec::new());
-            } else if text == session::END_MARKER {
+            } else if line == session::END_MARKER.as_bytes() {
                 if let Some(body) = self.inside.take() {
                     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                        self.daemon.answered(&self.group, &v);
+                        self.daemon.frame(&self.group, &v);
                     }
                 }
             } else if let Some(body) = &mut self.inside {
-                body.extend_from_slice(&line);
+                body.extend_from_slice(line);
+                body.push(b'\n');
             }
+            start += nl + 1;
         }
+        self.buf.drain(..start);
         Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -159,7 +159,8 @@ pub fn serve(
                 if let Err(e) = d.tick() {
                     eprintln!("botyard serve: scheduling: {e:#}");
                 }
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                // Woken by events; timers need no finer grain than this.
+                d.wait(std::time::Duration::from_millis(100));
             }
         })
     };

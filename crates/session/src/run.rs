@@ -55,6 +55,8 @@ pub struct RunOutcome {
     pub output_capped: bool,
     pub interrupted: bool,
     pub container_id: String,
+    /// The runtime ended on its own, so it removed the container itself.
+    pub runtime_cleaned_up: bool,
 }
 
 /// What a running session leaves on disk, so the next command can clean up
@@ -282,12 +284,15 @@ pub fn run_with(
             .with_context(|| format!("cannot start the runtime {}", runtime.display()))?;
         supervise_child(child, &runtime, &container_id, secrets, opts, stop, io)
     })();
-    // Clean up whatever happened.
-    let _ = Command::new(&runtime)
-        .args(["delete", "--force", &container_id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // The runtime removes a container whose process ended; one it could
+    // not see through (killed, or never started) is removed here.
+    if !result.as_ref().is_ok_and(|o| o.runtime_cleaned_up) {
+        let _ = Command::new(&runtime)
+            .args(["delete", "--force", &container_id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     if mounted_by_run {
         unmount_retrying(store, &opts.bot)?;
     }
@@ -405,9 +410,16 @@ fn supervise_child(
         ..Default::default()
     };
     let mut stopping: Option<Instant> = None;
+    // Waited for on a thread, so its end is seen at once.
+    let (tx, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
     let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
+        match exited.recv_timeout(Duration::from_millis(10)) {
+            Ok(s) => break s?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(e) => bail!("lost track of the runtime: {e}"),
         }
         let reason = if capped.load(Ordering::Relaxed) && !out.output_capped {
             out.output_capped = true;
@@ -430,7 +442,6 @@ fn supervise_child(
             kill(runtime, id, "KILL");
             stopping = Some(Instant::now());
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     let _ = t_out.join();
     let _ = t_err.join();
@@ -438,5 +449,6 @@ fn supervise_child(
     out.exit_code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    out.runtime_cleaned_up = status.signal().is_none() && stopping.is_none();
     Ok(out)
 }

@@ -2,7 +2,8 @@
 //! stdin (never from a file or an argument) and gives them to the agent
 //! only, as the environment variables named; it forwards signals, reaps
 //! orphans (it is PID 1), and in IPC mode runs the agent once per message
-//! file, framing each result on stdout.
+//! file, framing on stdout when it takes a message, its output as it
+//! arrives, and its result.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -131,23 +132,52 @@ pub fn supervise(o: &SuperviseOptions) -> Result<i32> {
     }
 }
 
+/// What the supervisor says on stdout in IPC mode, one JSON object between
+/// the markers per frame: `taken` when it starts the agent on a message,
+/// `output` as the agent's stdout arrives, then one `result`.
 #[derive(serde::Serialize)]
-struct Frame<'a> {
-    message: &'a str,
-    status: &'a str,
-    exit_code: i32,
-    output: String,
-    truncated: bool,
+#[serde(tag = "event", rename_all = "lowercase")]
+enum Frame<'a> {
+    Taken {
+        message: &'a str,
+    },
+    Output {
+        message: &'a str,
+        data: String,
+    },
+    Result {
+        message: &'a str,
+        status: &'a str,
+        exit_code: i32,
+        output: String,
+        truncated: bool,
+    },
 }
 
 fn emit(frame: &Frame) -> Result<()> {
+    // One write per frame, so frames from two threads never interleave.
+    let mut buf = Vec::with_capacity(256);
+    writeln!(buf, "{START_MARKER}")?;
+    serde_json::to_writer(&mut buf, frame)?;
+    writeln!(buf)?;
+    writeln!(buf, "{END_MARKER}")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{START_MARKER}")?;
-    serde_json::to_writer(&mut out, frame)?;
-    writeln!(out)?;
-    writeln!(out, "{END_MARKER}")?;
+    out.write_all(&buf)?;
     out.flush()?;
     Ok(())
+}
+
+/// Takes the longest prefix of `buf` that is whole UTF-8 text, leaving a
+/// character cut at the end of a read for the next one.
+fn take_text(buf: &mut Vec<u8>) -> String {
+    let cut = match std::str::from_utf8(buf) {
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        _ => buf.len(),
+    };
+    let rest = buf.split_off(cut);
+    let text = String::from_utf8_lossy(buf).into_owned();
+    *buf = rest;
+    text
 }
 
 /// Moves a message that cannot be used out of the way, with the reason.
@@ -159,9 +189,54 @@ fn set_aside(dir: &Path, name: &str, why: &str) {
     eprintln!("botyard supervise: message {name} set aside: {why}");
 }
 
+/// Wakes the IPC loop when something lands in `input/` (or a signal
+/// comes), instead of looking every few milliseconds.
+struct InputWatch {
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl InputWatch {
+    fn new(input: &Path) -> InputWatch {
+        use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
+            .ok()
+            .filter(|fd| {
+                inotify::add_watch(
+                    fd,
+                    input,
+                    WatchFlags::MOVED_TO | WatchFlags::CLOSE_WRITE | WatchFlags::CREATE,
+                )
+                .is_ok()
+            });
+        InputWatch { fd }
+    }
+
+    /// Returns after an event, a signal, or `max`.
+    fn wait(&self, max: Duration) {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = &self.fd else {
+            // No inotify: look again soon.
+            std::thread::sleep(max.min(Duration::from_millis(5)));
+            return;
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = max.as_millis().min(60_000) as libc::c_int;
+        // SAFETY: one pollfd we own.
+        unsafe { libc::poll(&mut p, 1, ms) };
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a buffer we own; the fd is non-blocking.
+        while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
 fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>) -> Result<i32> {
     let input = dir.join("input");
     std::fs::create_dir_all(&input)?;
+    let watch = InputWatch::new(&input);
     let mut idle_since = Instant::now();
     // Messages that could not be removed are not run again (a new file of
     // the same name after a removal is a new delivery).
@@ -181,12 +256,13 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
             .collect();
         names.sort();
         let Some(name) = names.into_iter().next() else {
-            if idle_since.elapsed() > o.idle {
+            let left = o.idle.saturating_sub(idle_since.elapsed());
+            if left.is_zero() {
                 eprintln!("botyard supervise: idle for {}s; exiting", o.idle.as_secs());
                 return Ok(0);
             }
-            // Short: a message waits at most this long to be picked up.
-            std::thread::sleep(Duration::from_millis(5));
+            // Bounded, so a missed wake-up costs at most a second.
+            watch.wait(left.min(Duration::from_secs(1)));
             continue;
         };
         let path = input.join(&name);
@@ -203,15 +279,16 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
             stuck.insert(name.clone());
         }
         let id = name.trim_end_matches(".json");
-        let frame = match run_once(o, secrets, &data) {
-            Ok((code, output, truncated)) => Frame {
+        emit(&Frame::Taken { message: id })?;
+        let frame = match run_once(o, secrets, &data, id) {
+            Ok((code, output, truncated)) => Frame::Result {
                 message: id,
                 status: if code == 0 { "success" } else { "error" },
                 exit_code: code,
                 output,
                 truncated,
             },
-            Err(e) => Frame {
+            Err(e) => Frame::Result {
                 message: id,
                 status: "error",
                 exit_code: 127,
@@ -230,6 +307,7 @@ fn run_once(
     o: &SuperviseOptions,
     secrets: &BTreeMap<String, String>,
     message: &[u8],
+    id: &str,
 ) -> Result<(i32, String, bool)> {
     let mut child = agent(&o.args, secrets)
         .stdin(Stdio::piped())
@@ -245,8 +323,10 @@ fn run_once(
     });
     let mut stdout = child.stdout.take().unwrap();
     let cap = o.output_cap;
+    let id = id.to_string();
     let reader = std::thread::spawn(move || {
         let mut kept = Vec::new();
+        let mut pending = Vec::new();
         let mut buf = [0u8; 16384];
         let mut truncated = false;
         while let Ok(n) = stdout.read(&mut buf) {
@@ -254,8 +334,19 @@ fn run_once(
                 break;
             }
             let room = (cap as usize).saturating_sub(kept.len());
-            kept.extend_from_slice(&buf[..n.min(room)]);
+            let keep = &buf[..n.min(room)];
+            kept.extend_from_slice(keep);
             truncated |= n > room;
+            // Streamed as it comes, up to the same cap.
+            pending.extend_from_slice(keep);
+            let data = take_text(&mut pending);
+            if !data.is_empty() {
+                let _ = emit(&Frame::Output { message: &id, data });
+            }
+        }
+        if !pending.is_empty() {
+            let data = String::from_utf8_lossy(&pending).into_owned();
+            let _ = emit(&Frame::Output { message: &id, data });
         }
         (kept, truncated)
     });

@@ -129,6 +129,9 @@ pub fn message(ctx: &Ctx, c: MessageCommand) -> Result<i32> {
             let cl = client(ctx, &a.addr)?;
             let limit = humantime::parse_duration(&a.timeout)
                 .with_context(|| format!("--timeout {}", a.timeout))?;
+            if a.follow {
+                return follow(&cl, a.id, limit, a.json);
+            }
             let t = std::time::Instant::now();
             loop {
                 let v = cl.json("GET", &format!("/v1/messages/{}", a.id), None)?;
@@ -186,6 +189,63 @@ pub fn message(ctx: &Ctx, c: MessageCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `message wait --follow`: the agent's output as it arrives, through
+/// the message's server-sent events.
+fn follow(cl: &Client, id: i64, limit: std::time::Duration, json: bool) -> Result<i32> {
+    use std::io::Write;
+    let mut streamed = false;
+    let mut result = None;
+    cl.events(&format!("/v1/messages/{id}/events"), limit, |event, data| {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+        if event == "result" {
+            result = Some(v);
+            return Ok(false);
+        }
+        if json {
+            println!("{}", serde_json::json!({"event": event, "data": v}));
+        } else if event == "output" {
+            streamed = true;
+            let mut out = std::io::stdout().lock();
+            out.write_all(v["data"].as_str().unwrap_or("").as_bytes())?;
+            out.flush()?;
+        } else if event == "lagged" {
+            eprintln!("botyard: note: some output was left out; `botyard message show {id}` has all of it");
+        }
+        Ok(true)
+    })
+    .map_err(|e| {
+        let timed_out = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        });
+        if timed_out {
+            anyhow::anyhow!(
+                "message {id} has not ended after {}; `botyard message wait {id}` waits again",
+                humantime::format_duration(limit)
+            )
+        } else {
+            e
+        }
+    })?;
+    let Some(m) = result else {
+        bail!("the daemon ended the event stream of message {id} before the message ended; `botyard message wait {id}` waits again");
+    };
+    let failed = m["state"] == "failed";
+    if json {
+        println!("{}", serde_json::json!({"event": "result", "data": m}));
+    } else {
+        if !streamed {
+            // It had ended before we came: its output is in the result.
+            let o = m["output"].as_str().unwrap_or("");
+            print!("{o}");
+        }
+        if let Some(e) = m["error"].as_str().filter(|_| failed) {
+            eprintln!("botyard: message {id} failed: {e}");
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
 }
 
 fn print_message(v: &serde_json::Value, json: bool) -> Result<()> {
