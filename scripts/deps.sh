@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 PKGS=(debootstrap attr python3 skopeo umoci docker-registry busybox-static zstd xz-utils
-      xfsprogs btrfs-progs e2fsprogs util-linux time rsync rmlint runc bubblewrap)
+      xfsprogs btrfs-progs e2fsprogs util-linux time rsync rmlint runc bubblewrap systemd)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

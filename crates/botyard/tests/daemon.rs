@@ -613,3 +613,61 @@ fn a_full_disk_refuses_new_messages_with_507() {
     let (code, _) = curl(&s, &["POST", "/v1/groups/g/messages", "{}"]);
     assert_eq!(code, 202, "and accepts them again once there is room");
 }
+
+/// No systemd runs as PID 1 here, so the unit is checked by
+/// `systemd-analyze verify` and the notify protocol against a socket of
+/// our own, as systemd would hand it over in `$NOTIFY_SOCKET`.
+#[test]
+fn the_unit_file_verifies_and_the_daemon_speaks_sd_notify() {
+    require_root!();
+    if !have_tool("systemd-analyze", "systemd") {
+        return;
+    }
+    let env = Env::new();
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contrib/botyard.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("Type=notify"), "{unit}");
+    let ours = env.path("botyard.service");
+    std::fs::write(
+        &ours,
+        unit.replace("/usr/local/bin/botyard", env!("CARGO_BIN_EXE_botyard")),
+    )
+    .unwrap();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&ours)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let notify = env.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = env
+        .cmd()
+        .arg("serve")
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("READY=1 within 20 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+    assert!(msg.contains(&format!("MAINPID={}", child.id())), "{msg}");
+    // Ready means listening.
+    assert!(std::os::unix::net::UnixStream::connect(socket(&env)).is_ok());
+    sh(&format!("kill -TERM {}", child.id()));
+    let n = sock.recv(&mut buf).expect("STOPPING=1 on SIGTERM");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg}");
+    assert!(child.wait().unwrap().success());
+}

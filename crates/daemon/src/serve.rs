@@ -36,6 +36,15 @@ impl std::str::FromStr for Listen {
     }
 }
 
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
 pub fn daemon_dir(store: &Store) -> PathBuf {
     store.root().join("daemon")
 }
@@ -82,36 +91,31 @@ pub fn token(store: &Store) -> Result<String> {
     Ok(std::fs::read_to_string(&p)?.trim().to_string())
 }
 
-fn notify_systemd() {
+/// Tells systemd (`Type=notify`) how the daemon is doing, when it set
+/// `$NOTIFY_SOCKET`; elsewhere does nothing.
+fn sd_notify(state: &str) {
+    use std::os::unix::ffi::OsStrExt;
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let mut bytes = path.as_encoded_bytes().to_vec();
-    if bytes.first() == Some(&b'@') {
-        bytes[0] = 0; // abstract socket
-    }
-    if let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() {
-        let addr = if bytes[0] == 0 {
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => {
             use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])
-        } else {
-            std::os::unix::net::SocketAddr::from_pathname(PathBuf::from(
-                std::ffi::OsStr::from_encoded_bytes_checked(&bytes),
-            ))
-        };
-        if let Ok(a) = addr {
-            let _ = sock.send_to_addr(b"READY=1", &a);
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
         }
+        None => std::os::unix::net::SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(bytes)),
+    };
+    if let (Ok(sock), Ok(addr)) = (std::os::unix::net::UnixDatagram::unbound(), addr) {
+        let _ = sock.send_to_addr(state.as_bytes(), &addr);
     }
 }
 
-trait FromBytes {
-    fn from_encoded_bytes_checked(b: &[u8]) -> &std::ffi::OsStr;
-}
-impl FromBytes for std::ffi::OsStr {
-    fn from_encoded_bytes_checked(b: &[u8]) -> &std::ffi::OsStr {
-        std::os::unix::ffi::OsStrExt::from_bytes(b)
-    }
+fn ready_notice(listen: &Listen) -> String {
+    format!(
+        "READY=1\nMAINPID={}\nSTATUS=listening on {listen}",
+        std::process::id()
+    )
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; `ready` is called once it
@@ -194,20 +198,21 @@ pub fn serve(
                 let l = tokio::net::UnixListener::bind(p).with_context(|| format!("cannot listen on {}", p.display()))?;
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
                 ready(&listen);
-                notify_systemd();
+                sd_notify(&ready_notice(&listen));
                 axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
                 let _ = std::fs::remove_file(p);
             }
             Listen::Tcp(a) => {
                 let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?;
                 ready(&listen);
-                notify_systemd();
+                sd_notify(&ready_notice(&listen));
                 axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
             }
         }
         Ok(())
     });
     // Stop taking work, let running messages finish, close sessions.
+    sd_notify("STOPPING=1\nSTATUS=draining");
     daemon.drain();
     stop.store(true, Ordering::Relaxed);
     let _ = sched.join();
