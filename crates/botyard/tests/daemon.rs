@@ -671,3 +671,137 @@ fn the_unit_file_verifies_and_the_daemon_speaks_sd_notify() {
     assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg}");
     assert!(child.wait().unwrap().success());
 }
+
+/// The daemon as a container's PID 1: its own root, namespaces and /run,
+/// the host's userland bind-mounted read-only (for runc and the loader),
+/// /dev and /sys from the host and the store as a volume. It starts the
+/// sessions' sandboxes from inside; the CLI talks to it from outside
+/// through the socket in the store.
+#[test]
+fn the_daemon_runs_in_a_container() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let bundle = env.path("daemon-bundle");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_botyard"));
+    let bind = |path: &Path, mode: &str| {
+        serde_json::json!({"destination": path, "type": "bind", "source": path, "options": ["rbind", mode]})
+    };
+    let mut mounts = vec![
+        serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}),
+        serde_json::json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777"]}),
+        bind(Path::new("/dev"), "rw"),
+        bind(Path::new("/sys"), "rw"),
+        bind(&env.store, "rw"),
+        bind(exe.parent().unwrap(), "ro"),
+    ];
+    for p in ["/usr", "/etc", "/lib", "/lib64", "/bin", "/sbin"] {
+        if Path::new(p).exists() {
+            mounts.push(bind(Path::new(p), "ro"));
+        }
+    }
+    // Every capability this host allows (mounts, runc), as a privileged
+    // container has.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    const NAMES: [&str; 41] = [
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ];
+    let caps: Vec<String> = (0..NAMES.len())
+        .filter(|i| bnd & (1 << i) != 0)
+        .map(|i| format!("CAP_{}", NAMES[i]))
+        .collect();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "user": {"uid": 0, "gid": 0},
+            "args": [exe, "serve"],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", format!("BOTYARD_HOME={}", env.store.display())],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "botyard-daemon",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
+        },
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let id = format!("botyard-test-daemon-{}", std::process::id());
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("runc").args(["delete", "--force", &self.0]).output();
+        }
+    }
+    let _gone = Gone(id.clone());
+    let child = Command::new("runc")
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::os::unix::net::UnixStream::connect(socket(&env)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the daemon did not start in its container"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.ok(&[
+        "group",
+        "add",
+        "g",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'echo host:; cat /proc/sys/kernel/hostname; cat > /tmp/seen; cat /tmp/seen'",
+    ]);
+    let msg = send(&env, "g", "from outside");
+    let m = wait_done(&env, &msg);
+    assert_eq!(m["state"], "done", "{m}");
+    let out = m["output"].as_str().unwrap();
+    assert!(
+        out.contains("b1") && out.contains("from outside"),
+        "the agent ran in its own sandbox: {out}"
+    );
+    // SIGTERM to the container: the daemon, its PID 1, drains and exits 0.
+    let o = Command::new("runc")
+        .args(["kill", &id, "TERM"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listening on unix:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Committed on close, from inside the container.
+    let show = env.json(&["bot", "show", "b1", "--json"]);
+    assert!(show["committed"].is_string(), "{show}");
+}

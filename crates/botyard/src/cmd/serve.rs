@@ -9,7 +9,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
     let quiet = ctx.quiet;
     daemon::serve(store, listen, config, |l| {
         if !quiet {
-            eprintln!("botyard serve: listening on {l:?}");
+            eprintln!("botyard serve: listening on {l}");
         }
     })?;
     Ok(0)
