@@ -60,7 +60,9 @@ fn start<'a>(env: &'a Env, config: &str, extra: &[&str]) -> Daemon<'a> {
 
 /// A store with image bb:1 (busybox) and bot b1.
 fn setup() -> Env {
-    busybox_env(&["sh", "echo", "cat", "sleep", "date", "true", "false"])
+    busybox_env(&[
+        "sh", "echo", "cat", "sleep", "date", "true", "false", "yes", "head",
+    ])
 }
 
 fn curl(sock: &Path, args: &[&str]) -> (u16, String) {
@@ -572,6 +574,71 @@ fn a_hung_agent_meets_its_deadline_and_a_workspace_group_needs_its_mount() {
 }
 
 #[test]
+fn agents_that_crash_flood_or_lose_their_sandbox_end_clearly() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let _d = start(&env, "max_tries = 1\noutput_cap = 100000\n", &[]);
+    // All three groups share bot b1: each waits for the one before to
+    // close its session on it, and none fails for it.
+    let group = |name: &str, agent: &str| {
+        env.ok(&["group", "add", name, "--bot", "b1", "--agent", agent]);
+    };
+    group("crash", "sh -c 'echo before; kill -SEGV $$'");
+    let m = wait_done(&env, &send(&env, "crash", "x"));
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(
+        m["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 139"),
+        "{m}"
+    );
+    // Output past the cap is cut, and the message says so.
+    group("flood", "sh -c 'yes | head -c 300000'");
+    let m = wait_done(&env, &send(&env, "flood", "x"));
+    assert_eq!(m["state"], "done", "{m}");
+    assert_eq!(m["truncated"], true);
+    assert_eq!(m["output"].as_str().unwrap().len(), 100_000);
+    // The sandbox dies under the agent: no answer ever comes.
+    group("lost", "sleep 60");
+    let id = send(&env, "lost", "x");
+    let t = Instant::now();
+    let pid = loop {
+        assert!(t.elapsed() < Duration::from_secs(30), "no sandbox");
+        let list = sh("runc list --format json");
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap_or_default();
+        let ours = list.as_array().into_iter().flatten().find(|c| {
+            c["bundle"]
+                .as_str()
+                .is_some_and(|b| b.starts_with(env.store.to_str().unwrap()))
+        });
+        if let (Some(c), "running") = (
+            ours,
+            env.json(&["message", "show", &id, "--json"])["state"]
+                .as_str()
+                .unwrap(),
+        ) {
+            break c["pid"].as_i64().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    sh(&format!("kill -KILL {pid}"));
+    let m = wait_done(&env, &id);
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(
+        m["error"].as_str().unwrap().contains("ended")
+            && m["error"]
+                .as_str()
+                .unwrap()
+                .contains("before the agent answered"),
+        "{m}"
+    );
+}
+
+#[test]
 fn a_full_disk_refuses_new_messages_with_507() {
     require_root!();
     let env = Env::new();
@@ -687,9 +754,7 @@ fn the_daemon_runs_in_a_container() {
     let bundle = env.path("daemon-bundle");
     std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
     let exe = Path::new(env!("CARGO_BIN_EXE_botyard"));
-    let bind = |path: &Path, mode: &str| {
-        serde_json::json!({"destination": path, "type": "bind", "source": path, "options": ["rbind", mode]})
-    };
+    let bind = |path: &Path, mode: &str| serde_json::json!({"destination": path, "type": "bind", "source": path, "options": ["rbind", mode]});
     let mut mounts = vec![
         serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"}),
         serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}),
@@ -713,13 +778,47 @@ fn the_daemon_runs_in_a_container() {
         .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
         .unwrap();
     const NAMES: [&str; 41] = [
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
     ];
     let caps: Vec<String> = (0..NAMES.len())
         .filter(|i| bnd & (1 << i) != 0)
@@ -746,7 +845,9 @@ fn the_daemon_runs_in_a_container() {
     struct Gone(String);
     impl Drop for Gone {
         fn drop(&mut self) {
-            let _ = Command::new("runc").args(["delete", "--force", &self.0]).output();
+            let _ = Command::new("runc")
+                .args(["delete", "--force", &self.0])
+                .output();
         }
     }
     let _gone = Gone(id.clone());

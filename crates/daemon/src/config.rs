@@ -22,6 +22,9 @@ pub struct Config {
     /// Commit a group's bot when its session closes.
     pub commit_on_close: bool,
     pub max_message_size: u64,
+    /// Bytes of an answer kept; the rest is cut and the message marked
+    /// `truncated`.
+    pub output_cap: u64,
     /// SIGTERM: how long running messages may take to finish.
     pub grace: Duration,
     /// The runtime sessions use.
@@ -38,6 +41,7 @@ impl Default for Config {
             max_tries: 5,
             commit_on_close: true,
             max_message_size: 1_000_000,
+            output_cap: 10_000_000,
             grace: Duration::from_secs(30),
             runtime: "runc".into(),
         }
@@ -54,6 +58,7 @@ struct Raw {
     max_tries: Option<i64>,
     commit_on_close: Option<bool>,
     max_message_size: Option<u64>,
+    output_cap: Option<u64>,
     grace: Option<String>,
     runtime: Option<String>,
 }
@@ -84,6 +89,7 @@ impl Config {
         c.max_tries = raw.max_tries.unwrap_or(c.max_tries).max(1);
         c.commit_on_close = raw.commit_on_close.unwrap_or(c.commit_on_close);
         c.max_message_size = raw.max_message_size.unwrap_or(c.max_message_size);
+        c.output_cap = raw.output_cap.unwrap_or(c.output_cap);
         c.grace = dur(raw.grace, c.grace, "grace")?;
         c.runtime = raw.runtime.unwrap_or(c.runtime);
         Ok(c)

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS messages (
     finished REAL,
     exit_code INTEGER,
     output TEXT,
-    error TEXT
+    error TEXT,
+    truncated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_state ON messages(state, group_name, id);
 ";
@@ -67,6 +68,9 @@ pub struct Message {
     pub exit_code: Option<i64>,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// The output was cut at the daemon's `output_cap`.
+    #[serde(default)]
+    pub truncated: bool,
     /// The message itself (JSON text).
     pub body: String,
 }
@@ -105,6 +109,7 @@ fn message_row(r: &rusqlite::Row) -> rusqlite::Result<Message> {
         exit_code: r.get("exit_code")?,
         output: r.get("output")?,
         error: r.get("error")?,
+        truncated: r.get::<_, i64>("truncated")? != 0,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
@@ -153,6 +158,17 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Databases from before `truncated` existed.
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'truncated'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has {
+            conn.execute_batch(
+                "ALTER TABLE messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Db { conn })
     }
 
@@ -256,15 +272,15 @@ impl Db {
         )
     }
 
-    /// Groups with a message that may run now, each once. One index
-    /// look-up per group, however long the queue.
-    pub fn groups_waiting(&self) -> Result<Vec<String>> {
+    /// Groups with a message that may run now, each once, with their
+    /// bots. One index look-up per group, however long the queue.
+    pub fn groups_waiting(&self) -> Result<Vec<(String, String)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT name FROM groups WHERE EXISTS (SELECT 1 FROM messages
+            "SELECT name, bot FROM groups WHERE EXISTS (SELECT 1 FROM messages
                WHERE state = 'queued' AND group_name = groups.name AND not_before <= ?1)
              ORDER BY name",
         )?;
-        let rows = st.query_map([now()], |r| r.get(0))?;
+        let rows = st.query_map([now()], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -276,11 +292,11 @@ impl Db {
         Ok(())
     }
 
-    pub fn mark_done(&self, id: i64, exit_code: i64, output: &str) -> Result<()> {
+    pub fn mark_done(&self, id: i64, exit_code: i64, output: &str, truncated: bool) -> Result<()> {
         self.exec(
-            "UPDATE messages SET state = 'done', finished = ?2, exit_code = ?3, output = ?4, error = NULL
-             WHERE id = ?1",
-            params![id, now(), exit_code, output],
+            "UPDATE messages SET state = 'done', finished = ?2, exit_code = ?3, output = ?4, error = NULL,
+             truncated = ?5 WHERE id = ?1",
+            params![id, now(), exit_code, output, truncated],
         )?;
         Ok(())
     }

@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 /// A live session of a group.
 pub struct Live {
     pub group: String,
+    pub bot: String,
     pub started: Instant,
     pub started_at: f64,
     /// The message being answered, and since when.
@@ -212,44 +213,72 @@ impl Daemon {
             return Ok(());
         }
         let db = self.db.lock().unwrap();
+        // (group, bot) pairs.
         let mut waiting = db.groups_waiting()?;
         // Round-robin: start after the group served last.
         {
             let cursor = self.cursor.lock().unwrap();
-            let split = waiting.iter().position(|g| *g > *cursor).unwrap_or(0);
+            let split = waiting.iter().position(|(g, _)| *g > *cursor).unwrap_or(0);
             waiting.rotate_left(split);
         }
-        let without: Vec<&String> = waiting.iter().filter(|g| !live.contains_key(*g)).collect();
+        // A bot runs one session at a time: a group whose bot another
+        // group's session holds waits for that session to close.
+        let holders: HashMap<&str, &str> = live
+            .values()
+            .map(|s| (s.bot.as_str(), s.group.as_str()))
+            .collect();
+        let mut without = Vec::new();
+        let mut holding = HashSet::new();
+        for (g, bot) in &waiting {
+            if live.contains_key(g) {
+                continue;
+            }
+            match holders.get(bot.as_str()) {
+                Some(holder) => {
+                    holding.insert(holder.to_string());
+                }
+                None => without.push((g, bot)),
+            }
+        }
+        drop(holders);
 
-        // Groups waiting for a slot: idle sessions make room, those with
-        // nothing to do first (longest idle first), then those whose turn
-        // is over (longest live first).
+        // Idle sessions make room for groups waiting for a slot or for
+        // their bot: those with nothing to do first (longest idle first),
+        // then those whose turn is over (longest live first).
+        let has_work: HashSet<&String> = waiting.iter().map(|(g, _)| g).collect();
         let closing = live.values().filter(|s| s.closing).count();
         let free = self.config.max_sessions.saturating_sub(live.len());
-        let need = without.len().saturating_sub(free + closing);
-        if need > 0 {
-            let has_work: HashSet<&String> = waiting.iter().collect();
-            let mut idle: Vec<&mut Live> = live
-                .values_mut()
-                .filter(|s| {
-                    s.idle()
-                        && (!has_work.contains(&s.group) || s.started.elapsed() >= self.config.turn)
-                })
-                .collect();
-            idle.sort_by_key(|s| {
+        let mut need = without.len().saturating_sub(free + closing);
+        let mut idle: Vec<&mut Live> = live
+            .values_mut()
+            .filter(|s| {
+                s.idle()
+                    && (!has_work.contains(&s.group) || s.started.elapsed() >= self.config.turn)
+            })
+            .collect();
+        idle.sort_by_key(|s| {
+            (
+                !holding.contains(&s.group),
+                has_work.contains(&s.group),
                 if has_work.contains(&s.group) {
-                    (1, s.started)
+                    s.started
                 } else {
-                    (0, s.idle_since)
-                }
-            });
-            for s in idle.into_iter().take(need) {
+                    s.idle_since
+                },
+            )
+        });
+        for s in idle {
+            if holding.contains(&s.group) {
                 s.close();
+                need = need.saturating_sub(1);
+            } else if need > 0 {
+                s.close();
+                need -= 1;
             }
         }
 
         // Idle sessions take their group's next message.
-        for g in &waiting {
+        for (g, _) in &waiting {
             let Some(s) = live.get_mut(g) else { continue };
             if !s.idle() {
                 continue;
@@ -262,9 +291,13 @@ impl Daemon {
 
         // Free slots go to groups without a session, in turn.
         let mut free = self.config.max_sessions.saturating_sub(live.len());
-        for g in without {
+        let mut started = HashSet::new();
+        for (g, bot) in without {
             if free == 0 {
                 break;
+            }
+            if !started.insert(bot) {
+                continue; // its bot is taken by a group ahead of it
             }
             let Some(m) = db.next_for(g)? else { continue };
             let group = match db.group(g)? {
@@ -343,8 +376,8 @@ impl Daemon {
             uid: 1000,
             gid: 1000,
             runtime: self.config.runtime.parse()?,
-            // The supervisor caps each message's output.
-            output_cap: u64::MAX,
+            // Per message, applied by the supervisor.
+            output_cap: self.config.output_cap,
             ipc: Some(ipc.clone()),
             idle: self.config.idle_keepalive + Duration::from_secs(60),
             args: g.agent.clone(),
@@ -357,6 +390,7 @@ impl Daemon {
         self.threads.lock().unwrap().push(handle);
         Ok(Live {
             group: g.name.clone(),
+            bot: g.bot.clone(),
             started: Instant::now(),
             started_at: now(),
             busy: None,
@@ -470,7 +504,9 @@ impl Daemon {
             .and_then(|s| s.stopped_for.clone());
         let db = self.db.lock().unwrap();
         let st = if code == 0 {
-            db.mark_done(id, code, output).map(|_| "done".to_string())
+            let truncated = frame["truncated"].as_bool().unwrap_or(false);
+            db.mark_done(id, code, output, truncated)
+                .map(|_| "done".to_string())
         } else {
             db.mark_failed_attempt(
                 id,

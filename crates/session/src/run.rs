@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub uid: u32,
     pub gid: u32,
     pub runtime: Runtime,
+    /// Bytes of output kept: of the whole run, or in IPC mode of each
+    /// message's answer (the supervisor cuts it and says so).
     pub output_cap: u64,
     /// A host directory for the supervisor's IPC mode.
     pub ipc: Option<PathBuf>,
@@ -228,6 +230,8 @@ pub fn run_with(
             args.push(IPC_AT.into());
             args.push("--idle".into());
             args.push(format!("{}s", opts.idle.as_secs()));
+            args.push("--output-cap".into());
+            args.push(opts.output_cap.to_string());
         }
         args.push("--".into());
         args.extend(opts.args.iter().cloned());
@@ -389,19 +393,24 @@ fn supervise_child(
         None => drop(stdin),
     }
     let total = Arc::new(AtomicU64::new(0));
+    let run_cap = if opts.ipc.is_some() {
+        u64::MAX
+    } else {
+        opts.output_cap
+    };
     let capped = Arc::new(AtomicBool::new(false));
     let t_out = pump(
         child.stdout.take().unwrap(),
         io.stdout,
         total.clone(),
-        opts.output_cap,
+        run_cap,
         capped.clone(),
     );
     let t_err = pump(
         child.stderr.take().unwrap(),
         io.stderr,
         total.clone(),
-        opts.output_cap,
+        run_cap,
         capped.clone(),
     );
     let start = Instant::now();

@@ -268,6 +268,9 @@ fn print_message(v: &serde_json::Value, json: bool) -> Result<()> {
             println!();
         }
     }
+    if v["truncated"] == true {
+        println!("(output cut at the daemon's output_cap)");
+    }
     Ok(())
 }
 
