@@ -578,8 +578,8 @@ pub struct ServeArgs {
     /// unix:PATH or tcp:HOST:PORT [default: unix:STORE/daemon/daemon.sock].
     #[arg(long, env = "BOTYARD_LISTEN", value_name = "unix:PATH|tcp:ADDR")]
     pub listen: Option<String>,
-    /// A TOML file: max_sessions, idle_keepalive, deadline, max_tries,
-    /// commit_on_close, max_message_size, grace, runtime.
+    /// A TOML file: max_sessions, idle_keepalive, deadline, turn, max_tries,
+    /// commit_on_close, max_message_size, output_cap, grace, runtime (see the README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -656,6 +656,7 @@ pub struct MessageSendArgs {
     pub text: Option<String>,
     #[arg(long, conflicts_with = "text", value_name = "F")]
     pub file: Option<PathBuf>,
+    /// Print JSON, for scripts.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -665,6 +666,7 @@ pub struct MessageSendArgs {
 #[derive(Args, Debug)]
 pub struct MessageIdArgs {
     pub id: i64,
+    /// Print JSON, for scripts.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -681,6 +683,7 @@ pub struct MessageWaitArgs {
     /// object per event, the message last).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Print JSON, for scripts.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -694,6 +697,7 @@ pub struct MessageLsArgs {
     /// queued, running, done or failed.
     #[arg(long)]
     pub state: Option<String>,
+    /// Print JSON, for scripts.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -702,6 +706,7 @@ pub struct MessageLsArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Print JSON, for scripts.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

@@ -470,6 +470,18 @@ impl Daemon {
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or(-1);
+        // A session speaks only of the message it was handed; anything
+        // else (a confused or forging agent) is dropped.
+        let busy = self
+            .live
+            .lock()
+            .unwrap()
+            .get(group)
+            .and_then(|s| s.busy.map(|b| b.0));
+        if busy != Some(id) {
+            eprintln!("botyard serve: group {group}: dropped a frame about message {id}, which its session was not given");
+            return;
+        }
         match frame["event"].as_str() {
             Some("taken") => {
                 if let Some(s) = self.live.lock().unwrap().get_mut(group) {

@@ -119,6 +119,12 @@ pub fn supervise(o: &SuperviseOptions) -> Result<i32> {
         BTreeMap::new()
     };
     install_handlers();
+    // Not dumpable: the agent runs as the same user, and must not reach
+    // the supervisor's stdout (its frames) or memory through /proc.
+    // SAFETY: prctl with plain integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     match &o.ipc {
         None => {
             let child = agent(&o.args, &secrets)
