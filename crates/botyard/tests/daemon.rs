@@ -658,6 +658,70 @@ fn agents_that_crash_flood_or_lose_their_sandbox_end_clearly() {
 }
 
 #[test]
+fn sessions_close_when_idle_or_asked() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
+    let _d = start(&env, "idle_keepalive = \"1s\"\nmax_tries = 1\n", &[]);
+    env.ok(&["group", "add", "g", "--bot", "b1", "--agent", "cat"]);
+    let g = env.json(&["group", "show", "g", "--json"]);
+    assert_eq!(g["agent"], serde_json::json!(["cat"]), "{g}");
+    let sessions = || -> Vec<String> {
+        let (code, body) = curl(&socket(&env), &["GET", "/v1/sessions"]);
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["group"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let until_no_session = || {
+        let t = Instant::now();
+        while !sessions().is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{:?}", sessions());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_done(&env, &send(&env, "g", "one"));
+    assert_eq!(sessions(), ["g"], "kept alive after its message");
+    // Idle past idle_keepalive: closed.
+    until_no_session();
+    // Asked through the API: closed; asked again: nothing to close.
+    wait_done(&env, &send(&env, "g", "two"));
+    assert_eq!(sessions(), ["g"]);
+    let (code, _) = curl(&socket(&env), &["DELETE", "/v1/sessions/g"]);
+    assert_eq!(code, 202);
+    until_no_session();
+    let (code, body) = curl(&socket(&env), &["DELETE", "/v1/sessions/g"]);
+    assert_eq!(code, 404, "{body}");
+    // A busy session asked to close is stopped, and its message says why.
+    env.ok(&["group", "add", "h", "--bot", "b2", "--agent", "sleep 60"]);
+    let id = send(&env, "h", "x");
+    let t = Instant::now();
+    while env.json(&["message", "show", &id, "--json"])["state"] != "running" {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _) = curl(&socket(&env), &["DELETE", "/v1/sessions/h"]);
+    assert_eq!(code, 202);
+    let m = wait_done(&env, &id);
+    assert_eq!(m["state"], "failed", "{m}");
+    assert!(
+        m["error"].as_str().unwrap().contains("closed on request"),
+        "{m}"
+    );
+    let metrics = curl(&socket(&env), &["GET", "/metrics"]).1;
+    assert!(
+        metrics.contains("botyard_session_starts_total 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn a_full_disk_refuses_new_messages_with_507() {
     require_root!();
     let env = Env::new();

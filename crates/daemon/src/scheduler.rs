@@ -550,6 +550,8 @@ impl Daemon {
             return false;
         };
         if s.busy.is_some() {
+            s.stopped_for
+                .get_or_insert_with(|| "its session was closed on request".into());
             s.stop.store(true, Ordering::Relaxed);
         } else {
             s.close();
