@@ -811,8 +811,9 @@ fn auto_mode_syncs_on_its_own_and_unsafe_mode_writes_the_project() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    write(&root_of(&env, "auto").join("auto.txt"), "synced by watch\n");
+    // .env first: the round that syncs auto.txt has seen it too.
     write(&root_of(&env, "auto").join(".env"), "SECRET=1\n");
+    write(&root_of(&env, "auto").join("auto.txt"), "synced by watch\n");
     let t = Instant::now();
     while !p.join("auto.txt").exists() {
         assert!(t.elapsed() < Duration::from_secs(20), "watch never synced");
