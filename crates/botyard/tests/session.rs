@@ -700,3 +700,53 @@ fn a_workspace_appears_at_slash_workspace() {
     assert_eq!(st["pending"]["added"], 1, "{st}");
     env.ok(&["workspace", "unmount", "w"]);
 }
+
+/// Each botyard binary gets its own copy of the supervisor's files; gc
+/// removes the copies of other binaries once no session runs from them.
+#[test]
+fn gc_removes_old_supervisor_copies_not_in_use() {
+    require_root!();
+    if !have_runc() {
+        return;
+    }
+    let env = setup();
+    // Another build: the same program at another path is another binary.
+    let other = env.path("other-botyard");
+    std::fs::copy(env!("CARGO_BIN_EXE_botyard"), &other).unwrap();
+    let mut child = Command::new(&other)
+        .env("BOTYARD_HOME", &env.store)
+        .args(["run", "b1", "--", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    wait_container(&env);
+    let sup = env.store.join("supervisor");
+    let copies = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&sup)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let theirs = copies();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    // Made long ago, as far as gc can tell.
+    sh(&format!("touch -d '2 hours ago' {}/*", sup.display()));
+    let v = env.json(&["gc", "--dry-run", "--json"]);
+    assert_eq!(v["supervisors"]["dirs"], 0, "in use, or ours: {v}");
+    assert!(child.wait().unwrap().success());
+    let v = env.json(&["gc", "--json"]);
+    assert_eq!(v["supervisors"]["dirs"], 1, "{v}");
+    assert!(
+        v["supervisors"]["bytes"].as_u64().unwrap() > 1_000_000,
+        "{v}"
+    );
+    assert!(!theirs[0].exists(), "the other binary's copy is gone");
+    // Ours is made by a run, and stays however old.
+    assert!(run(&env, &["b1", "--", "true"]).status.success());
+    sh(&format!("touch -d '2 hours ago' {}/*", sup.display()));
+    let v = env.json(&["gc", "--json"]);
+    assert_eq!(v["supervisors"]["dirs"], 0, "{v}");
+    assert_eq!(copies().len(), 1);
+    assert!(run(&env, &["b1", "--", "true"]).status.success());
+}

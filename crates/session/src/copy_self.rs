@@ -83,10 +83,8 @@ fn entrypoint(libs: &[PathBuf], at: &Path) -> Result<Vec<String>> {
 /// gets a new one). Returns it with the command line that starts the
 /// supervisor from `at` inside a sandbox.
 pub fn supervisor_dir(root: &Path, at: &Path) -> Result<(PathBuf, Vec<String>)> {
-    use std::os::unix::fs::MetadataExt;
     let (exe, libs) = mapped_files()?;
-    let md = std::fs::metadata(&exe)?;
-    let key = format!("{}-{}-{}-{}", md.dev(), md.ino(), md.size(), md.mtime());
+    let key = key_of(&exe)?;
     let dir = root.join(&key);
     if !dir.join("botyard").exists() {
         let tmp = root.join(format!(".{key}.{}", std::process::id()));
@@ -103,5 +101,25 @@ pub fn supervisor_dir(root: &Path, at: &Path) -> Result<(PathBuf, Vec<String>)> 
     if !dir.join("botyard").exists() {
         bail!("the supervisor's files are missing from {}", dir.display());
     }
+    // Marks it as used now, for gc.
+    let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
     Ok((dir, entrypoint(&libs, at)?))
+}
+
+/// The name of this binary's copy.
+pub(crate) fn current_key() -> Result<String> {
+    key_of(&mapped_files()?.0)
+}
+
+/// A binary's identity on disk.
+fn key_of(exe: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(exe)?;
+    Ok(format!(
+        "{}-{}-{}-{}",
+        md.dev(),
+        md.ino(),
+        md.size(),
+        md.mtime()
+    ))
 }

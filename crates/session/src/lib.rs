@@ -8,6 +8,7 @@
 mod allowlist;
 mod bundle;
 mod copy_self;
+mod gc;
 mod reap;
 mod run;
 mod runtime;
@@ -19,6 +20,7 @@ pub use allowlist::{
 };
 pub use bundle::{config, BindMount, Network, SandboxSpec};
 pub use copy_self::{copy_self, supervisor_dir};
+pub use gc::{gc_supervisors, SupervisorGc};
 pub use reap::{reap, reap_all};
 pub use run::{run, run_with, RunIo, RunOptions, RunOutcome, IPC_AT, SUPERVISOR_AT, WORKSPACE_AT};
 pub use runtime::Runtime;

@@ -9,21 +9,25 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     // but the store's sweep should see the final set of refs.
     let layers = bot::gc_layers(&store, a.dry_run, &ctx.bars)?;
     let r = store.gc(a.dry_run, &ctx.bars)?;
+    let sup = session::gc_supervisors(&store, a.dry_run)?;
     ctx.bars.finish();
     if a.json {
         let mut v = serde_json::to_value(&r)?;
         v["layers"] = serde_json::to_value(layers)?;
+        v["supervisors"] = serde_json::to_value(sup)?;
         crate::output::json(&v)?;
         return Ok(0);
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     ctx.say(format!(
-        "{verb} {} objects and {} trees ({}), {} unused layers ({}) and {} leftovers of interrupted writes",
+        "{verb} {} objects and {} trees ({}), {} unused layers ({}), {} old supervisor copies ({}) and {} leftovers of interrupted writes",
         r.objects,
         r.trees,
         bytes(r.bytes),
         layers.layers,
         bytes(layers.bytes),
+        sup.dirs,
+        bytes(sup.bytes),
         r.tmp_entries
     ));
     Ok(0)
