@@ -275,6 +275,9 @@ fn output_streams_as_it_arrives_and_extends_the_deadline() {
     assert_eq!(last["data"]["state"], "done", "{out}");
     let err = env.fails(&["message", "wait", "999999", "--follow"]);
     assert!(err.contains("no message 999999"), "{err}");
+    // Every stream ended, and the daemon kept nothing for them.
+    let st = env.json(&["status", "--json"]);
+    assert_eq!(st["watched_messages"], 0, "{st}");
 }
 
 #[test]
@@ -704,6 +707,25 @@ fn sessions_close_when_idle_or_asked() {
     let t = Instant::now();
     while env.json(&["message", "show", &id, "--json"])["state"] != "running" {
         assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A watcher that leaves is let go while the message still runs.
+    let watched = || env.json(&["status", "--json"])["watched_messages"].clone();
+    let mut follower = env
+        .cmd()
+        .args(["message", "wait", &id, "--follow"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while watched() != 1 {
+        assert!(t.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    while watched() != 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the stream was kept");
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, _) = curl(&socket(&env), &["DELETE", "/v1/sessions/h"]);

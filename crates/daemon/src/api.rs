@@ -272,11 +272,15 @@ async fn events(State(d): Ctx, Path(id): Path<i64>) -> Response {
     // Watch first, then read: no change falls between the two.
     let (partial, rx) = d.watch(id);
     let m = d.db.lock().unwrap().message(id);
-    match m {
-        Ok(Some(m)) => Sse::new(event_stream(d, id, m.state, partial, rx))
+    if let Ok(Some(m)) = m {
+        return Sse::new(event_stream(d, id, m.state, partial, rx))
             .keep_alive(axum::response::sse::KeepAlive::default())
-            .into_response(),
-        Ok(None) => err(StatusCode::NOT_FOUND, format!("no message {id}")),
+            .into_response();
+    }
+    drop(rx);
+    d.unwatch(id);
+    match m {
+        Ok(_) => err(StatusCode::NOT_FOUND, format!("no message {id}")),
         Err(e) => internal(e),
     }
 }
@@ -286,11 +290,21 @@ fn event_stream(
     id: i64,
     state: String,
     partial: Partial,
-    mut rx: tokio::sync::broadcast::Receiver<MessageEvent>,
+    rx: tokio::sync::broadcast::Receiver<MessageEvent>,
 ) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
     use tokio::sync::broadcast::error::RecvError;
+    /// Drops the message's channel when its last watcher leaves.
+    struct Unwatch(Arc<Daemon>, i64);
+    impl Drop for Unwatch {
+        fn drop(&mut self) {
+            self.0.unwatch(self.1);
+        }
+    }
     let (tx, mut out) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
+        // Declared before `rx`, so dropped after it.
+        let _unwatch = Unwatch(d.clone(), id);
+        let mut rx = rx;
         let send_state = |s: &str| {
             Event::default()
                 .event("state")
@@ -318,7 +332,12 @@ fn event_stream(
             }
         }
         while !FINAL_STATES.contains(&last.as_str()) {
-            let ev = match rx.recv().await {
+            // A watcher that leaves is let go at once, not at the next event.
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                _ = tx.closed() => return,
+            };
+            let ev = match next {
                 Ok(MessageEvent::State(s)) if s != last => {
                     last = s;
                     send_state(&last)
@@ -400,6 +419,8 @@ async fn status(State(d): Ctx) -> Response {
         "queued": queued,
         "running": running,
         "draining": d.draining.load(std::sync::atomic::Ordering::Relaxed),
+        // Messages with an event stream open.
+        "watched_messages": d.watched(),
         "time": now(),
     }))
     .into_response()

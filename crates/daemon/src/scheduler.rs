@@ -162,6 +162,23 @@ impl Daemon {
         (partial, rx)
     }
 
+    /// Forgets message `id`'s channel if nobody watches it any more.
+    pub fn unwatch(&self, id: i64) {
+        let mut st = self.streams.lock().unwrap();
+        if st
+            .watchers
+            .get(&id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            st.watchers.remove(&id);
+        }
+    }
+
+    /// How many messages have a channel, watched or not yet forgotten.
+    pub fn watched(&self) -> usize {
+        self.streams.lock().unwrap().watchers.len()
+    }
+
     fn publish(&self, id: i64, ev: MessageEvent) {
         let mut st = self.streams.lock().unwrap();
         match &ev {
