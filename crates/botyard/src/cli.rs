@@ -653,9 +653,23 @@ pub enum MessageCommand {
 #[derive(Args, Debug)]
 pub struct MessageSendArgs {
     pub group: String,
+    /// The message: JSON as it is, other text as {"text": TEXT}.
     pub text: Option<String>,
+    /// Read the message from F.
     #[arg(long, conflicts_with = "text", value_name = "F")]
     pub file: Option<PathBuf>,
+    /// Then print the agent's output as it arrives, like
+    /// `message wait --follow` (exits 1 if the message fails).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Give up following after this long.
+    #[arg(
+        long,
+        default_value = "30m",
+        value_name = "DURATION",
+        requires = "follow"
+    )]
+    pub timeout: String,
     /// Print JSON, for scripts.
     #[arg(long)]
     pub json: bool,

@@ -689,7 +689,9 @@ fn sessions_close_when_idle_or_asked() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    wait_done(&env, &send(&env, "g", "one"));
+    // send --follow: the answer printed as it comes.
+    let out = env.ok(&["message", "send", "g", "one", "--follow"]);
+    assert_eq!(out.trim(), r#"{"text":"one"}"#);
     assert_eq!(sessions(), ["g"], "kept alive after its message");
     // Idle past idle_keepalive: closed.
     until_no_session();

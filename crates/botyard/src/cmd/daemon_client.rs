@@ -110,11 +110,21 @@ pub fn message(ctx: &Ctx, c: MessageCommand) -> Result<i32> {
                     .to_string()
                     .into_bytes()
             };
-            let v = client(ctx, &a.addr)?.json(
+            let cl = client(ctx, &a.addr)?;
+            let v = cl.json(
                 "POST",
                 &format!("/v1/groups/{}/messages", a.group),
                 Some(&body),
             )?;
+            if a.follow {
+                let limit = humantime::parse_duration(&a.timeout)
+                    .with_context(|| format!("--timeout {}", a.timeout))?;
+                let id = v["id"].as_i64().context("the daemon sent no message id")?;
+                if !a.json {
+                    eprintln!("botyard: message {id} accepted");
+                }
+                return follow(&cl, id, limit, a.json);
+            }
             if a.json {
                 crate::output::json(&v)?;
             } else {
