@@ -96,14 +96,16 @@ impl Client {
         ))?;
         let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
         let mut r = BufReader::new(conn);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line)? == 0 || line == "\r\n" {
-                break;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            match r.read_until(b'\n', &mut head) {
+                Ok(0) => bail!("the daemon closed the connection without an answer"),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) && std::time::Instant::now() < until => {}
+                Err(e) => return Err(e.into()),
             }
-            head.push_str(&line);
         }
+        let head = String::from_utf8_lossy(&head).into_owned();
         let status = status_of(&head)?;
         let mut body: Box<dyn BufRead> = if chunked(&head) {
             Box::new(BufReader::new(Chunked::new(r)))
@@ -131,14 +133,7 @@ impl Client {
             match body.read_until(b'\n', &mut line) {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if is_timeout(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
             if !line.ends_with(b"\n") {
@@ -184,6 +179,14 @@ impl Client {
     }
 }
 
+/// A read that gave up for the socket's timeout.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 fn status_of(head: &str) -> Result<u16> {
     head.split_whitespace()
         .nth(1)
@@ -201,6 +204,8 @@ struct Chunked<R> {
     inner: R,
     left: usize,
     done: bool,
+    /// A chunk-size line read in part (a read can time out mid-line).
+    size_line: Vec<u8>,
 }
 
 impl<R: BufRead> Chunked<R> {
@@ -209,6 +214,7 @@ impl<R: BufRead> Chunked<R> {
             inner,
             left: 0,
             done: false,
+            size_line: Vec::new(),
         }
     }
 }
@@ -216,11 +222,14 @@ impl<R: BufRead> Chunked<R> {
 impl<R: BufRead> Read for Chunked<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.left == 0 && !self.done {
-            let mut line = String::new();
-            if self.inner.read_line(&mut line)? == 0 {
+            if self.inner.read_until(b'\n', &mut self.size_line)? == 0 {
                 self.done = true;
                 break;
             }
+            if !self.size_line.ends_with(b"\n") {
+                continue;
+            }
+            let line = String::from_utf8_lossy(&std::mem::take(&mut self.size_line)).into_owned();
             let size = line.trim().split(';').next().unwrap_or("");
             if size.is_empty() {
                 continue; // the line break after a chunk
@@ -240,5 +249,56 @@ impl<R: BufRead> Read for Chunked<R> {
         }
         self.left -= n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its pieces one read at a time; `None` is a read that
+    /// times out.
+    struct Pieces(std::collections::VecDeque<Option<&'static [u8]>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.pop_front() {
+                None => Ok(0),
+                Some(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+                Some(Some(p)) => {
+                    buf[..p.len()].copy_from_slice(p);
+                    Ok(p.len())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_survives_reads_that_time_out_mid_line() {
+        let pieces = Pieces(
+            [
+                Some(&b"5"[..]),
+                None,
+                Some(b"\r\nhel"),
+                None,
+                Some(b"lo\r\n1"),
+                None,
+                Some(b"0\r\n0123456789abcdef\r\n0\r\n\r\n"),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let mut c = Chunked::new(BufReader::new(pieces));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(out, b"hello0123456789abcdef");
     }
 }
