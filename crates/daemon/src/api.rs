@@ -186,13 +186,13 @@ async fn send(State(d): Ctx, Path(g): Path<String>, body: Bytes) -> Response {
             "the daemon is shutting down",
         );
     }
-    let (id, wal) = match accept(&d, &g, &body) {
+    let (id, db_path) = match accept(&d, &g, &body) {
         Ok(x) => x,
         Err(r) => return *r,
     };
     d.wake();
     // Accepted only once it is on disk.
-    match tokio::task::spawn_blocking(move || crate::db::sync(&wal)).await {
+    match tokio::task::spawn_blocking(move || crate::db::sync(&db_path)).await {
         Ok(Ok(())) => (
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "group": g, "state": "queued"})),
@@ -226,7 +226,7 @@ fn accept(d: &Daemon, g: &str, body: &[u8]) -> Result<(i64, std::path::PathBuf),
         )));
     }
     match db.enqueue(g, body) {
-        Ok(id) => Ok((id, db.wal_path())),
+        Ok(id) => Ok((id, db.path())),
         Err(e) => Err(Box::new(internal(e))),
     }
 }

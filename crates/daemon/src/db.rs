@@ -86,14 +86,20 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Makes everything committed to the database at `wal` durable: in WAL
+/// Makes everything committed to the database at `db` durable: in WAL
 /// mode a commit is in the log, and an fsync of the log is what SQLite's
 /// `synchronous = FULL` adds. Done outside the connection's lock, so the
 /// scheduler never waits for a disk flush.
-pub fn sync(wal: &Path) -> Result<()> {
-    std::fs::File::open(wal)
-        .and_then(|f| f.sync_data())
-        .with_context(|| format!("cannot sync {}", wal.display()))
+pub fn sync(db: &Path) -> Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let file = match std::fs::File::open(&wal) {
+        // No log (it was checkpointed away): the commit is in the database.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(db),
+        other => other,
+    };
+    file.and_then(|f| f.sync_data())
+        .with_context(|| format!("cannot sync {}", db.display()))
 }
 
 fn message_row(r: &rusqlite::Row) -> rusqlite::Result<Message> {
@@ -235,11 +241,9 @@ impl Db {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The write-ahead log, which [`sync`] makes durable.
-    pub fn wal_path(&self) -> std::path::PathBuf {
-        let mut p = std::path::PathBuf::from(self.conn.path().unwrap_or_default());
-        p.as_mut_os_string().push("-wal");
-        p
+    /// The database's file, for [`sync`].
+    pub fn path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(self.conn.path().unwrap_or_default())
     }
 
     pub fn message(&self, id: i64) -> Result<Option<Message>> {
@@ -355,5 +359,37 @@ impl Db {
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accepted_message_is_synced_with_or_without_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("state.db")).unwrap();
+        db.add_group(&Group {
+            name: "g".into(),
+            bot: "b".into(),
+            agent: vec!["cat".into()],
+            main: false,
+            mounts: vec![],
+            secrets: vec![],
+            workspace: None,
+            created: String::new(),
+        })
+        .unwrap();
+        let id = db.enqueue("g", b"{}").unwrap();
+        assert!(dir.path().join("state.db-wal").exists());
+        sync(&db.path()).unwrap();
+        assert_eq!(db.message(id).unwrap().unwrap().state, "queued");
+        // A database whose log is gone: the file itself is synced.
+        let plain = dir.path().join("plain.db");
+        std::fs::write(&plain, b"x").unwrap();
+        sync(&plain).unwrap();
+        let err = sync(&dir.path().join("missing.db")).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot sync"), "{err:#}");
     }
 }
