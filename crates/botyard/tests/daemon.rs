@@ -94,6 +94,22 @@ fn wait_done(env: &Env, id: &str) -> serde_json::Value {
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
 }
 
+fn add_group(env: &Env, name: &str, bot: &str, agent: &str) {
+    env.ok(&["group", "add", name, "--bot", bot, "--agent", agent]);
+}
+
+/// Waits until message `id` is delivered to its session.
+fn wait_running(env: &Env, id: &str) {
+    let t = Instant::now();
+    while env.json(&["message", "show", id, "--json"])["state"] != "running" {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "message {id} never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn send(env: &Env, group: &str, text: &str) -> String {
     env.ok(&["message", "send", group, text]).trim().to_string()
 }
@@ -118,15 +134,7 @@ fn messages_run_in_kept_alive_sessions_and_the_api_matches_its_document() {
         0o600,
         "owner-only socket"
     );
-    env.ok(&[
-        "group",
-        "add",
-        "g",
-        "--bot",
-        "b1",
-        "--agent",
-        "sh -c 'echo got:; cat; echo; echo pid=$$'",
-    ]);
+    add_group(&env, "g", "b1", "sh -c 'echo got:; cat; echo; echo pid=$$'");
     let err = env.fails(&["group", "add", "g", "--bot", "b1", "--agent", "true"]);
     assert!(err.contains("already exists"), "{err}");
     let err = env.fails(&["group", "add", "h", "--bot", "nope", "--agent", "true"]);
@@ -227,15 +235,12 @@ fn output_streams_as_it_arrives_and_extends_the_deadline() {
     let _d = start(&env, "deadline = \"2s\"\nmax_tries = 1\n", &[]);
     // Silent for 1.5 s at a time, 4.5 s in all: within the deadline only
     // because each line of output extends it.
-    env.ok(&[
-        "group",
-        "add",
+    add_group(
+        &env,
         "g",
-        "--bot",
         "b1",
-        "--agent",
         "sh -c 'echo first; sleep 1.5; echo second; sleep 1.5; echo third; sleep 1.5; echo last'",
-    ]);
+    );
     let id = send(&env, "g", "x");
     let mut follow = env
         .cmd()
@@ -289,8 +294,8 @@ fn bad_requests_get_clear_codes() {
     let env = setup();
     env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
     let d = start(&env, "max_message_size = 100\n", &[]);
-    env.ok(&["group", "add", "g", "--bot", "b1", "--agent", "cat"]);
-    env.ok(&["group", "add", "gone", "--bot", "b2", "--agent", "cat"]);
+    add_group(&env, "g", "b1", "cat");
+    add_group(&env, "gone", "b2", "cat");
     let s = socket(&env);
     assert_eq!(curl(&s, &["POST", "/v1/groups/nope/messages", "{}"]).0, 404);
     let (code, body) = curl(&s, &["POST", "/v1/groups/g/messages", "{not json"]);
@@ -375,24 +380,8 @@ fn groups_take_turns_and_failed_runs_are_retried_then_failed() {
         "max_sessions = 1\nmax_tries = 2\nturn = \"0s\"\n",
         &[],
     );
-    env.ok(&[
-        "group",
-        "add",
-        "busy",
-        "--bot",
-        "b1",
-        "--agent",
-        "sh -c 'sleep 0.5; cat'",
-    ]);
-    env.ok(&[
-        "group",
-        "add",
-        "other",
-        "--bot",
-        "b2",
-        "--agent",
-        "sh -c 'cat'",
-    ]);
+    add_group(&env, "busy", "b1", "sh -c 'sleep 0.5; cat'");
+    add_group(&env, "other", "b2", "sh -c 'cat'");
     let busy: Vec<String> = (0..3)
         .map(|i| send(&env, "busy", &format!("b{i}")))
         .collect();
@@ -405,15 +394,7 @@ fn groups_take_turns_and_failed_runs_are_retried_then_failed() {
         "one busy group must not starve the other: {o} {last_busy}"
     );
     // An agent that fails is retried with backoff, then failed with the reason.
-    env.ok(&[
-        "group",
-        "add",
-        "bad",
-        "--bot",
-        "b1",
-        "--agent",
-        "sh -c 'echo oops; exit 3'",
-    ]);
+    add_group(&env, "bad", "b1", "sh -c 'echo oops; exit 3'");
     let id = send(&env, "bad", "x");
     let out = env.run(&["message", "wait", &id, "--json", "--timeout", "60s"]);
     assert_eq!(
@@ -429,14 +410,10 @@ fn groups_take_turns_and_failed_runs_are_retried_then_failed() {
         "{m}"
     );
     // Removing a group fails its messages, queued and running alike.
-    env.ok(&["group", "add", "slow", "--bot", "b2", "--agent", "sleep 30"]);
+    add_group(&env, "slow", "b2", "sleep 30");
     let running = send(&env, "slow", "1");
     let queued = send(&env, "slow", "2");
-    let t = Instant::now();
-    while env.json(&["message", "show", &running, "--json"])["state"] != "running" {
-        assert!(t.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_running(&env, &running);
     env.ok(&["group", "rm", "slow"]);
     for id in [&running, &queued] {
         let m = wait_done(&env, id);
@@ -453,21 +430,9 @@ fn sigterm_drains_and_sigkill_loses_no_message() {
     }
     let env = setup();
     let mut d = start(&env, "", &[]);
-    env.ok(&[
-        "group",
-        "add",
-        "g",
-        "--bot",
-        "b1",
-        "--agent",
-        "sh -c 'sleep 1; cat > /tmp/last'",
-    ]);
+    add_group(&env, "g", "b1", "sh -c 'sleep 1; cat > /tmp/last'");
     let first = send(&env, "g", "first");
-    let t = Instant::now();
-    while env.json(&["message", "show", &first, "--json"])["state"] != "running" {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&env, &first);
     // SIGTERM: the running message finishes, the daemon exits 0.
     let child = d.child.take().unwrap();
     sh(&format!("kill -TERM {}", child.id()));
@@ -495,11 +460,7 @@ fn sigterm_drains_and_sigkill_loses_no_message() {
         "done"
     );
     let ids: Vec<String> = (0..3).map(|i| send(&env, "g", &format!("m{i}"))).collect();
-    let t = Instant::now();
-    while env.json(&["message", "show", &ids[0], "--json"])["state"] != "running" {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&env, &ids[0]);
     let mut child = d.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -524,15 +485,7 @@ fn a_hung_agent_meets_its_deadline_and_a_workspace_group_needs_its_mount() {
     }
     let env = setup();
     let _d = start(&env, "deadline = \"2s\"\nmax_tries = 1\n", &[]);
-    env.ok(&[
-        "group",
-        "add",
-        "hang",
-        "--bot",
-        "b1",
-        "--agent",
-        "sleep 600",
-    ]);
+    add_group(&env, "hang", "b1", "sleep 600");
     let id = send(&env, "hang", "x");
     let t = Instant::now();
     let out = env.run(&["message", "wait", &id, "--json", "--timeout", "60s"]);
@@ -586,9 +539,7 @@ fn agents_that_crash_flood_or_lose_their_sandbox_end_clearly() {
     let _d = start(&env, "max_tries = 1\noutput_cap = 100000\n", &[]);
     // All three groups share bot b1: each waits for the one before to
     // close its session on it, and none fails for it.
-    let group = |name: &str, agent: &str| {
-        env.ok(&["group", "add", name, "--bot", "b1", "--agent", agent]);
-    };
+    let group = |name: &str, agent: &str| add_group(&env, name, "b1", agent);
     group("crash", "sh -c 'echo before; kill -SEGV $$'");
     let crashed = send(&env, "crash", "x");
     let m = wait_done(&env, &crashed);
@@ -669,7 +620,7 @@ fn sessions_close_when_idle_or_asked() {
     let env = setup();
     env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
     let _d = start(&env, "idle_keepalive = \"1s\"\nmax_tries = 1\n", &[]);
-    env.ok(&["group", "add", "g", "--bot", "b1", "--agent", "cat"]);
+    add_group(&env, "g", "b1", "cat");
     let g = env.json(&["group", "show", "g", "--json"]);
     assert_eq!(g["agent"], serde_json::json!(["cat"]), "{g}");
     let sessions = || -> Vec<String> {
@@ -704,13 +655,9 @@ fn sessions_close_when_idle_or_asked() {
     let (code, body) = curl(&socket(&env), &["DELETE", "/v1/sessions/g"]);
     assert_eq!(code, 404, "{body}");
     // A busy session asked to close is stopped, and its message says why.
-    env.ok(&["group", "add", "h", "--bot", "b2", "--agent", "sleep 60"]);
+    add_group(&env, "h", "b2", "sleep 60");
     let id = send(&env, "h", "x");
-    let t = Instant::now();
-    while env.json(&["message", "show", &id, "--json"])["state"] != "running" {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_running(&env, &id);
     // A watcher that leaves is let go while the message still runs.
     let watched = || env.json(&["status", "--json"])["watched_messages"].clone();
     let mut follower = env
@@ -768,7 +715,7 @@ fn a_full_disk_refuses_new_messages_with_507() {
     env.ok(&["image", "import", "e:1", "--dir", root.to_str().unwrap()]);
     env.ok(&["bot", "create", "b1", "--image", "e:1"]);
     let _d = start(&env, "", &[]);
-    env.ok(&["group", "add", "g", "--bot", "b1", "--agent", "cat"]);
+    add_group(&env, "g", "b1", "cat");
     sh(&format!(
         "dd if=/dev/zero of='{}/fill' bs=64k 2>/dev/null || true",
         small.display()
@@ -975,15 +922,12 @@ fn the_daemon_runs_in_a_container() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.ok(&[
-        "group",
-        "add",
+    add_group(
+        &env,
         "g",
-        "--bot",
         "b1",
-        "--agent",
         "sh -c 'echo host:; cat /proc/sys/kernel/hostname; cat > /tmp/seen; cat /tmp/seen'",
-    ]);
+    );
     let msg = send(&env, "g", "from outside");
     let m = wait_done(&env, &msg);
     assert_eq!(m["state"], "done", "{m}");

@@ -487,50 +487,51 @@ impl Daemon {
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or(-1);
-        // A session speaks only of the message it was handed; anything
-        // else (a confused or forging agent) is dropped.
-        let busy = self
-            .live
-            .lock()
-            .unwrap()
-            .get(group)
-            .and_then(|s| s.busy.map(|b| b.0));
-        if busy != Some(id) {
-            eprintln!("botyard serve: group {group}: dropped a frame about message {id}, which its session was not given");
-            return;
-        }
-        match frame["event"].as_str() {
-            Some("taken") => {
-                if let Some(s) = self.live.lock().unwrap().get_mut(group) {
-                    if !s.took_first {
-                        s.took_first = true;
-                        self.metrics
-                            .start_latency
-                            .observe(s.started.elapsed().as_secs_f64());
-                    }
+        let event = frame["event"].as_str();
+        let stopped_for = {
+            let mut live = self.live.lock().unwrap();
+            // A session speaks only of the message it was handed; anything
+            // else (a confused or forging agent) is dropped.
+            let Some(s) = live
+                .get_mut(group)
+                .filter(|s| s.busy.map(|b| b.0) == Some(id))
+            else {
+                eprintln!("botyard serve: group {group}: dropped a frame about message {id}, which its session was not given");
+                return;
+            };
+            match event {
+                Some("taken") if !s.took_first => {
+                    s.took_first = true;
+                    self.metrics
+                        .start_latency
+                        .observe(s.started.elapsed().as_secs_f64());
                 }
+                Some("output") => s.last_output = Instant::now(),
+                _ => {}
             }
+            s.stopped_for.clone()
+        };
+        match event {
+            Some("taken") => {}
             Some("output") => {
-                if let Some(s) = self.live.lock().unwrap().get_mut(group) {
-                    s.last_output = Instant::now();
-                }
                 let data = frame["data"].as_str().unwrap_or("");
                 self.publish(id, MessageEvent::Output(data.to_string()));
             }
-            _ => self.answered(group, id, frame),
+            _ => self.answered(group, id, frame, stopped_for),
         }
     }
 
-    /// A message's result.
-    fn answered(&self, group: &str, id: i64, frame: &serde_json::Value) {
+    /// A message's result; `stopped_for` is why the scheduler stopped its
+    /// sandbox, if it did.
+    fn answered(
+        &self,
+        group: &str,
+        id: i64,
+        frame: &serde_json::Value,
+        stopped_for: Option<String>,
+    ) {
         let code = frame["exit_code"].as_i64().unwrap_or(1);
         let output = frame["output"].as_str().unwrap_or("");
-        let stopped_for = self
-            .live
-            .lock()
-            .unwrap()
-            .get(group)
-            .and_then(|s| s.stopped_for.clone());
         let db = self.db.lock().unwrap();
         let st = if code == 0 {
             let truncated = frame["truncated"].as_bool().unwrap_or(false);

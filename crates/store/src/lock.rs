@@ -13,13 +13,7 @@ pub struct StoreLock {
 
 impl StoreLock {
     pub(crate) fn acquire(path: &Path, exclusive: bool, on_wait: &dyn Fn()) -> Result<StoreLock> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .with_context(|| format!("cannot open the store lock {}", path.display()))?;
+        let file = open_lock(path, "the store lock")?;
         let (try_op, op) = if exclusive {
             (
                 FlockOperation::NonBlockingLockExclusive,
@@ -46,14 +40,19 @@ impl StoreLock {
 /// without waiting: `None` when another process holds it. The lock lasts
 /// as long as the returned file; the kernel drops it when a holder dies.
 pub fn try_lock_file(path: &Path) -> Result<Option<File>> {
-    let file = File::options()
+    let file = open_lock(path, "the lock")?;
+    Ok(flock(&file, FlockOperation::NonBlockingLockExclusive)
+        .is_ok()
+        .then_some(file))
+}
+
+/// Opens (creating, never truncating) a file used only to hold a lock.
+fn open_lock(path: &Path, what: &str) -> Result<File> {
+    File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .with_context(|| format!("cannot open the lock {}", path.display()))?;
-    Ok(flock(&file, FlockOperation::NonBlockingLockExclusive)
-        .is_ok()
-        .then_some(file))
+        .with_context(|| format!("cannot open {what} {}", path.display()))
 }
