@@ -1,6 +1,6 @@
 use crate::state::{empty_dir, now, Bot, BotRef, Driver};
 use anyhow::{Context, Result};
-use fs::{MemKind, MemNode, MemTree};
+use fs::{MemTree, NodeId, NodeKind, PathChange, PathDiff};
 use rustix::fs::{Mode, OFlags};
 use store::{Hash, Progress, Staging, StagingStats, Store};
 
@@ -9,8 +9,15 @@ pub struct CommitOutcome {
     pub id: String,
     pub tree: Hash,
     pub previous_tree: Hash,
-    pub changed: u64,
+    /// Paths changed since the previous commit, counted as `bot diff`
+    /// counts them: added, modified, metadata only, type changed; deleted.
+    pub added: u64,
+    pub modified: u64,
+    pub metadata: u64,
+    pub type_changed: u64,
     pub deleted: u64,
+    /// All of the above.
+    pub changed: u64,
     pub written: StagingStats,
     /// Copy driver: bytes of the bot's files now sharing extents with the
     /// objects (0 where the filesystem cannot share).
@@ -54,8 +61,10 @@ fn commit_overlay(
     }
     let staging = Staging::new(store, progress)?;
     let mut tree = MemTree::load(store, &r.tree)?;
-    let folded = fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)?;
+    fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)
+        .map_err(|e| crate::state::too_deep_hint(e, &bot.id))?;
     drop(view);
+    let changes = fs::diff_memtrees(&tree, &MemTree::load(store, &r.tree)?);
     let (new_tree, _) = tree.write(&staging)?;
     let previous = r.tree;
     let (written, ()) = staging.commit(|store| {
@@ -79,15 +88,7 @@ fn commit_overlay(
     empty_dir(&bot.upper())?;
     empty_dir(&bot.work())?;
     std::fs::remove_file(bot.pending_commit())?;
-    Ok(Some(CommitOutcome {
-        id: bot.id.clone(),
-        tree: new_tree,
-        previous_tree: previous,
-        changed: folded.changed,
-        deleted: folded.deleted,
-        written,
-        shared_bytes: 0,
-    }))
+    Ok(Some(outcome(bot, new_tree, previous, &changes, written, 0)))
 }
 
 fn copy_scan_options() -> fs::ScanOptions {
@@ -102,7 +103,8 @@ fn commit_copy(bot: &Bot, mut r: BotRef, progress: &dyn Progress) -> Result<Opti
     let store = &bot.store;
     let root = bot.default_mount();
     let staging = Staging::new(store, progress)?;
-    let tree = fs::scan_dir(&root, &staging, copy_scan_options(), progress)?;
+    let tree = fs::scan_dir(&root, &staging, copy_scan_options(), progress)
+        .map_err(|e| crate::state::too_deep_hint(e, &bot.id))?;
     let old = MemTree::load(store, &r.tree)?;
     let (new_tree, _) = tree.write(&staging)?;
     if new_tree == r.tree {
@@ -116,64 +118,62 @@ fn commit_copy(bot: &Bot, mut r: BotRef, progress: &dyn Progress) -> Result<Opti
         bot.save(&r)
     })?;
     let mut shared = 0;
-    let mut files = Vec::new();
-    changed_files(&tree.root, &old.root, &mut Vec::new(), &mut files);
-    for (path, object, size) in files {
+    for (path, object, size) in changed_files(&tree, &old) {
         shared += share_extents(store, &root, &path, &object, size).unwrap_or(0);
     }
-    use fs::PathChange::*;
-    Ok(Some(CommitOutcome {
+    Ok(Some(outcome(bot, new_tree, previous, &changes, written, shared)))
+}
+
+fn outcome(
+    bot: &Bot,
+    tree: Hash,
+    previous_tree: Hash,
+    changes: &[PathDiff],
+    written: StagingStats,
+    shared_bytes: u64,
+) -> CommitOutcome {
+    let count = |k: PathChange| changes.iter().filter(|c| c.change == k).count() as u64;
+    CommitOutcome {
         id: bot.id.clone(),
-        tree: new_tree,
-        previous_tree: previous,
-        changed: changes
-            .iter()
-            .filter(|c| matches!(c.change, Added | Modified | Metadata | TypeChanged))
-            .count() as u64,
-        deleted: changes.iter().filter(|c| c.change == Deleted).count() as u64,
+        tree,
+        previous_tree,
+        added: count(PathChange::Added),
+        modified: count(PathChange::Modified),
+        metadata: count(PathChange::Metadata),
+        type_changed: count(PathChange::TypeChanged),
+        deleted: count(PathChange::Deleted),
+        changed: changes.len() as u64,
         written,
-        shared_bytes: shared,
-    }))
+        shared_bytes,
+    }
 }
 
 /// Regular files of `new` whose content is not what `old` had at the path.
-fn changed_files(
-    new: &MemNode,
-    old: &MemNode,
-    path: &mut Vec<Vec<u8>>,
-    out: &mut Vec<(Vec<Vec<u8>>, Hash, u64)>,
-) {
-    let MemKind::Dir(children) = &new.kind else {
-        return;
-    };
-    let empty = Default::default();
-    let old_children = match &old.kind {
-        MemKind::Dir(c) => c,
-        _ => &empty,
-    };
-    for (name, n) in children {
-        path.push(name.clone());
-        let o = old_children.get(name);
-        match (&n.kind, o.map(|o| &o.kind)) {
-            (
-                MemKind::File { object, size, .. },
-                Some(MemKind::File {
-                    object: oo,
-                    size: os,
-                    ..
-                }),
-            ) if oo == object && os == size => {}
-            (MemKind::File { object, size, .. }, _) if *size > 0 => {
-                out.push((path.clone(), *object, *size))
+fn changed_files(new: &MemTree, old: &MemTree) -> Vec<(Vec<Vec<u8>>, Hash, u64)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(NodeId, Option<NodeId>, Vec<Vec<u8>>)> =
+        vec![(new.root(), Some(old.root()), Vec::new())];
+    while let Some((n, o, path)) = stack.pop() {
+        for c in new.children(n) {
+            let oc = o.and_then(|o| old.child(o, new.name(c)));
+            let mut p = path.clone();
+            p.push(new.name(c).to_vec());
+            match (new.kind(c), oc.map(|oc| old.kind(oc))) {
+                (
+                    NodeKind::File { object, size, .. },
+                    Some(NodeKind::File {
+                        object: oo,
+                        size: os,
+                        ..
+                    }),
+                ) if oo == object && os == size => {}
+                (NodeKind::File { object, size, .. }, _) if size > 0 => out.push((p, object, size)),
+                (NodeKind::Dir, _) => stack.push((c, oc.filter(|&x| old.is_dir(x)), p)),
+                _ => {}
             }
-            (MemKind::Dir(_), _) => {
-                let none = MemNode::dir(Default::default());
-                changed_files(n, o.unwrap_or(&none), path, out);
-            }
-            _ => {}
         }
-        path.pop();
     }
+    out
 }
 
 /// Makes the bot's file at `path` share extents with its object.

@@ -23,8 +23,15 @@ pub(crate) fn current_tree(bot: &Bot, progress: &dyn Progress) -> Result<MemTree
     Ok(tree)
 }
 
+/// Whether diff path `d` (`/a/b`) is `filter` (components) or below it.
+pub fn under(d: &[u8], filter: &[&[u8]]) -> bool {
+    let mut c = d.split(|&b| b == b'/').filter(|c| !c.is_empty());
+    filter.iter().all(|f| c.next() == Some(*f))
+}
+
 /// What the bot changed relative to its image, committed or not, limited to
-/// `paths` (and what is below them) when given.
+/// `paths` (and what is below them) when given. A path that is neither in
+/// the bot nor in its image is an error.
 pub fn diff(
     store: &Store,
     id: &str,
@@ -34,20 +41,27 @@ pub fn diff(
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let r = bot.load()?;
-    let current = current_tree(&bot, progress)?;
+    let current = current_tree(&bot, progress).map_err(|e| crate::state::too_deep_hint(e, id))?;
     let image = MemTree::load(store, &r.image_tree)?;
-    let prefixes: Vec<String> = paths
-        .iter()
-        .map(|p| format!("/{}", p.trim_matches('/')))
-        .map(|p| if p == "/" { String::new() } else { p })
-        .collect();
+    let mut filters = Vec::new();
+    for p in paths {
+        let comps = fs::split_path(p.trim_start_matches('/').as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "path {} has {e}; give a path inside the bot, like /etc",
+                fs::quote_str(p)
+            )
+        })?;
+        if current.lookup(&comps).is_none() && image.lookup(&comps).is_none() {
+            anyhow::bail!(
+                "{} is not in bot {id}, nor in its image {}; see `botyard bot diff {id}` for what changed",
+                fs::quote_str(&format!("/{}", p.trim_start_matches('/'))),
+                r.image
+            );
+        }
+        filters.push(comps);
+    }
     Ok(fs::diff_memtrees(&current, &image)
         .into_iter()
-        .filter(|d| {
-            prefixes.is_empty()
-                || prefixes
-                    .iter()
-                    .any(|p| p.is_empty() || d.path == *p || d.path.starts_with(&format!("{p}/")))
-        })
+        .filter(|d| filters.is_empty() || filters.iter().any(|f| under(&d.path, f)))
         .collect())
 }

@@ -22,7 +22,7 @@ mod state;
 pub use bot_commit::{commit, CommitOutcome};
 pub use bot_create::create;
 pub use bot_df::{usage, BotUsage, FleetUsage};
-pub use bot_diff::diff;
+pub use bot_diff::{diff, under as diff_path_under};
 pub use bot_gc::{gc_layers, LayerGcReport};
 pub use bot_list::{list, show, BotInfo};
 pub use bot_mount::{mount, mount_all, unmount};

@@ -195,13 +195,22 @@ pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Empties a directory (the upper or work dir), keeping the directory.
+/// Empties a directory (the upper or work dir), keeping the directory; at
+/// any depth, never through a symlink in it.
 pub(crate) fn empty_dir(p: &std::path::Path) -> Result<()> {
-    if p.exists() {
-        std::fs::remove_dir_all(p).with_context(|| format!("cannot empty {}", p.display()))?;
-    }
-    std::fs::create_dir_all(p)?;
-    Ok(())
+    fs::walk::empty_dir(p)
+}
+
+/// Turns "nested too deep" into what to do about it, for bot `id`.
+pub(crate) fn too_deep_hint(e: anyhow::Error, id: &str) -> anyhow::Error {
+    let Some(deep) = e.chain().find_map(|c| c.downcast_ref::<fs::TooDeep>()) else {
+        return e;
+    };
+    let top = deep.path.split(|&b| b == b'/').next().unwrap_or_default();
+    anyhow::anyhow!(
+        "bot {id}: {deep}; remove it (`botyard bot reset {id} /{}`) and try again",
+        fs::quote_bytes(top)
+    )
 }
 
 /// A read-only view of a bot's merged root: its live mount, or a private

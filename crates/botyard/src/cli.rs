@@ -131,6 +131,11 @@ pub struct ImportArgs {
     /// An archive written by `docker save`.
     #[arg(long = "docker-archive", group = "source", value_name = "FILE")]
     pub docker_archive: Option<PathBuf>,
+    /// Refuse an archive whose files add up to more than SIZE (like 20G)
+    /// once unpacked: a guard against archive bombs [default: the free
+    /// space of the store's filesystem].
+    #[arg(long, env = "BOTYARD_MAX_IMAGE_SIZE", value_name = "SIZE")]
+    pub max_size: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -147,6 +152,11 @@ pub struct PullArgs {
     /// Use plain HTTP instead of HTTPS (for a registry on loopback).
     #[arg(long)]
     pub insecure: bool,
+    /// Refuse an archive whose files add up to more than SIZE (like 20G)
+    /// once unpacked: a guard against archive bombs [default: the free
+    /// space of the store's filesystem].
+    #[arg(long, env = "BOTYARD_MAX_IMAGE_SIZE", value_name = "SIZE")]
+    pub max_size: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

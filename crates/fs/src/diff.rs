@@ -1,6 +1,6 @@
 //! Comparing two store trees, skipping equal subtrees by hash.
 
-use crate::memtree::{MemKind, MemNode, MemTree};
+use crate::memtree::{MemTree, NodeId, NodeKind};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use store::{Entry, EntryKind, Store, Tree};
@@ -93,10 +93,11 @@ impl PathChange {
     }
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct PathDiff {
-    /// The path from the root, starting with `/` (lossy for non-UTF-8 names).
-    pub path: String,
+    /// The path from the root, starting with `/`, as bytes (names are
+    /// whatever the bot or image chose).
+    pub path: Vec<u8>,
     pub change: PathChange,
     pub kind: &'static str,
     pub old_kind: Option<&'static str>,
@@ -105,121 +106,142 @@ pub struct PathDiff {
     pub old_size: u64,
 }
 
-fn label(k: &MemKind) -> &'static str {
-    match k {
-        MemKind::Dir(_) => "dir",
-        MemKind::File { .. } => "file",
-        MemKind::Symlink(_) => "symlink",
-        MemKind::CharDev { .. } => "chardev",
-        MemKind::BlockDev { .. } => "blockdev",
-        MemKind::Fifo => "fifo",
-        MemKind::Socket => "socket",
+impl PathDiff {
+    /// The path as a person should see it (quoted when it needs to be).
+    pub fn shown(&self) -> String {
+        crate::quote_bytes(&self.path)
     }
 }
 
-fn size_of(k: &MemKind) -> u64 {
-    match k {
-        MemKind::File { size, .. } => *size,
-        _ => 0,
+/// A path for scripts: a string when it is UTF-8, else also its bytes.
+pub fn serialize_path<S: serde::Serializer>(
+    path: &[u8],
+    key: &'static str,
+    map: &mut S::SerializeMap,
+) -> Result<(), S::Error> {
+    use serde::ser::SerializeMap;
+    map.serialize_entry(key, &String::from_utf8_lossy(path))?;
+    if std::str::from_utf8(path).is_err() {
+        map.serialize_entry(&format!("{key}_bytes"), path)?;
+    }
+    Ok(())
+}
+
+impl serde::Serialize for PathDiff {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        serialize_path::<S>(&self.path, "path", &mut m)?;
+        m.serialize_entry("change", &self.change)?;
+        m.serialize_entry("kind", self.kind)?;
+        m.serialize_entry("old_kind", &self.old_kind)?;
+        m.serialize_entry("size", &self.size)?;
+        m.serialize_entry("old_size", &self.old_size)?;
+        m.end()
     }
 }
 
-fn same_content(a: &MemKind, b: &MemKind) -> bool {
+fn same_content(a: &NodeKind, b: &NodeKind) -> bool {
     match (a, b) {
         (
-            MemKind::File {
+            NodeKind::File {
                 object: x, size: s, ..
             },
-            MemKind::File {
+            NodeKind::File {
                 object: y, size: t, ..
             },
         ) => x == y && s == t,
-        (MemKind::Symlink(x), MemKind::Symlink(y)) => x == y,
-        (MemKind::CharDev { major: a, minor: b }, MemKind::CharDev { major: c, minor: d })
-        | (MemKind::BlockDev { major: a, minor: b }, MemKind::BlockDev { major: c, minor: d }) => {
+        (NodeKind::Symlink(x), NodeKind::Symlink(y)) => x == y,
+        (NodeKind::CharDev { major: a, minor: b }, NodeKind::CharDev { major: c, minor: d })
+        | (NodeKind::BlockDev { major: a, minor: b }, NodeKind::BlockDev { major: c, minor: d }) => {
             a == c && b == d
         }
         _ => true,
     }
 }
 
-/// Every path that differs between `new` and `old`, in path order.
+/// Every path that differs between `new` and `old`, in path order (a loop,
+/// not a recursion, whatever the depth).
 pub fn diff_memtrees(new: &MemTree, old: &MemTree) -> Vec<PathDiff> {
     let mut out = Vec::new();
-    diff_nodes(Some(&new.root), Some(&old.root), &mut Vec::new(), &mut out);
+    // Pairs of directories to compare: (new dir, old dir, path).
+    let mut stack: Vec<(Option<NodeId>, Option<NodeId>, Vec<u8>)> =
+        vec![(Some(new.root()), Some(old.root()), Vec::new())];
+    while let Some((n, o, path)) = stack.pop() {
+        let nk = n.map(|n| new.children(n)).unwrap_or_default();
+        let ok = o.map(|o| old.children(o)).unwrap_or_default();
+        // Merge the two sorted lists; push subdirectories in reverse so
+        // they come out in order.
+        let mut later = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < nk.len() || j < ok.len() {
+            let ord = match (nk.get(i), ok.get(j)) {
+                (Some(&a), Some(&b)) => new.name(a).cmp(old.name(b)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (a, b) = match ord {
+                std::cmp::Ordering::Less => {
+                    i += 1;
+                    (Some(nk[i - 1]), None)
+                }
+                std::cmp::Ordering::Greater => {
+                    j += 1;
+                    (None, Some(ok[j - 1]))
+                }
+                std::cmp::Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                    (Some(nk[i - 1]), Some(ok[j - 1]))
+                }
+            };
+            let name = a.map(|a| new.name(a)).unwrap_or_else(|| old.name(b.unwrap()));
+            let mut p = path.clone();
+            p.push(b'/');
+            p.extend_from_slice(name);
+            let ak = a.map(|a| new.kind(a));
+            let bk = b.map(|b| old.kind(b));
+            let change = match (&ak, &bk) {
+                (Some(_), None) => Some(PathChange::Added),
+                (None, Some(_)) => Some(PathChange::Deleted),
+                (Some(x), Some(y)) => {
+                    if std::mem::discriminant(x) != std::mem::discriminant(y) {
+                        Some(PathChange::TypeChanged)
+                    } else if !same_content(x, y) {
+                        Some(PathChange::Modified)
+                    } else if new.meta(a.unwrap()) != old.meta(b.unwrap()) {
+                        Some(PathChange::Metadata)
+                    } else {
+                        None
+                    }
+                }
+                (None, None) => None,
+            };
+            if let Some(change) = change {
+                out.push(PathDiff {
+                    path: p.clone(),
+                    change,
+                    kind: ak.or(bk).unwrap().label(),
+                    old_kind: bk.map(|k| k.label()),
+                    size: ak.map(|k| k.size()).unwrap_or(0),
+                    old_size: bk.map(|k| k.size()).unwrap_or(0),
+                });
+            }
+            let ad = a.filter(|&a| new.is_dir(a));
+            let bd = b.filter(|&b| old.is_dir(b));
+            if ad.is_some() || bd.is_some() {
+                later.push((ad, bd, p));
+            }
+        }
+        stack.extend(later);
+    }
+    out.sort_by(|a, b| path_order(&a.path, &b.path));
     out
 }
 
-fn push(
-    out: &mut Vec<PathDiff>,
-    path: &[u8],
-    change: PathChange,
-    new: Option<&MemNode>,
-    old: Option<&MemNode>,
-) {
-    out.push(PathDiff {
-        path: format!("/{}", String::from_utf8_lossy(path)),
-        change,
-        kind: label(&new.or(old).unwrap().kind),
-        old_kind: old.map(|o| label(&o.kind)),
-        size: new.map(|n| size_of(&n.kind)).unwrap_or(0),
-        old_size: old.map(|o| size_of(&o.kind)).unwrap_or(0),
-    });
-}
-
-fn diff_nodes(
-    new: Option<&MemNode>,
-    old: Option<&MemNode>,
-    path: &mut Vec<u8>,
-    out: &mut Vec<PathDiff>,
-) {
-    let empty = BTreeMap::new();
-    let nch = match new.map(|n| &n.kind) {
-        Some(MemKind::Dir(c)) => c,
-        _ => &empty,
-    };
-    let och = match old.map(|o| &o.kind) {
-        Some(MemKind::Dir(c)) => c,
-        _ => &empty,
-    };
-    let mut names: Vec<&Vec<u8>> = nch.keys().chain(och.keys()).collect();
-    names.sort();
-    names.dedup();
-    for name in names {
-        let len = path.len();
-        if !path.is_empty() {
-            path.push(b'/');
-        }
-        path.extend_from_slice(name);
-        let (n, o) = (nch.get(name), och.get(name));
-        match (n, o) {
-            (Some(n), None) => {
-                push(out, path, PathChange::Added, Some(n), None);
-                diff_nodes(Some(n), None, path, out);
-            }
-            (None, Some(o)) => {
-                push(out, path, PathChange::Deleted, None, Some(o));
-                diff_nodes(None, Some(o), path, out);
-            }
-            (Some(n), Some(o)) => {
-                if std::mem::discriminant(&n.kind) != std::mem::discriminant(&o.kind) {
-                    push(out, path, PathChange::TypeChanged, Some(n), Some(o));
-                } else if !same_content(&n.kind, &o.kind) {
-                    push(out, path, PathChange::Modified, Some(n), Some(o));
-                } else if n.meta != o.meta {
-                    push(out, path, PathChange::Metadata, Some(n), Some(o));
-                }
-                if n.is_dir() || o.is_dir() {
-                    diff_nodes(
-                        Some(n).filter(|x| x.is_dir()),
-                        Some(o).filter(|x| x.is_dir()),
-                        path,
-                        out,
-                    );
-                }
-            }
-            (None, None) => {}
-        }
-        path.truncate(len);
-    }
+/// Orders paths so a directory's entries come right after it (tree order).
+fn path_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let ca = a.split(|&c| c == b'/');
+    let cb = b.split(|&c| c == b'/');
+    ca.cmp(cb)
 }

@@ -12,7 +12,10 @@
 //!   stubs redirecting into the store's objects, for overlayfs;
 //! * [`materialize`]: a tree written out as a plain directory (copy driver);
 //! * [`mount_overlay`]: the overlay mount itself;
-//! * [`fold_upper`]: an overlay upper dir folded back into a tree.
+//! * [`fold_upper`]: an overlay upper dir folded back into a tree;
+//!
+//! [`walk`] and [`quote_bytes`] come from the store crate and are re-exported
+//! here for the crates above.
 //!
 //! This crate never starts processes.
 
@@ -28,12 +31,17 @@ mod statcache;
 mod upper;
 
 pub use dedupe::{can_reflink, dedupe};
-pub use diff::{diff_memtrees, diff_trees, Change, PathChange, PathDiff};
+pub use diff::{diff_memtrees, diff_trees, serialize_path, Change, PathChange, PathDiff};
 pub use layer::{
     check_layers, diff_layer, layer, layer_file_name, layer_is_intact, layers_root, LayerCheck,
 };
 pub use materialize::{materialize, materialize_path, MaterializeStats};
-pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, TreeStats};
-pub use overlay::{fstype_of, is_overlay_mount, mount_fstype, mount_overlay, unmount, OverlaySpec};
-pub use scan::{scan_dir, ScanOptions, Scanner};
+pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, MetaRef, NodeId, NodeKind, TreeStats};
+pub use overlay::{
+    fstype_of, is_overlay_mount, mount_fstype, mount_overlay, mounts_below, unmount, OverlaySpec,
+};
+pub use store::walk;
+pub use store::{quote_bytes, quote_cow, quote_path, quote_str};
+pub use scan::{scan_dir, ScanOptions};
+pub use walk::{MAX_DEPTH, TooDeep};
 pub use upper::{fold_upper, xattr_at, FoldStats};

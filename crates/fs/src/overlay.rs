@@ -288,6 +288,21 @@ pub fn mount_fstype(path: &Path) -> Option<String> {
     })
 }
 
+/// Mount points at or below `dir` (read from mountinfo), deepest first.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(|m| PathBuf::from(unescape(m))))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out.dedup();
+    out
+}
+
 /// The type of the filesystem holding `path` (the mount with the longest
 /// mount point above it), for messages.
 pub fn fstype_of(path: &Path) -> Option<String> {

@@ -4,7 +4,7 @@
 
 use crate::import::{finish, ImportOutcome, Source};
 use crate::import_oci::{load_oci, Blobs, Config, Digest_};
-use crate::layer::{apply_tar_stream, LayerOptions};
+use crate::layer::{apply_tar_stream, Budget, LayerOptions};
 use anyhow::{bail, Context, Result};
 use fs::MemTree;
 use serde::Deserialize;
@@ -162,13 +162,14 @@ pub fn import_docker_archive(
     store: &Store,
     name: &ImageName,
     path: &Path,
+    max_size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<ImportOutcome> {
     let idx = ArchiveIndex::build(path)?;
     let label = format!("docker-archive:{}", std::fs::canonicalize(path)?.display());
     if !idx.members.contains_key("manifest.json") {
         if idx.members.contains_key("index.json") {
-            let (tree, digest, config, staging) = load_oci(store, &idx, None, progress)?;
+            let (tree, digest, config, staging) = load_oci(store, &idx, None, max_size, progress)?;
             return finish(
                 staging,
                 &tree,
@@ -271,6 +272,7 @@ pub fn import_docker_archive(
     let staging = Staging::new(store, progress)?;
     progress.phase("importing layers", None, Unit::Bytes);
     let mut tree = MemTree::default();
+    let budget = Budget::new(store, max_size);
     for (i, layer) in entry.layers.iter().enumerate() {
         let lbl = format!("layer {} ({layer}) of {}", i + 1, path.display());
         let r =
@@ -280,6 +282,7 @@ pub fn import_docker_archive(
             r,
             &staging,
             LayerOptions { whiteouts: true },
+            &budget,
             &lbl,
         )?;
     }

@@ -3,7 +3,7 @@
 
 use crate::import::{finish, ImportOutcome, Source};
 use crate::import_tar::Counting;
-use crate::layer::{apply_tar_stream, LayerOptions};
+use crate::layer::{apply_tar_stream, Budget, LayerOptions};
 use anyhow::{bail, Context, Result};
 use fs::MemTree;
 use serde::Deserialize;
@@ -235,6 +235,7 @@ pub(crate) fn apply_layers(
     blobs: &dyn Blobs,
     layers: &[Descriptor],
     staging: &Staging,
+    budget: &Budget,
     progress: &dyn Progress,
 ) -> Result<MemTree> {
     for l in layers {
@@ -264,6 +265,7 @@ pub(crate) fn apply_layers(
             r,
             staging,
             LayerOptions { whiteouts: true },
+            budget,
             &label,
         )?;
     }
@@ -320,12 +322,14 @@ pub fn import_oci(
     name: &ImageName,
     dir: &Path,
     reference: Option<&str>,
+    max_size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<ImportOutcome> {
     let layout = LayoutDir {
         dir: dir.to_path_buf(),
     };
-    let (tree, manifest_digest, config, staging) = load_oci(store, &layout, reference, progress)?;
+    let (tree, manifest_digest, config, staging) =
+        load_oci(store, &layout, reference, max_size, progress)?;
     let canon = std::fs::canonicalize(dir)?;
     let label = match reference {
         Some(r) => format!("oci:{}:{r}", canon.display()),
@@ -348,6 +352,7 @@ pub(crate) fn load_oci(
     store: &Store,
     layout: &dyn Blobs,
     reference: Option<&str>,
+    max_size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<(MemTree, String, Config, Staging)> {
     let index = read_index(layout)?;
@@ -384,7 +389,8 @@ pub(crate) fn load_oci(
             },
         )?;
     let staging = Staging::new(store, progress)?;
-    let tree = apply_layers(layout, &manifest.layers, &staging, progress)?;
+    let budget = Budget::new(store, max_size);
+    let tree = apply_layers(layout, &manifest.layers, &staging, &budget, progress)?;
     Ok((tree, mdesc.digest, config, staging))
 }
 

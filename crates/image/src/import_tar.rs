@@ -1,5 +1,5 @@
 use crate::import::{finish, ImportOutcome, Source};
-use crate::layer::{apply_tar_stream, LayerOptions};
+use crate::layer::{apply_tar_stream, Budget, LayerOptions};
 use anyhow::{Context, Result};
 use fs::MemTree;
 use std::io::{BufReader, Read};
@@ -25,6 +25,7 @@ pub fn import_tar(
     store: &Store,
     name: &ImageName,
     path: &Path,
+    max_size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<ImportOutcome> {
     let file = std::fs::File::open(path)
@@ -43,7 +44,8 @@ pub fn import_tar(
     let reader =
         crate::compression::decompress(counted).with_context(|| format!("cannot read {label}"))?;
     let mut tree = MemTree::default();
-    apply_tar_stream(&mut tree, reader, &staging, LayerOptions::default(), &label)?;
+    let budget = Budget::new(store, max_size);
+    apply_tar_stream(&mut tree, reader, &staging, LayerOptions::default(), &budget, &label)?;
     let canon = std::fs::canonicalize(path)?;
     let source = Source {
         label: format!("tar:{}", canon.display()),

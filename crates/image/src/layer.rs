@@ -8,7 +8,8 @@
 
 use anyhow::{bail, Context, Result};
 use fs::{split_path, MemKind, MemNode, MemTree, Meta};
-use std::collections::{BTreeSet, HashMap};
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::Read;
 use store::Staging;
 use tar::EntryType;
@@ -18,6 +19,76 @@ pub struct LayerOptions {
     /// Interpret OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`); off for plain
     /// rootfs tarballs, where such names are ordinary files.
     pub whiteouts: bool,
+}
+
+/// How many bytes of file data an import may expand to, over all its layers.
+pub struct Budget {
+    max: u64,
+    /// What set the limit, for the error.
+    why: String,
+    used: Cell<u64>,
+}
+
+impl Budget {
+    /// `max` bytes, or by default the free space of the store's filesystem
+    /// (content the store already has takes no space, but a bomb of zeros
+    /// still costs the time to hash it).
+    pub fn new(store: &store::Store, max: Option<u64>) -> Budget {
+        match max {
+            Some(m) => Budget {
+                max: m,
+                why: "the limit given with --max-size".into(),
+                used: Cell::new(0),
+            },
+            None => {
+                let free = rustix::fs::statvfs(store.root())
+                    .map(|s| s.f_bavail * s.f_frsize)
+                    .unwrap_or(u64::MAX);
+                Budget {
+                    max: free,
+                    why: "the free space of the store's filesystem, the default limit".into(),
+                    used: Cell::new(0),
+                }
+            }
+        }
+    }
+
+    /// No limit (tests and callers that bound their input otherwise).
+    pub fn unlimited() -> Budget {
+        Budget {
+            max: u64::MAX,
+            why: String::new(),
+            used: Cell::new(0),
+        }
+    }
+
+    fn take(&self, n: u64, label: &str) -> Result<()> {
+        let used = self.used.get().saturating_add(n);
+        if used > self.max {
+            bail!(
+                "{label} expands to more than {} of file data, {}; give --max-size SIZE (or BOTYARD_MAX_IMAGE_SIZE) to allow more",
+                human(self.max),
+                self.why
+            );
+        }
+        self.used.set(used);
+        Ok(())
+    }
+}
+
+fn human(b: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
 }
 
 const WH: &[u8] = b".wh.";
@@ -33,11 +104,12 @@ pub fn apply_tar(
     r: &mut dyn Read,
     staging: &Staging,
     opts: LayerOptions,
+    budget: &Budget,
     label: &str,
 ) -> Result<()> {
     let mut ar = tar::Archive::new(r);
-    let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut opaque: Vec<Vec<Vec<u8>>> = Vec::new();
+    tree.begin_layer();
     let entries = ar
         .entries()
         .with_context(|| format!("{label} is not a readable tar archive"))?;
@@ -82,6 +154,7 @@ pub fn apply_tar(
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let sparse = header.entry_type() == EntryType::GNUSparse;
                 let size = entry.size();
+                budget.take(size, label)?;
                 let (object, got) = staging
                     .put_reader(&mut entry, size, sparse)
                     .with_context(|| format!("{label} is truncated or corrupt in the data of '{}'", shown(&raw_path)))?;
@@ -90,7 +163,7 @@ pub fn apply_tar(
                 }
                 MemKind::File { object, size: got, sparse, group: None }
             }
-            EntryType::Directory => MemKind::Dir(Default::default()),
+            EntryType::Directory => MemKind::Dir,
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
@@ -113,7 +186,6 @@ pub fn apply_tar(
                 tree.link(&refs, &t).map_err(|e| {
                     anyhow::anyhow!(ctx(&format!("is a hard link to '{}': {e}", shown(&target))))
                 })?;
-                touched.insert(raw_join(&refs));
                 continue;
             }
             EntryType::Char | EntryType::Block => {
@@ -136,22 +208,12 @@ pub fn apply_tar(
                 "cannot be placed: {e} (botyard never writes through a symlink)"
             )))
         })?;
-        touched.insert(raw_join(&refs));
     }
     // An opaque directory hides what lower layers had in it, but keeps what
     // this layer put there, whatever the order of entries in the archive.
     for dir in opaque {
         let d: Vec<&[u8]> = dir.iter().map(|c| c.as_slice()).collect();
-        let mut prefix = raw_join(&d);
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
-        let keep: BTreeSet<Vec<u8>> = touched
-            .iter()
-            .filter_map(|p| p.strip_prefix(prefix.as_slice()))
-            .map(|rest| rest.split(|&b| b == b'/').next().unwrap_or(rest).to_vec())
-            .collect();
-        tree.retain_children(&d, |name| keep.contains(name));
+        tree.keep_current_layer(&d);
     }
     Ok(())
 }
@@ -163,6 +225,7 @@ pub fn apply_tar_stream(
     r: Box<dyn Read + Send + '_>,
     staging: &Staging,
     opts: LayerOptions,
+    budget: &Budget,
     label: &str,
 ) -> Result<()> {
     std::thread::scope(|s| {
@@ -205,7 +268,7 @@ pub fn apply_tar_stream(
             cur: Vec::new(),
             pos: 0,
         };
-        apply_tar(tree, &mut reader, staging, opts, label)
+        apply_tar(tree, &mut reader, staging, opts, budget, label)
     })
 }
 
@@ -237,10 +300,6 @@ impl Read for ChannelReader {
         self.pos += n;
         Ok(n)
     }
-}
-
-fn raw_join(c: &[&[u8]]) -> Vec<u8> {
-    c.join(&b'/')
 }
 
 /// A relative symlink may not climb above the image root from where it

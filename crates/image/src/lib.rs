@@ -25,5 +25,5 @@ pub use import::{ImportOutcome, Source};
 pub use import_dir::import_dir;
 pub use import_oci::{import_oci, split_oci_arg};
 pub use import_tar::import_tar;
-pub use layer::{apply_tar, apply_tar_stream, LayerOptions};
+pub use layer::{apply_tar, apply_tar_stream, Budget, LayerOptions};
 pub use pull::{default_name_for, pull, PullOptions};

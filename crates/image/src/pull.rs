@@ -22,6 +22,9 @@ const MANIFEST_TYPES: &[&str] = &[
 pub struct PullOptions {
     /// Talk plain HTTP (a registry on loopback without TLS).
     pub insecure: bool,
+    /// Bytes of file data the image may expand to (default: the store's
+    /// free space).
+    pub max_size: Option<u64>,
 }
 
 fn parse_ref(reference: &str) -> Result<Reference> {
@@ -80,7 +83,7 @@ pub fn pull(
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
     let layout = LayoutDir { dir: tmp.0.clone() };
-    let (tree, digest, config, staging) = load_oci(store, &layout, None, progress)?;
+    let (tree, digest, config, staging) = load_oci(store, &layout, None, opts.max_size, progress)?;
     finish(
         staging,
         &tree,

@@ -123,12 +123,7 @@ impl Store {
             report.tmp_entries += 1;
             if !dry_run {
                 let p = ent.path();
-                if ent.file_type()?.is_dir() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                }
-                .with_context(|| format!("cannot remove {}", p.display()))?;
+                crate::walk::remove_path(&p)?;
             }
         }
         if !dry_run {

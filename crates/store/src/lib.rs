@@ -11,7 +11,11 @@
 //! and publish them with renames ([`Staging`]); a ref is written only after the
 //! data it names is durable. Writers hold the store lock shared, `gc` holds it
 //! exclusive, so a sweep can never delete what an import is about to reference.
-//! This crate never mounts anything and knows nothing of bots.
+//! It also holds the two helpers every crate above it shares for input
+//! someone else shaped: [`walk`] (beneath a directory, no symlink followed,
+//! no recursion, descriptors bounded) and [`quote_bytes`] (names shown
+//! safely to a person). This crate never mounts anything and knows nothing
+//! of bots.
 
 mod atomic;
 mod df;
@@ -21,10 +25,12 @@ mod hash;
 mod lock;
 mod names;
 mod progress;
+mod quote;
 mod refs;
 mod staging;
 mod store;
 mod tree;
+pub mod walk;
 
 pub use atomic::write_file_atomic;
 pub use df::{DfReport, ImageUsage};
@@ -34,10 +40,14 @@ pub use hash::{Hash, HashParseError};
 pub use lock::{try_lock_file, StoreLock};
 pub use names::{validate_segment, ImageName, NameError, MAX_NAME_BYTES};
 pub use progress::{NoProgress, Progress, Unit};
+pub use quote::{quote_bytes, quote_cow, quote_path, quote_str};
 pub use refs::ImageRef;
 pub use staging::{hash_file, is_sparse, Staging, StagingStats, SMALL_FILE};
 pub use store::{default_store_path, Store, STORE_MARKER};
-pub use tree::{valid_entry_name, Entry, EntryKind, FileData, Tree, TreeError, NAME_MAX, PATH_MAX};
+pub use tree::{
+    known_xattr_namespace, valid_entry_name, Entry, EntryKind, EntryRef, FileData, KindRef, Tree,
+    TreeEncoder, TreeError, NAME_MAX, PATH_MAX, XATTRS_MAX, XATTR_VALUE_MAX,
+};
 
 /// Adds a hint to an error that came from a full filesystem, so every
 /// command reports ENOSPC the same way.

@@ -244,8 +244,12 @@ impl Staging {
 
     /// Adds a tree; returns its hash.
     pub fn put_tree(&self, t: &Tree) -> Result<Hash> {
-        let data = t.encode();
-        let h = Hash::of(&data);
+        self.put_tree_bytes(&t.encode())
+    }
+
+    /// Adds a tree given by its encoding ([`crate::TreeEncoder`]).
+    pub fn put_tree_bytes(&self, data: &[u8]) -> Result<Hash> {
+        let h = Hash::of(data);
         if !self.write {
             return Ok(h);
         }
@@ -254,7 +258,7 @@ impl Staging {
             return Ok(h);
         }
         let (p, mut f) = self.partial()?;
-        f.write_all(&data)?;
+        f.write_all(data)?;
         drop(f);
         fs::rename(&p, &staged)?;
         self.new_trees.fetch_add(1, Ordering::Relaxed);
@@ -272,7 +276,7 @@ impl Staging {
         publish_dir(&self.dir.join("trees"), &self.store.trees_dir())?;
         self.store.syncfs()?;
         self.done = true;
-        let _ = fs::remove_dir_all(&self.dir);
+        let _ = crate::walk::remove_path(&self.dir);
         let out = then(&self.store)?;
         Ok((
             StagingStats {
@@ -288,7 +292,7 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if !self.done {
-            let _ = fs::remove_dir_all(&self.dir);
+            let _ = crate::walk::remove_path(&self.dir);
         }
     }
 }

@@ -50,18 +50,6 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn code(&self) -> u8 {
-        match self {
-            EntryKind::File(_) => 1,
-            EntryKind::Dir(_) => 2,
-            EntryKind::Symlink(_) => 3,
-            EntryKind::CharDev { .. } => 4,
-            EntryKind::BlockDev { .. } => 5,
-            EntryKind::Fifo => 6,
-            EntryKind::Socket => 7,
-        }
-    }
-
     /// One word for listings and diffs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -140,7 +128,7 @@ impl Tree {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         for e in &mut entries {
             e.xattrs.sort();
-            check_entry(e)?;
+            check_entry(&e.as_ref())?;
         }
         for w in entries.windows(2) {
             if w[0].name == w[1].name {
@@ -169,49 +157,12 @@ impl Tree {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.entries.len() * 96);
-        out.extend_from_slice(MAGIC);
-        put_u32(&mut out, self.entries.len() as u32);
+        let mut enc = TreeEncoder::with_capacity(self.entries.len());
         for e in &self.entries {
-            put_u16(&mut out, e.name.len() as u16);
-            out.extend_from_slice(&e.name);
-            out.push(e.kind.code());
-            put_u32(&mut out, e.mode);
-            put_u32(&mut out, e.uid);
-            put_u32(&mut out, e.gid);
-            out.extend_from_slice(&e.mtime.to_le_bytes());
-            put_u32(&mut out, e.mtime_nsec);
-            put_u16(&mut out, e.xattrs.len() as u16);
-            for (k, v) in &e.xattrs {
-                put_u16(&mut out, k.len() as u16);
-                out.extend_from_slice(k);
-                put_u32(&mut out, v.len() as u32);
-                out.extend_from_slice(v);
-            }
-            match &e.kind {
-                EntryKind::File(f) => {
-                    out.extend_from_slice(&f.object.0);
-                    out.extend_from_slice(&f.size.to_le_bytes());
-                    let flags = (f.sparse as u8) | ((f.link.is_some() as u8) << 1);
-                    out.push(flags);
-                    if let Some(l) = &f.link {
-                        put_u16(&mut out, l.len() as u16);
-                        out.extend_from_slice(l);
-                    }
-                }
-                EntryKind::Dir(h) => out.extend_from_slice(&h.0),
-                EntryKind::Symlink(t) => {
-                    put_u16(&mut out, t.len() as u16);
-                    out.extend_from_slice(t);
-                }
-                EntryKind::CharDev { major, minor } | EntryKind::BlockDev { major, minor } => {
-                    put_u32(&mut out, *major);
-                    put_u32(&mut out, *minor);
-                }
-                EntryKind::Fifo | EntryKind::Socket => {}
-            }
+            enc.push(&e.as_ref())
+                .expect("a tree's entries are checked when it is built");
         }
-        out
+        enc.finish()
     }
 
     pub fn hash(&self) -> Hash {
@@ -297,7 +248,7 @@ impl Tree {
                 xattrs,
                 kind,
             };
-            check_entry(&e)?;
+            check_entry(&e.as_ref())?;
             if let Some(prev) = entries.last() {
                 let prev: &Entry = prev;
                 if prev.name >= e.name {
@@ -313,9 +264,24 @@ impl Tree {
     }
 }
 
-fn check_entry(e: &Entry) -> Result<(), TreeError> {
-    let shown = || String::from_utf8_lossy(&e.name).into_owned();
-    if !valid_entry_name(&e.name) {
+/// The largest xattr value a tree holds: what a layer image (EROFS) can
+/// carry, one byte short of the kernel's own limit.
+pub const XATTR_VALUE_MAX: usize = u16::MAX as usize;
+/// The xattr bytes (names and values) one entry may carry in all.
+pub const XATTRS_MAX: usize = 256 * 1024;
+
+/// Whether a layer image and the kernel can hold an xattr of this name.
+pub fn known_xattr_namespace(name: &[u8]) -> bool {
+    [&b"user."[..], b"trusted.", b"security."]
+        .iter()
+        .any(|p| name.starts_with(p) && name.len() > p.len())
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+}
+
+fn check_entry(e: &EntryRef<'_>) -> Result<(), TreeError> {
+    let shown = || String::from_utf8_lossy(e.name).into_owned();
+    if !valid_entry_name(e.name) {
         return err(format!("invalid entry name {:?}", shown()));
     }
     if e.mode & !0o7777 != 0 {
@@ -330,26 +296,212 @@ fn check_entry(e: &Entry) -> Result<(), TreeError> {
             shown()
         ));
     }
-    if e.xattrs.len() > u16::MAX as usize {
-        return err(format!("entry {:?} has too many xattrs", shown()));
-    }
-    for (k, v) in &e.xattrs {
-        if k.is_empty() || k.len() > NAME_MAX || k.contains(&0) || v.len() > 1 << 20 {
-            return err(format!("entry {:?} has an invalid xattr", shown()));
+    let mut total = 0usize;
+    for (k, v) in e.xattrs {
+        if k.is_empty() || k.len() > NAME_MAX || k.contains(&0) {
+            return err(format!("entry {:?} has an invalid xattr name", shown()));
         }
+        if !known_xattr_namespace(k) {
+            return err(format!(
+                "entry {:?} has the xattr {:?}, outside the user, trusted, security and ACL namespaces botyard keeps",
+                shown(),
+                String::from_utf8_lossy(k)
+            ));
+        }
+        if v.len() > XATTR_VALUE_MAX {
+            return err(format!(
+                "entry {:?} has the xattr {:?} of {} bytes; botyard keeps values up to {XATTR_VALUE_MAX} bytes (what a layer image holds)",
+                shown(),
+                String::from_utf8_lossy(k),
+                v.len()
+            ));
+        }
+        total += k.len() + v.len() + 8;
+    }
+    if total > XATTRS_MAX {
+        return err(format!(
+            "entry {:?} has {total} bytes of xattrs; botyard keeps up to {XATTRS_MAX} per entry",
+            shown()
+        ));
     }
     match &e.kind {
-        EntryKind::Symlink(t) if t.is_empty() || t.len() > PATH_MAX || t.contains(&0) => {
+        KindRef::Symlink(t) if t.is_empty() || t.len() > PATH_MAX || t.contains(&0) => {
             err(format!("symlink {:?} has an invalid target", shown()))
         }
-        EntryKind::File(f)
-            if f.link
-                .as_ref()
-                .is_some_and(|l| l.is_empty() || l.len() > PATH_MAX) =>
-        {
+        KindRef::File {
+            link: Some(l), ..
+        } if l.is_empty() || l.len() > PATH_MAX => {
             err(format!("file {:?} has an invalid link path", shown()))
         }
         _ => Ok(()),
+    }
+}
+
+/// An entry borrowed for encoding (see [`TreeEncoder`]).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    pub name: &'a [u8],
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    /// Sorted by name.
+    pub xattrs: &'a [(Vec<u8>, Vec<u8>)],
+    pub kind: KindRef<'a>,
+}
+
+/// [`EntryKind`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub enum KindRef<'a> {
+    File {
+        object: &'a Hash,
+        size: u64,
+        sparse: bool,
+        link: Option<&'a [u8]>,
+    },
+    Dir(&'a Hash),
+    Symlink(&'a [u8]),
+    CharDev { major: u32, minor: u32 },
+    BlockDev { major: u32, minor: u32 },
+    Fifo,
+    Socket,
+}
+
+impl Entry {
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        let kind = match &self.kind {
+            EntryKind::File(f) => KindRef::File {
+                object: &f.object,
+                size: f.size,
+                sparse: f.sparse,
+                link: f.link.as_deref(),
+            },
+            EntryKind::Dir(h) => KindRef::Dir(h),
+            EntryKind::Symlink(t) => KindRef::Symlink(t),
+            EntryKind::CharDev { major, minor } => KindRef::CharDev {
+                major: *major,
+                minor: *minor,
+            },
+            EntryKind::BlockDev { major, minor } => KindRef::BlockDev {
+                major: *major,
+                minor: *minor,
+            },
+            EntryKind::Fifo => KindRef::Fifo,
+            EntryKind::Socket => KindRef::Socket,
+        };
+        EntryRef {
+            name: &self.name,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime,
+            mtime_nsec: self.mtime_nsec,
+            xattrs: &self.xattrs,
+            kind,
+        }
+    }
+}
+
+/// Writes a tree's encoding entry by entry, without holding the entries:
+/// a directory of a million files costs its encoding, not a million
+/// owned entries. Entries must come in name order.
+pub struct TreeEncoder {
+    out: Vec<u8>,
+    count: u32,
+    last: Option<std::ops::Range<usize>>,
+}
+
+impl TreeEncoder {
+    pub fn with_capacity(entries: usize) -> TreeEncoder {
+        let mut out = Vec::with_capacity(8 + entries.min(1 << 16) * 96);
+        out.extend_from_slice(MAGIC);
+        put_u32(&mut out, 0);
+        TreeEncoder {
+            out,
+            count: 0,
+            last: None,
+        }
+    }
+
+    /// Appends an entry; refuses one that is invalid or not after the last.
+    pub fn push(&mut self, e: &EntryRef<'_>) -> Result<(), TreeError> {
+        check_entry(e)?;
+        if let Some(r) = &self.last {
+            match self.out[r.clone()].cmp(e.name) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return err(format!(
+                        "duplicate entry name {:?}",
+                        String::from_utf8_lossy(e.name)
+                    ))
+                }
+                std::cmp::Ordering::Greater => return err("entries not in name order"),
+            }
+        }
+        if self.count == u32::MAX {
+            return err("too many entries in one directory");
+        }
+        let out = &mut self.out;
+        put_u16(out, e.name.len() as u16);
+        let start = out.len();
+        out.extend_from_slice(e.name);
+        self.last = Some(start..out.len());
+        out.push(match e.kind {
+            KindRef::File { .. } => 1,
+            KindRef::Dir(_) => 2,
+            KindRef::Symlink(_) => 3,
+            KindRef::CharDev { .. } => 4,
+            KindRef::BlockDev { .. } => 5,
+            KindRef::Fifo => 6,
+            KindRef::Socket => 7,
+        });
+        put_u32(out, e.mode);
+        put_u32(out, e.uid);
+        put_u32(out, e.gid);
+        out.extend_from_slice(&e.mtime.to_le_bytes());
+        put_u32(out, e.mtime_nsec);
+        put_u16(out, e.xattrs.len() as u16);
+        for (k, v) in e.xattrs {
+            put_u16(out, k.len() as u16);
+            out.extend_from_slice(k);
+            put_u32(out, v.len() as u32);
+            out.extend_from_slice(v);
+        }
+        match e.kind {
+            KindRef::File {
+                object,
+                size,
+                sparse,
+                link,
+            } => {
+                out.extend_from_slice(&object.0);
+                out.extend_from_slice(&size.to_le_bytes());
+                out.push((sparse as u8) | ((link.is_some() as u8) << 1));
+                if let Some(l) = link {
+                    put_u16(out, l.len() as u16);
+                    out.extend_from_slice(l);
+                }
+            }
+            KindRef::Dir(h) => out.extend_from_slice(&h.0),
+            KindRef::Symlink(t) => {
+                put_u16(out, t.len() as u16);
+                out.extend_from_slice(t);
+            }
+            KindRef::CharDev { major, minor } | KindRef::BlockDev { major, minor } => {
+                put_u32(out, major);
+                put_u32(out, minor);
+            }
+            KindRef::Fifo | KindRef::Socket => {}
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The encoding.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[4..8].copy_from_slice(&self.count.to_le_bytes());
+        self.out
     }
 }
 

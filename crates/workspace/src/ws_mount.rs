@@ -2,7 +2,7 @@ use crate::audit::{stop_watcher, Log};
 use crate::changes::components;
 use crate::state::{Mode, Workspace, WorkspaceRef};
 use anyhow::{bail, Context, Result};
-use fs::{MemNode, MemTree};
+use fs::MemTree;
 use std::path::{Path, PathBuf};
 use store::{Progress, Staging, Store};
 
@@ -34,8 +34,8 @@ fn record_base(ws: &Workspace, r: &mut WorkspaceRef, progress: &dyn Progress) ->
             for c in &changes {
                 for p in std::iter::once(&c.path).chain(c.from.iter()) {
                     let path = components(p);
-                    match old.get(&path) {
-                        Some(n) => tree.insert(&path, without_groups(n.clone()))?,
+                    match old.lookup(&path) {
+                        Some(n) => tree.graft(&path, &old, n)?,
                         None => {
                             tree.remove(&path);
                         }
@@ -50,22 +50,6 @@ fn record_base(ws: &Workspace, r: &mut WorkspaceRef, progress: &dyn Progress) ->
         ws.save(r)
     })?;
     Ok(())
-}
-
-/// A node moved between trees carries no hard-link group of the old one.
-fn without_groups(mut n: MemNode) -> MemNode {
-    match &mut n.kind {
-        fs::MemKind::File { group, .. } => *group = None,
-        fs::MemKind::Dir(children) => {
-            let taken = std::mem::take(children);
-            *children = taken
-                .into_iter()
-                .map(|(k, v)| (k, without_groups(v)))
-                .collect();
-        }
-        _ => {}
-    }
-    n
 }
 
 /// Mounts a workspace at `at` (default `workspaces/NAME/root`): records the

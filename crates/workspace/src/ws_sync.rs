@@ -489,7 +489,7 @@ fn node_for(side: &Side, object: Option<(store::Hash, u64)>) -> MemNode {
         ..Default::default()
     };
     let kind = match side.kind {
-        Kind::Dir => MemKind::Dir(Default::default()),
+        Kind::Dir => MemKind::Dir,
         Kind::Symlink => MemKind::Symlink(side.target.clone().unwrap_or_default()),
         _ => {
             let (object, size) = object.unwrap_or((store::Hash::empty(), 0));
@@ -510,7 +510,9 @@ fn set_base(base: &mut MemTree, path: &[u8], node: Option<MemNode>) -> Result<()
         None => {
             base.remove(&c);
         }
-        Some(n) => base.insert(&c, n)?,
+        Some(n) => {
+            base.insert(&c, n)?;
+        }
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ pub fn run(ctx: &Ctx, a: BotDiffArgs) -> Result<i32> {
                 }
                 _ => String::new(),
             };
-            println!("{} {}{extra}", d.change.letter(), d.path);
+            println!("{} {}{extra}", d.change.letter(), d.shown());
         }
     }
     Ok(0)

@@ -9,20 +9,30 @@ pub fn run(ctx: &Ctx, a: ImportArgs) -> Result<i32> {
     let name = image_name(&a.name)?;
     let store = ctx.open()?;
     let p = &ctx.bars;
+    let max = max_size(a.max_size.as_deref())?;
     let out = if let Some(dir) = &a.dir {
         image::import_dir(&store, &name, dir, p)
     } else if let Some(tar) = &a.tar {
-        image::import_tar(&store, &name, tar, p)
+        image::import_tar(&store, &name, tar, max, p)
     } else if let Some(oci) = &a.oci {
         let (dir, reference) = image::split_oci_arg(oci);
-        image::import_oci(&store, &name, &dir, reference.as_deref(), p)
+        image::import_oci(&store, &name, &dir, reference.as_deref(), max, p)
     } else if let Some(f) = &a.docker_archive {
-        image::import_docker_archive(&store, &name, f, p)
+        image::import_docker_archive(&store, &name, f, max, p)
     } else {
         unreachable!("clap requires one source")
     }?;
     ctx.bars.finish();
     report(ctx, &out, a.json)
+}
+
+/// `--max-size`, parsed.
+pub fn max_size(v: Option<&str>) -> Result<Option<u64>> {
+    v.map(|s| {
+        workspace::parse_size(s)
+            .map_err(|e| anyhow::anyhow!("--max-size {s}: {e}; give a size like 20G or 512MiB"))
+    })
+    .transpose()
 }
 
 /// Prints an import's outcome; shared with `image pull`.

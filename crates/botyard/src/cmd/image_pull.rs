@@ -14,6 +14,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<i32> {
         &name,
         image::PullOptions {
             insecure: a.insecure,
+            max_size: super::image_import::max_size(a.max_size.as_deref())?,
         },
         &ctx.bars,
     )?;

@@ -1,0 +1,396 @@
+//! Walking beneath a directory: the one way botyard reads a tree someone
+//! else shaped (an image directory, a bot's upper or root, a workspace).
+//!
+//! Every entry is reached relative to its parent's descriptor with
+//! `O_NOFOLLOW`, so a symlink is never followed, even if the tree changes
+//! during the walk. The walk is a loop over an explicit stack, never a
+//! recursion, and holds at most [`FD_BUDGET`] directory descriptors however
+//! deep the tree: a directory whose descriptor was let go is opened again
+//! through `..` of its child and must be the same directory (device and
+//! inode) it was. Depth is bounded by the caller; past it the walk stops
+//! with [`TooDeep`], naming the path.
+
+use anyhow::{Context, Result};
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use std::path::Path;
+
+/// Directory descriptors a walk keeps open at most.
+pub const FD_BUDGET: usize = 64;
+
+/// How deep the trees botyard stores may be: deeper directories are
+/// refused with a one-line error (a path that deep cannot even be named to
+/// the kernel in one string when its names are long).
+pub const MAX_DEPTH: usize = 512;
+
+/// A walk went below [`MAX_DEPTH`] (or the caller's limit).
+#[derive(Debug, Clone)]
+pub struct TooDeep {
+    /// The path where the limit was passed, from the walk's root.
+    pub path: Vec<u8>,
+    pub limit: usize,
+}
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let first: Vec<&[u8]> = self.path.split(|&b| b == b'/').take(4).collect();
+        write!(
+            f,
+            "{}/… is nested more than {} directories deep, which botyard does not keep",
+            crate::quote_bytes(&first.join(&b'/')),
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooDeep {}
+
+fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
+    r.map_err(std::io::Error::from)
+}
+
+/// Opens a directory the caller named (symlinks in `p` itself are the
+/// caller's choice and are followed).
+pub fn open_dir(p: &Path) -> Result<OwnedFd> {
+    io(rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))
+    .with_context(|| format!("cannot open the directory {}", p.display()))
+}
+
+/// Opens the directory `name` in `dir`, never through a symlink.
+pub fn open_dir_at(dir: &OwnedFd, name: &[u8]) -> std::io::Result<OwnedFd> {
+    io(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))
+}
+
+/// Opens the directory at `comps` below `root` one component at a time,
+/// never through a symlink (so any depth works, unlike one path string).
+/// `Ok(None)`: something on the way is missing, a symlink or not a directory.
+pub fn open_beneath(root: &OwnedFd, comps: &[&[u8]]) -> std::io::Result<Option<OwnedFd>> {
+    let mut dir = root.try_clone()?;
+    for c in comps {
+        match open_dir_at(&dir, c) {
+            Ok(d) => dir = d,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(dir))
+}
+
+/// The names in a directory, sorted, without `.` and `..`.
+pub fn read_names(dir: &OwnedFd) -> std::io::Result<Vec<Vec<u8>>> {
+    // A descriptor of its own: reading moves the directory's offset.
+    let fd = io(rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))?;
+    let mut out = Vec::new();
+    for e in io(rustix::fs::Dir::read_from(&fd))? {
+        let e = io(e)?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(n.to_vec());
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// What a walk calls back. Paths are from the walk's root, `/`-joined,
+/// without a leading `/`.
+pub trait Visitor {
+    /// An entry of the directory `dir`; return true to walk into it (only
+    /// honoured for directories).
+    fn entry(&mut self, dir: &OwnedFd, name: &[u8], path: &[u8], st: &Stat) -> Result<bool>;
+    /// A directory the walk went into, opened, before its entries.
+    fn enter(&mut self, _own: &OwnedFd, _path: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    /// A directory all of whose entries were visited; `parent` holds it
+    /// as `name` (for removing it, or finishing it bottom-up).
+    fn leave(&mut self, _parent: &OwnedFd, _name: &[u8], _path: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct Frame {
+    fd: Option<OwnedFd>,
+    dev: u64,
+    ino: u64,
+    /// Entries still to visit, in reverse order.
+    names: Vec<Vec<u8>>,
+    /// Length of the path buffer before this directory's own name.
+    base_len: usize,
+    name: Vec<u8>,
+}
+
+fn same_dir(fd: &OwnedFd, dev: u64, ino: u64) -> std::io::Result<bool> {
+    let st = io(rustix::fs::fstat(fd))?;
+    Ok(st.st_dev == dev && st.st_ino == ino)
+}
+
+/// Walks everything below `root` depth first, entries of a directory in
+/// name order, calling `v`. Directories deeper than `max_depth` below the
+/// root stop the walk with a [`TooDeep`] error. Entries that vanish during
+/// the walk are skipped; a directory replaced during the walk is an error.
+pub fn walk(root: &OwnedFd, max_depth: usize, v: &mut dyn Visitor) -> Result<()> {
+    let st = io(rustix::fs::fstat(root))?;
+    let mut names = read_names(root).context("cannot read a directory")?;
+    names.reverse();
+    let mut stack = vec![Frame {
+        fd: Some(root.try_clone()?),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        names,
+        base_len: 0,
+        name: Vec::new(),
+    }];
+    let mut path: Vec<u8> = Vec::new();
+    let shown = |p: &[u8]| crate::quote_bytes(p);
+    while !stack.is_empty() {
+        let depth = stack.len();
+        let top = stack.last_mut().unwrap();
+        let Some(name) = top.names.pop() else {
+            // Done with this directory: back to its parent.
+            let done = stack.pop().unwrap();
+            let Some(parent) = stack.last_mut() else {
+                break;
+            };
+            let child_fd = done.fd.expect("the top of the walk is always open");
+            if parent.fd.is_none() {
+                let up = io(rustix::fs::openat(
+                    &child_fd,
+                    "..",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ))?;
+                if !same_dir(&up, parent.dev, parent.ino)? {
+                    anyhow::bail!(
+                        "{} was moved during the walk; try again once the tree is still",
+                        shown(&path[..done.base_len])
+                    );
+                }
+                parent.fd = Some(up);
+            }
+            drop(child_fd);
+            let pfd = parent.fd.as_ref().unwrap();
+            v.leave(pfd, &done.name, &path)?;
+            path.truncate(done.base_len);
+            continue;
+        };
+        let dir = top.fd.as_ref().expect("the top of the walk is always open");
+        let base_len = path.len();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&name);
+        let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => {
+                path.truncate(base_len);
+                continue;
+            }
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("cannot read {}", shown(&path)))
+            }
+        };
+        let descend = v.entry(dir, &name, &path, &st)?;
+        if !(descend && FileType::from_raw_mode(st.st_mode) == FileType::Directory) {
+            path.truncate(base_len);
+            continue;
+        }
+        if depth > max_depth {
+            return Err(TooDeep {
+                path: path.clone(),
+                limit: max_depth,
+            }
+            .into());
+        }
+        let child = open_dir_at(dir, &name).with_context(|| format!("cannot open {}", shown(&path)))?;
+        if !same_dir(&child, st.st_dev, st.st_ino)? {
+            anyhow::bail!(
+                "{} was replaced during the walk; try again once the tree is still",
+                shown(&path)
+            );
+        }
+        let mut names =
+            read_names(&child).with_context(|| format!("cannot read {}", shown(&path)))?;
+        names.reverse();
+        v.enter(&child, &path)?;
+        // Let go of the descriptor furthest up once over budget; it is
+        // opened again through `..` on the way back.
+        if stack.len() >= FD_BUDGET {
+            let i = stack.len() - FD_BUDGET;
+            stack[i].fd = None;
+        }
+        stack.push(Frame {
+            fd: Some(child),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            names,
+            base_len,
+            name,
+        });
+    }
+    Ok(())
+}
+
+/// Removes `name` in `dir` and everything below it, at any depth, with a
+/// bounded number of descriptors and never through a symlink. Returns the
+/// number of entries removed; missing is not an error (0).
+pub fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<u64> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(0),
+        Err(e) => return Err(std::io::Error::from(e).into()),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        io(rustix::fs::unlinkat(dir, name, AtFlags::empty()))
+            .with_context(|| format!("cannot remove {}", shown_name(name)))?;
+        return Ok(1);
+    }
+    let sub = open_dir_at(dir, name)?;
+    let n = remove_contents(&sub)?;
+    io(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR))
+        .with_context(|| format!("cannot remove the directory {}", shown_name(name)))?;
+    Ok(n + 1)
+}
+
+fn shown_name(n: &[u8]) -> String {
+    crate::quote_bytes(n)
+}
+
+/// Removes everything in the directory `dir`, keeping `dir` itself.
+pub fn remove_contents(dir: &OwnedFd) -> Result<u64> {
+    struct Remover(u64);
+    impl Visitor for Remover {
+        fn entry(&mut self, dir: &OwnedFd, name: &[u8], path: &[u8], st: &Stat) -> Result<bool> {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Ok(true);
+            }
+            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("cannot remove {}", crate::quote_bytes(path)))
+                }
+            }
+            self.0 += 1;
+            Ok(false)
+        }
+        fn leave(&mut self, parent: &OwnedFd, name: &[u8], path: &[u8]) -> Result<()> {
+            io(rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR))
+                .with_context(|| format!("cannot remove {}", crate::quote_bytes(path)))?;
+            self.0 += 1;
+            Ok(())
+        }
+    }
+    let mut r = Remover(0);
+    walk(dir, usize::MAX, &mut r)?;
+    Ok(r.0)
+}
+
+/// Empties the directory at `p` (creating it if missing), at any depth;
+/// never follows a symlink inside it.
+pub fn empty_dir(p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+        Ok(m) if !m.is_dir() => anyhow::bail!("{} is not a directory", p.display()),
+        Ok(_) => {}
+    }
+    let fd = io(rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))
+    .with_context(|| format!("cannot open {}", p.display()))?;
+    remove_contents(&fd).with_context(|| format!("cannot empty {}", p.display()))?;
+    Ok(())
+}
+
+/// Removes the directory (or file) at `p` and everything below it, at any
+/// depth. Missing is not an error.
+pub fn remove_path(p: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        anyhow::bail!("refusing to remove {}", p.display());
+    };
+    let parent = match open_dir(if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    }) {
+        Ok(d) => d,
+        Err(_) if !p.exists() && std::fs::symlink_metadata(p).is_err() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    remove_tree(&parent, name.as_encoded_bytes())
+        .with_context(|| format!("cannot remove {}", p.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deep(root: &Path, depth: usize) {
+        let top = open_dir(root).unwrap();
+        let mut d = top;
+        for i in 0..depth {
+            rustix::fs::mkdirat(&d, "a", Mode::from_raw_mode(0o755)).unwrap();
+            if i % 100 == 0 {
+                rustix::fs::openat(
+                    &d,
+                    "f",
+                    OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .unwrap();
+            }
+            d = open_dir_at(&d, b"a").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_and_removed_with_few_descriptors() {
+        let tmp = tempfile::tempdir().unwrap();
+        deep(tmp.path(), 5000);
+        struct Count(usize, usize);
+        impl Visitor for Count {
+            fn entry(&mut self, _: &OwnedFd, _: &[u8], path: &[u8], _: &Stat) -> Result<bool> {
+                self.0 += 1;
+                self.1 = self.1.max(path.split(|&b| b == b'/').count());
+                Ok(true)
+            }
+        }
+        let root = open_dir(tmp.path()).unwrap();
+        let mut c = Count(0, 0);
+        walk(&root, usize::MAX, &mut c).unwrap();
+        assert_eq!((c.0, c.1), (5000 + 50, 5000));
+        let err = walk(&root, MAX_DEPTH, &mut Count(0, 0)).unwrap_err();
+        assert!(err.downcast_ref::<TooDeep>().is_some(), "{err:#}");
+        assert_eq!(remove_contents(&root).unwrap(), 5050);
+        assert!(read_names(&root).unwrap().is_empty());
+    }
+}
