@@ -1,4 +1,5 @@
-use crate::bot_list::{du, ids};
+use crate::bot_list::ids;
+use fs::walk::du;
 
 use crate::bot_list::BotInfo;
 use anyhow::Result;

@@ -1,4 +1,5 @@
-use crate::bot_list::{du, ids};
+use crate::bot_list::ids;
+use fs::walk::du;
 use crate::state::{Bot, Driver};
 use anyhow::{Context, Result};
 use std::collections::HashSet;

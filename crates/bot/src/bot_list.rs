@@ -30,23 +30,6 @@ pub(crate) fn ids(store: &Store) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Disk bytes under a path (what `du` counts), never following symlinks.
-pub(crate) fn du(p: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    let mut n = m.blocks() * 512;
-    if m.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                n += du(&e.path());
-            }
-        }
-    }
-    n
-}
-
 pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
     let bot = Bot::new(store, id)?;
     let r = bot.load()?;
@@ -78,9 +61,7 @@ pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
 
 /// Disk bytes of what a directory holds, not counting its own blocks.
 pub(crate) fn du_below(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
-        .unwrap_or(0)
+    fs::walk::du_below(dir)
 }
 
 pub fn list(store: &Store) -> Result<Vec<BotInfo>> {

@@ -1,7 +1,5 @@
 use crate::state::{empty_dir, Bot, Driver};
 use anyhow::{bail, Context, Result};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 use store::Store;
 
 /// What a reset discarded.
@@ -65,23 +63,23 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
             Driver::Overlay => bot.upper(),
             Driver::Copy => bot.default_mount(),
         };
-        let Some(target) = beneath(&base, comps) else {
+        let c: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
+        let (name, parents) = c.split_last().expect("paths are not the root");
+        // Opened one component at a time, never through a symlink the bot
+        // made, and removed from that same directory.
+        let root = fs::walk::open_dir(&base)?;
+        let Some(dir) = fs::walk::open_beneath(&root, parents)? else {
             continue;
         };
-        let removed = remove_any(&target)?;
+        let removed = fs::walk::remove_tree(&dir, name)
+            .with_context(|| format!("cannot reset {}", fs::quote_bytes(&c.join(&b'/'))))?
+            > 0;
         let restored = match r.driver {
             Driver::Overlay => false,
-            Driver::Copy => {
-                let c: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
-                fs::materialize_path(store, &r.tree, &c, &base)?
-            }
+            Driver::Copy => fs::materialize_path(store, &r.tree, &c, &base)?,
         };
         if removed || restored {
-            let shown: Vec<String> = comps
-                .iter()
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect();
-            discarded.push(format!("/{}", shown.join("/")));
+            discarded.push(format!("/{}", String::from_utf8_lossy(&c.join(&b'/'))));
         }
     }
     if to_image {
@@ -94,30 +92,3 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
     })
 }
 
-/// The path of `comps` under `base`, if every parent is a real directory
-/// (never a symlink: the bot's files are not to be trusted).
-fn beneath(base: &Path, comps: &[Vec<u8>]) -> Option<PathBuf> {
-    let (last, parents) = comps.split_last()?;
-    let mut dir = base.to_path_buf();
-    for c in parents {
-        dir = dir.join(std::ffi::OsStr::from_bytes(c));
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            _ => return None,
-        }
-    }
-    Some(dir.join(std::ffi::OsStr::from_bytes(last)))
-}
-
-fn remove_any(p: &Path) -> Result<bool> {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            std::fs::remove_dir_all(p).with_context(|| format!("cannot remove {}", p.display()))?
-        }
-        Ok(_) => {
-            std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?
-        }
-        Err(_) => return Ok(false),
-    }
-    Ok(true)
-}

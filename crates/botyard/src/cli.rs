@@ -444,10 +444,15 @@ pub struct WsSyncArgs {
     /// nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// Also apply what the policy holds for approval (binaries, new
-    /// executables).
+    /// Also apply what the policy holds for approval (binaries, added
+    /// executable bits). Never setuid or setgid: see --approve-setuid.
     #[arg(long)]
     pub approve: bool,
+    /// Apply a change that adds setuid or setgid to this path (relative
+    /// to the project; repeatable). Such changes are always held until
+    /// approved by name, here or in --interactive.
+    #[arg(long = "approve-setuid", value_name = "PATH")]
+    pub approve_setuid: Vec<PathBuf>,
     /// Settle conflicts by keeping the project's version.
     #[arg(long, conflicts_with = "theirs")]
     pub ours: bool,

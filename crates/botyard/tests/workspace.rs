@@ -950,3 +950,197 @@ fn reset_discards_all_or_some_changes() {
     assert!(err.contains("policy file") && err.contains("line"), "{err}");
     drop(m);
 }
+
+/// What a directory holds, for comparing a project with an agent's view:
+/// path → (kind, permission bits, content or target).
+fn manifest(root: &Path) -> std::collections::BTreeMap<String, (char, u32, Vec<u8>)> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            let key = r.to_string_lossy().into_owned();
+            // A view that lists a name it cannot show is itself a finding.
+            let md = match std::fs::symlink_metadata(e.path()) {
+                Ok(md) => md,
+                Err(err) => {
+                    out.insert(key, ('?', 0, err.to_string().into_bytes()));
+                    continue;
+                }
+            };
+            let mode = md.permissions().mode() & 0o7777;
+            if md.is_dir() {
+                out.insert(key, ('d', mode, vec![]));
+                stack.push(r);
+            } else if md.file_type().is_symlink() {
+                let t = std::fs::read_link(e.path()).unwrap();
+                out.insert(key, ('l', 0, t.as_os_str().as_encoded_bytes().to_vec()));
+            } else {
+                out.insert(key, ('f', mode, std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Random creates, edits, deletes and renames of files and directories
+/// (directory swaps through a temporary name included), synced with
+/// `--yes` round after round: the project always ends equal to the
+/// agent's view, and a remount shows the agent exactly what it had.
+#[test]
+fn random_changes_synced_leave_the_project_equal_to_the_agents_view() {
+    require_root!();
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+    fn entries(root: &Path, want_dirs: bool) -> Vec<PathBuf> {
+        manifest(root)
+            .into_iter()
+            .filter(|(_, (k, _, _))| (*k == 'd') == want_dirs)
+            .map(|(p, _)| PathBuf::from(p))
+            .collect()
+    }
+    let names = ["a", "b", "c", "d", "e"];
+    let seeds: u64 = std::env::var("BOTYARD_TEST_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    for seed in 1..=seeds {
+        let env = Env::new();
+        let p = env.path("project");
+        for d in ["A/x", "B/y", "C"] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        for (f, t) in [("A/a1", "a1\n"), ("A/x/ax", "ax\n"), ("B/b1", "b1\n"), ("B/y/by", "by\n"), ("top", "t\n")] {
+            write(&p.join(f), t);
+        }
+        env.ok(&["workspace", "create", "w", "--project", p.to_str().unwrap()]);
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut log = Vec::new();
+        let mut m = Some(mount(&env, "w"));
+        for round in 0..6 {
+            let r = root_of(&env, "w");
+            for _ in 0..6 {
+                let dirs = {
+                    let mut d = entries(&r, true);
+                    d.push(PathBuf::new());
+                    d
+                };
+                let files = entries(&r, false);
+                let name = names[rng.below(names.len())];
+                let dir = dirs[rng.below(dirs.len())].clone();
+                match rng.below(8) {
+                    0 | 1 => {
+                        let f = dir.join(format!("f{name}"));
+                        if !r.join(&f).is_dir() {
+                            log.push(format!("write {}", f.display()));
+                            std::fs::write(r.join(&f), format!("{seed}-{round}-{}\n", rng.next())).unwrap();
+                        }
+                    }
+                    2 if !files.is_empty() => {
+                        let f = &files[rng.below(files.len())];
+                        log.push(format!("rm {}", f.display()));
+                        std::fs::remove_file(r.join(f)).unwrap();
+                    }
+                    3 => {
+                        let d = dir.join(format!("D{name}"));
+                        if !r.join(&d).exists() {
+                            log.push(format!("mkdir {}", d.display()));
+                            std::fs::create_dir(r.join(&d)).unwrap();
+                            std::fs::write(r.join(&d).join("inner"), "in\n").unwrap();
+                        }
+                    }
+                    4 if dirs.len() > 1 => {
+                        let d = &dirs[rng.below(dirs.len() - 1)];
+                        log.push(format!("rm -r {}", d.display()));
+                        std::fs::remove_dir_all(r.join(d)).unwrap();
+                    }
+                    5 if !files.is_empty() => {
+                        let f = &files[rng.below(files.len())];
+                        let to = dir.join(format!("m{name}"));
+                        if !r.join(&to).exists() && !r.join(f).is_dir() {
+                            log.push(format!("mv {} {}", f.display(), to.display()));
+                            std::fs::rename(r.join(f), r.join(&to)).unwrap();
+                        }
+                    }
+                    6 if dirs.len() > 1 => {
+                        let d = dirs[rng.below(dirs.len() - 1)].clone();
+                        let to = d.with_file_name(format!("R{name}"));
+                        if !r.join(&to).exists() {
+                            log.push(format!("mv {} {}", d.display(), to.display()));
+                            std::fs::rename(r.join(&d), r.join(&to)).unwrap();
+                        }
+                    }
+                    7 => {
+                        // Swap two sibling directories through a temporary name.
+                        let tops: Vec<PathBuf> = dirs
+                            .iter()
+                            .filter(|d| d.parent() == Some(Path::new("")))
+                            .cloned()
+                            .collect();
+                        if tops.len() >= 2 {
+                            let a = &tops[rng.below(tops.len())];
+                            let b = &tops[rng.below(tops.len())];
+                            if a != b {
+                                log.push(format!("swap {} {}", a.display(), b.display()));
+                                std::fs::rename(r.join(a), r.join("T")).unwrap();
+                                std::fs::rename(r.join(b), r.join(a)).unwrap();
+                                std::fs::rename(r.join("T"), r.join(b)).unwrap();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Synced while mounted: the agent's view must not change under
+            // it (what cannot be applied safely waits for the unmount).
+            let agent = manifest(&r);
+            let out = env.run(&["workspace", "sync", "w", "--yes"]);
+            let said = |o: &std::process::Output| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            };
+            assert!(out.status.success(), "{}", said(&out));
+            assert_eq!(
+                manifest(&r),
+                agent,
+                "seed {seed} round {round}: a mounted sync changed the agent's view after\n{}\nsync said: {}",
+                log.join("\n"),
+                said(&out)
+            );
+            drop(m.take());
+            let out2 = env.run(&["workspace", "sync", "w", "--yes"]);
+            assert!(out2.status.success(), "{}", said(&out2));
+            assert_eq!(
+                manifest(&p),
+                agent,
+                "seed {seed} round {round}: the project differs from the agent's view after\n{}\nsyncs said: {}{}",
+                log.join("\n"),
+                said(&out),
+                said(&out2)
+            );
+            m = Some(mount(&env, "w"));
+            assert_eq!(
+                manifest(&root_of(&env, "w")),
+                agent,
+                "seed {seed} round {round}: a remount changed the agent's view after\n{}\nsyncs said: {}{}",
+                log.join("\n"),
+                said(&out),
+                said(&out2)
+            );
+        }
+        drop(m);
+        env.fsck_ok();
+    }
+}

@@ -805,6 +805,21 @@ impl MemTree {
             self.remove_id(old);
         }
         let at = self.insert(path, top)?;
+        if other.is_dir(id) {
+            self.graft_children(at, other, id)?;
+        }
+        Ok(())
+    }
+
+    /// A copy of the entry `id` and what is below it, as a tree of its own
+    /// (the entry becomes its root).
+    pub fn extract(&self, id: NodeId) -> MemTree {
+        let mut t = MemTree::new(self.meta(id).to_owned());
+        let _ = t.graft_children(0, self, id);
+        t
+    }
+
+    fn graft_children(&mut self, at: NodeId, other: &MemTree, id: NodeId) -> Result<()> {
         let mut stack = vec![(id, at)];
         while let Some((from, to)) = stack.pop() {
             for c in other.children(from) {

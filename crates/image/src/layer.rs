@@ -94,8 +94,15 @@ fn human(b: u64) -> String {
 const WH: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
 
+/// An entry's path for an error: quoted, and cut when long.
 fn shown(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).chars().take(200).collect()
+    let q = fs::quote_bytes(p);
+    if q.chars().count() <= 120 {
+        return q;
+    }
+    let head: String = q.chars().take(60).collect();
+    let tail: String = q.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{head}…{tail}")
 }
 
 /// Applies a tar stream to `tree`. `label` names the archive in errors.
@@ -119,13 +126,13 @@ pub fn apply_tar(
         let raw_path = entry.path_bytes().into_owned();
         let comps = split_path(&raw_path).map_err(|e| {
             anyhow::anyhow!(
-                "{label}: entry '{}' has {e}; refusing an archive that writes outside its root",
+                "{label}: entry {} has {e}; refusing an archive that writes outside its root",
                 shown(&raw_path)
             )
         })?;
         let comps: Vec<Vec<u8>> = comps.into_iter().map(|c| c.to_vec()).collect();
         let refs: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
-        let ctx = |what: &str| format!("{label}: entry '{}' {what}", shown(&raw_path));
+        let ctx = |what: &str| format!("{label}: entry {} {what}", shown(&raw_path));
 
         if opts.whiteouts {
             if let Some((last, parent)) = refs.split_last() {
@@ -157,9 +164,9 @@ pub fn apply_tar(
                 budget.take(size, label)?;
                 let (object, got) = staging
                     .put_reader(&mut entry, size, sparse)
-                    .with_context(|| format!("{label} is truncated or corrupt in the data of '{}'", shown(&raw_path)))?;
+                    .with_context(|| format!("{label} is truncated or corrupt in the data of {}", shown(&raw_path)))?;
                 if got != size && !sparse {
-                    bail!("{label} is truncated: it ends inside the data of '{}'; fetch or build it again", shown(&raw_path));
+                    bail!("{label} is truncated: it ends inside the data of {}; fetch or build it again", shown(&raw_path));
                 }
                 MemKind::File { object, size: got, sparse, group: None }
             }
@@ -184,7 +191,7 @@ pub fn apply_tar(
                     bail!(ctx("is a hard link to the root"));
                 }
                 tree.link(&refs, &t).map_err(|e| {
-                    anyhow::anyhow!(ctx(&format!("is a hard link to '{}': {e}", shown(&target))))
+                    anyhow::anyhow!(ctx(&format!("is a hard link to {}: {e}", shown(&target))))
                 })?;
                 continue;
             }
@@ -203,6 +210,13 @@ pub fn apply_tar(
                 other.as_byte() as char
             ))),
         };
+        if refs.len() > fs::MAX_DEPTH {
+            bail!(ctx(&format!(
+                "is nested {} directories deep; botyard keeps trees up to {} deep",
+                refs.len(),
+                fs::MAX_DEPTH
+            )));
+        }
         tree.insert(&refs, MemNode { meta, kind }).map_err(|e| {
             anyhow::anyhow!(ctx(&format!(
                 "cannot be placed: {e} (botyard never writes through a symlink)"
@@ -319,7 +333,7 @@ fn check_symlink(path: &[&[u8]], target: &[u8]) -> Result<(), String> {
                 depth -= 1;
                 if depth < 0 {
                     return Err(format!(
-                        "is a symlink to '{}', which escapes the image root; refusing the archive",
+                        "is a symlink to {}, which escapes the image root; refusing the archive",
                         shown(target)
                     ));
                 }

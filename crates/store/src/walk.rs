@@ -350,6 +350,40 @@ pub fn remove_path(p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Disk bytes of `p` and everything below it (what `du` counts), at any
+/// depth, never following a symlink.
+pub fn du(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => m.blocks() * 512 + du_below(p),
+        Ok(m) => m.blocks() * 512,
+        Err(_) => 0,
+    }
+}
+
+/// Disk bytes of what the directory `p` holds (what `du` counts, its own
+/// blocks left out), at any depth, never following a symlink. Unreadable
+/// parts count as nothing.
+pub fn du_below(p: &Path) -> u64 {
+    struct Du(u64);
+    impl Visitor for Du {
+        fn entry(&mut self, _: &OwnedFd, _: &[u8], _: &[u8], st: &Stat) -> Result<bool> {
+            self.0 += st.st_blocks as u64 * 512;
+            Ok(true)
+        }
+    }
+    let Ok(fd) = io(rustix::fs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )) else {
+        return 0;
+    };
+    let mut d = Du(0);
+    let _ = walk(&fd, usize::MAX, &mut d);
+    d.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,9 @@
 //! sees the old file or the new one. Temporary names go to a journal first;
 //! the next sync removes what a killed one left.
 
-use crate::changes::{components, open_beneath, read_names};
+use crate::changes::{components, open_beneath};
 use anyhow::{bail, Context, Result};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -308,26 +308,9 @@ impl Host {
 }
 
 /// Removes `name` in `dir` and everything below it, never following a
-/// symlink.
+/// symlink, at any depth.
 fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<()> {
-    let sub = io(crate::changes::open_subdir(dir, name))?;
-    for child in read_names(&sub)? {
-        let st = io(rustix::fs::statat(
-            &sub,
-            child.as_slice(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ))?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
-            remove_tree(&sub, &child)?;
-        } else {
-            io(rustix::fs::unlinkat(
-                &sub,
-                child.as_slice(),
-                AtFlags::empty(),
-            ))?;
-        }
-    }
-    io(rustix::fs::unlinkat(dir.as_fd(), name, AtFlags::REMOVEDIR))?;
+    fs::walk::remove_tree(dir, name)?;
     Ok(())
 }
 

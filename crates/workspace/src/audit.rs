@@ -8,12 +8,13 @@
 //! upper dir (the authoritative change set) with the one it kept, so what
 //! changed meanwhile is still recorded.
 
-use crate::changes::{join, read_names};
+use crate::changes::join;
+use rustix::fd::AsRawFd;
 use crate::state::{Mode, Workspace};
 use anyhow::{Context, Result};
 use rustix::fd::OwnedFd;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
-use rustix::fs::{AtFlags, FileType};
+use rustix::fs::FileType;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::mem::MaybeUninit;
@@ -28,8 +29,13 @@ pub struct Event {
     pub event: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// The path's exact bytes when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_bytes: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dir: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +53,9 @@ impl Event {
             time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             event: event.to_string(),
             path: String::from_utf8_lossy(path).into_owned(),
+            path_bytes: std::str::from_utf8(path).is_err().then(|| path.to_vec()),
             to: None,
+            to_bytes: None,
             dir: false,
             mode: None,
             rescan: false,
@@ -57,12 +65,22 @@ impl Event {
 
     /// The line `workspace log` prints.
     pub fn human(&self) -> String {
-        let mut s = format!("{} {:<8} {}", self.time, self.event, self.path);
+        // Names are the agent's: quoted, so none can forge a line.
+        let exact = |s: &str, b: &Option<Vec<u8>>| match b {
+            Some(b) => fs::quote_bytes(b),
+            None => fs::quote_str(s),
+        };
+        let mut s = format!(
+            "{} {:<8} {}",
+            self.time,
+            self.event,
+            exact(&self.path, &self.path_bytes)
+        );
         if self.dir {
             s.push('/');
         }
         if let Some(to) = &self.to {
-            s.push_str(&format!(" → {to}"));
+            s.push_str(&format!(" → {}", exact(to, &self.to_bytes)));
         }
         if let Some(m) = &self.mode {
             s.push_str(&format!(" (mode {m})"));
@@ -160,26 +178,50 @@ impl FromBytesCompat for std::ffi::OsStr {
     }
 }
 
-fn snapshot_into(dir: &OwnedFd, rel: &[u8], root: &Path, out: &mut Snapshot) {
-    let Ok(names) = read_names(dir) else { return };
-    for name in names {
-        let path = join(rel, &name);
-        let Some(s) = stat_entry(root, &path) else {
-            continue;
-        };
-        out.insert(path.clone(), s);
-        if s.0 == 1 {
-            if let Ok(sub) = crate::changes::open_subdir(dir, name.as_slice()) {
-                snapshot_into(&sub, &path, root, out);
-            }
+fn kind_of(st: &rustix::fs::Stat) -> (u8, u64, i128, u32) {
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => 1,
+        FileType::RegularFile => 2,
+        FileType::Symlink => 3,
+        // In an upper dir, a 0:0 character device is a deletion.
+        FileType::CharacterDevice if st.st_rdev == 0 => WHITEOUT,
+        _ => 4,
+    };
+    (
+        kind,
+        st.st_size as u64,
+        st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+        st.st_mode & 0o7777,
+    )
+}
+
+/// Everything below `dir` into `out`, paths prefixed by `rel` (a loop, any
+/// depth up to the limit; what lies deeper is left out).
+fn snapshot_into(dir: &OwnedFd, rel: &[u8], out: &mut Snapshot) {
+    struct S<'a> {
+        rel: &'a [u8],
+        out: &'a mut Snapshot,
+    }
+    impl fs::walk::Visitor for S<'_> {
+        fn entry(
+            &mut self,
+            _: &OwnedFd,
+            _: &[u8],
+            path: &[u8],
+            st: &rustix::fs::Stat,
+        ) -> anyhow::Result<bool> {
+            let s = kind_of(st);
+            self.out.insert(join(self.rel, path), s);
+            Ok(s.0 == 1)
         }
     }
+    let _ = fs::walk::walk(dir, fs::MAX_DEPTH, &mut S { rel, out });
 }
 
 fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     if let Ok(fd) = crate::changes::open_root(root) {
-        snapshot_into(&fd, b"", root, &mut out);
+        snapshot_into(&fd, b"", &mut out);
     }
     out
 }
@@ -223,7 +265,8 @@ impl Watcher {
     }
 
     /// Watches `rel` and every directory below it; `report` logs what is
-    /// already inside (it appeared before the watch did).
+    /// already inside (it appeared before the watch did). A loop, not a
+    /// recursion: an agent's tree can be as deep as it likes.
     fn watch_tree(&mut self, rel: &[u8], report: bool) {
         let Ok(wd) = inotify::add_watch(&self.fd, self.abs(rel), MASK) else {
             return;
@@ -232,19 +275,50 @@ impl Watcher {
         let Ok(dir) = crate::changes::open_root(&self.abs(rel)) else {
             return;
         };
-        let Ok(names) = read_names(&dir) else { return };
-        for name in names {
-            let path = join(rel, &name);
-            let is_dir = rustix::fs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
-            if report {
-                let mut e = Event::new("create", &path);
-                e.dir = is_dir;
-                let _ = self.log.write(&e);
+        struct T<'a> {
+            w: &'a mut Watcher,
+            rel: &'a [u8],
+            report: bool,
+        }
+        impl fs::walk::Visitor for T<'_> {
+            fn entry(
+                &mut self,
+                dir: &OwnedFd,
+                name: &[u8],
+                path: &[u8],
+                st: &rustix::fs::Stat,
+            ) -> anyhow::Result<bool> {
+                let path = join(self.rel, path);
+                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                if self.report {
+                    let mut e = Event::new("create", &path);
+                    e.dir = is_dir;
+                    let _ = self.w.log.write(&e);
+                }
+                if !is_dir {
+                    return Ok(false);
+                }
+                // Through the parent's descriptor: the path may be longer
+                // than the kernel takes in one string.
+                let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+                p.extend_from_slice(name);
+                let p = std::ffi::OsStr::from_bytes_compat(&p);
+                match inotify::add_watch(&self.w.fd, p, MASK) {
+                    Ok(wd) => {
+                        self.w.wds.insert(wd, path);
+                        Ok(true)
+                    }
+                    Err(_) => Ok(false),
+                }
             }
-            if is_dir {
-                self.watch_tree(&path, report);
-            }
+        }
+        let mut t = T {
+            w: self,
+            rel,
+            report,
+        };
+        if let Err(e) = fs::walk::walk(&dir, fs::MAX_DEPTH, &mut t) {
+            let _ = self.log.note("error", format!("not every directory is watched: {e:#}"));
         }
     }
 
@@ -263,7 +337,7 @@ impl Watcher {
                     crate::changes::open_root(Path::new(std::ffi::OsStr::from_bytes_compat(&p)))
                 {
                     let mut sub = Snapshot::new();
-                    snapshot_into(&fd, rel, &root, &mut sub);
+                    snapshot_into(&fd, rel, &mut sub);
                     self.snap.extend(sub);
                 }
             }
@@ -421,6 +495,7 @@ fn handle(
             Some((from, _)) => {
                 let mut e = Event::new("rename", &from);
                 e.to = Some(String::from_utf8_lossy(&path).into_owned());
+                e.to_bytes = std::str::from_utf8(&path).is_err().then(|| path.clone());
                 e.dir = is_dir;
                 w.log.write(&e)?;
                 w.refresh(&from);

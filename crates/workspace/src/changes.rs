@@ -83,6 +83,9 @@ pub enum State {
 pub struct Change {
     #[serde(serialize_with = "lossy")]
     pub path: Vec<u8>,
+    /// The path's exact bytes when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<Vec<u8>>,
     pub what: What,
     pub state: State,
     pub agent: Option<Side>,
@@ -91,6 +94,9 @@ pub struct Change {
     /// Renames: the source path's bytes.
     #[serde(skip)]
     pub from: Option<Vec<u8>>,
+    /// At or below a directory the agent renamed (or its old place).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_moved_dir: bool,
 }
 
 fn lossy<S: serde::Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -98,8 +104,9 @@ fn lossy<S: serde::Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Change {
+    /// The path as a person should see it (quoted when it needs to be).
     pub fn shown(&self) -> String {
-        String::from_utf8_lossy(&self.path).into_owned()
+        fs::quote_bytes(&self.path)
     }
 }
 
@@ -154,6 +161,23 @@ pub(crate) fn open_beneath(
     flags: OFlags,
 ) -> rustix::io::Result<Option<OwnedFd>> {
     let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+    if rel.len() >= 4000 {
+        // Longer than the kernel takes in one string: a component at a time.
+        let c = components(rel);
+        let Some((last, parents)) = c.split_last() else {
+            return Ok(None);
+        };
+        let dir = match fs::walk::open_beneath(root, parents) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)),
+        };
+        return match rustix::fs::openat(&dir, *last, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, FsMode::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
     match rustix::fs::openat2(
         root,
         rel,
@@ -259,62 +283,53 @@ fn side_in(dir: &OwnedFd, name: &[u8], subtree: bool) -> Result<Option<Side>> {
     Ok(Some(side))
 }
 
-/// Children names of a directory fd.
-pub(crate) fn read_names(dir: &OwnedFd) -> Result<Vec<Vec<u8>>> {
-    let fd = io(rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        FsMode::empty(),
-    ))?;
-    let mut out = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(&fd)?;
-    for e in d.by_ref() {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            out.push(n.to_vec());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// One line per entry below a directory, for subtree digests: the same
 /// format from the filesystem and from the store.
 type Line = (Vec<u8>, Kind, u32, Vec<u8>);
 
 fn list_fs(dir: &OwnedFd, rel: &[u8], out: &mut Vec<Line>) -> Result<()> {
-    for name in read_names(dir)? {
-        let path = join(rel, &name);
-        if let Some(s) = side_in(dir, &name, false)? {
+    struct L<'a> {
+        rel: &'a [u8],
+        out: &'a mut Vec<Line>,
+    }
+    impl fs::walk::Visitor for L<'_> {
+        fn entry(
+            &mut self,
+            dir: &OwnedFd,
+            name: &[u8],
+            path: &[u8],
+            _: &rustix::fs::Stat,
+        ) -> Result<bool> {
+            let Some(s) = side_in(dir, name, false)? else {
+                return Ok(false);
+            };
             let payload = match (&s.hash, &s.target) {
                 (Some(h), _) => h.0.to_vec(),
                 (_, Some(t)) => t.clone(),
                 _ => Vec::new(),
             };
-            out.push((path.clone(), s.kind, s.mode, payload));
-            if s.kind == Kind::Dir {
-                let sub = io(open_subdir(dir, name.as_slice()))?;
-                list_fs(&sub, &path, out)?;
-            }
+            self.out.push((join(self.rel, path), s.kind, s.mode, payload));
+            Ok(s.kind == Kind::Dir)
         }
     }
-    Ok(())
+    fs::walk::walk(dir, fs::MAX_DEPTH, &mut L { rel, out })
 }
 
 fn list_tree(store: &Store, tree: &Tree, rel: &[u8], out: &mut Vec<Line>) -> Result<()> {
-    for e in tree.entries() {
-        let path = join(rel, &e.name);
-        let (kind, mode, payload) = match &e.kind {
-            EntryKind::File(f) => (Kind::File, e.mode, f.object.0.to_vec()),
-            EntryKind::Dir(_) => (Kind::Dir, e.mode, Vec::new()),
-            EntryKind::Symlink(t) => (Kind::Symlink, 0o777, t.clone()),
-            _ => (Kind::Other, e.mode, Vec::new()),
-        };
-        out.push((path.clone(), kind, mode, payload));
-        if let EntryKind::Dir(h) = &e.kind {
-            list_tree(store, &store.read_tree(h)?, &path, out)?;
+    let mut stack = vec![(tree.clone(), rel.to_vec())];
+    while let Some((t, rel)) = stack.pop() {
+        for e in t.entries() {
+            let path = join(&rel, &e.name);
+            let (kind, mode, payload) = match &e.kind {
+                EntryKind::File(f) => (Kind::File, e.mode, f.object.0.to_vec()),
+                EntryKind::Dir(_) => (Kind::Dir, e.mode, Vec::new()),
+                EntryKind::Symlink(t) => (Kind::Symlink, 0o777, t.clone()),
+                _ => (Kind::Other, e.mode, Vec::new()),
+            };
+            out.push((path.clone(), kind, mode, payload));
+            if let EntryKind::Dir(h) = &e.kind {
+                stack.push((store.read_tree(h)?, path));
+            }
         }
     }
     Ok(())
@@ -436,69 +451,80 @@ struct Candidates {
     whole: Vec<Vec<u8>>,
 }
 
-fn walk_upper(
-    upper: &OwnedFd,
-    rel: &[u8],
-    view: &OwnedFd,
-    base: &mut Base,
-    c: &mut Candidates,
-) -> Result<()> {
-    for name in read_names(upper)? {
-        let path = join(rel, &name);
-        let st = io(rustix::fs::statat(
-            upper,
-            name.as_slice(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ))?;
-        c.paths.insert(path.clone());
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            continue;
-        }
-        let opaque =
-            fs::xattr_at(upper, &name, "trusted.overlay.opaque").is_some_and(|v| v == b"y");
-        let redirect = fs::xattr_at(upper, &name, "trusted.overlay.redirect");
-        let in_base = matches!(base.entry(&path)?.map(|e| e.kind), Some(EntryKind::Dir(_)));
-        if opaque || redirect.is_some() || !in_base {
-            if let Some(r) = redirect {
+fn walk_upper(upper: &OwnedFd, view: &OwnedFd, base: &mut Base, c: &mut Candidates) -> Result<()> {
+    struct W<'a, 'b> {
+        view: &'a OwnedFd,
+        base: &'a mut Base<'b>,
+        c: &'a mut Candidates,
+    }
+    impl fs::walk::Visitor for W<'_, '_> {
+        fn entry(
+            &mut self,
+            upper: &OwnedFd,
+            name: &[u8],
+            path: &[u8],
+            st: &rustix::fs::Stat,
+        ) -> Result<bool> {
+            let c = &mut *self.c;
+            c.paths.insert(path.to_vec());
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return Ok(false);
+            }
+            let opaque =
+                fs::xattr_at(upper, name, "trusted.overlay.opaque").is_some_and(|v| v == b"y");
+            let redirect = fs::xattr_at(upper, name, "trusted.overlay.redirect");
+            let in_base = matches!(
+                self.base.entry(path)?.map(|e| e.kind),
+                Some(EntryKind::Dir(_))
+            );
+            if !(opaque || redirect.is_some() || !in_base) {
+                return Ok(true);
+            }
+            let path = path.to_vec();
+            if let Some(r) = &redirect {
                 // Absolute from the root, or a name in the same parent.
                 let origin = match r.strip_prefix(b"/") {
                     Some(abs) => abs.to_vec(),
-                    None => join(split_parent(&path).0, &r),
+                    None => join(split_parent(&path).0, r),
                 };
                 c.redirects.insert(path.clone(), origin);
             }
             c.whole.push(path.clone());
-            if let Ok(Some(sub)) = open_beneath(view, &path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            if let Ok(Some(sub)) = open_beneath(self.view, &path, OFlags::RDONLY | OFlags::DIRECTORY) {
                 let mut lines = Vec::new();
                 list_names(&sub, &path, &mut lines)?;
                 c.paths.extend(lines);
             }
-            if opaque {
-                if let Some(e) = base.entry(&path)? {
+            // What the base held here is gone from the view: an opaque
+            // directory hides it, a renamed one shows another's content.
+            if opaque || redirect.is_some() {
+                if let Some(e) = self.base.entry(&path)? {
                     if let EntryKind::Dir(h) = e.kind {
+                        let store = self.base.store;
                         let mut lines = Vec::new();
-                        list_tree(base.store, &base.store.read_tree(&h)?, &path, &mut lines)?;
+                        list_tree(store, &store.read_tree(&h)?, &path, &mut lines)?;
                         c.paths.extend(lines.into_iter().map(|l| l.0));
                     }
                 }
             }
-        } else {
-            let sub = io(open_subdir(upper, name.as_slice()))?;
-            walk_upper(&sub, &path, view, base, c)?;
+            Ok(false)
         }
     }
-    Ok(())
+    fs::walk::walk(upper, fs::MAX_DEPTH, &mut W { view, base, c })
 }
 
 fn list_names(dir: &OwnedFd, rel: &[u8], out: &mut Vec<Vec<u8>>) -> Result<()> {
-    for name in read_names(dir)? {
-        let path = join(rel, &name);
-        out.push(path.clone());
-        if let Ok(sub) = open_subdir(dir, name.as_slice()) {
-            list_names(&sub, &path, out)?;
+    struct N<'a> {
+        rel: &'a [u8],
+        out: &'a mut Vec<Vec<u8>>,
+    }
+    impl fs::walk::Visitor for N<'_> {
+        fn entry(&mut self, _: &OwnedFd, _: &[u8], path: &[u8], _: &rustix::fs::Stat) -> Result<bool> {
+            self.out.push(join(self.rel, path));
+            Ok(true)
         }
     }
-    Ok(())
+    fs::walk::walk(dir, fs::MAX_DEPTH, &mut N { rel, out })
 }
 
 fn same(a: &Option<Side>, b: &Option<Side>) -> bool {
@@ -543,7 +569,7 @@ pub fn changes(
     let host_fd = open_root(project)?;
     let mut c = Candidates::default();
     if upper.exists() {
-        walk_upper(&open_root(upper)?, b"", &view_fd, &mut base, &mut c)?;
+        walk_upper(&open_root(upper)?, &view_fd, &mut base, &mut c)?;
     }
     let mut out = Vec::new();
     for path in &c.paths {
@@ -574,6 +600,7 @@ pub fn changes(
             State::Conflict
         };
         out.push(Change {
+            path_bytes: std::str::from_utf8(path).is_err().then(|| path.clone()),
             path: path.clone(),
             what: w,
             state,
@@ -581,10 +608,18 @@ pub fn changes(
             host,
             base: b,
             from: None,
+            in_moved_dir: false,
         });
     }
     drop_below_deleted(&mut out);
     pair_renames(&mut out, &c, &mut base, &view_fd)?;
+    for x in &mut out {
+        x.in_moved_dir = c.redirects.iter().any(|(to, from)| {
+            std::iter::once(&x.path)
+                .chain(x.from.iter())
+                .any(|p| under(p, to) || under(p, from))
+        });
+    }
     Ok(out)
 }
 
@@ -711,38 +746,35 @@ pub(crate) fn in_sync_paths(upper: &Path, view: &Path, project: &Path) -> Result
         return Ok(out);
     }
     let (u, v, h) = (open_root(upper)?, open_root(view)?, open_root(project)?);
-    in_sync_walk(&u, b"", &v, &h, &mut out)?;
-    Ok(out)
-}
-
-fn in_sync_walk(
-    upper: &OwnedFd,
-    rel: &[u8],
-    view: &OwnedFd,
-    host: &OwnedFd,
-    out: &mut Vec<Vec<u8>>,
-) -> Result<()> {
-    for name in read_names(upper)? {
-        let path = join(rel, &name);
-        let st = io(rustix::fs::statat(
-            upper,
-            name.as_slice(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ))?;
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            let marked = fs::xattr_at(upper, &name, "trusted.overlay.opaque").is_some()
-                || fs::xattr_at(upper, &name, "trusted.overlay.redirect").is_some();
-            if marked {
-                if same(&side_at(view, &path, true)?, &side_at(host, &path, true)?) {
-                    out.push(path);
+    struct S<'a> {
+        view: &'a OwnedFd,
+        host: &'a OwnedFd,
+        out: &'a mut Vec<Vec<u8>>,
+    }
+    impl fs::walk::Visitor for S<'_> {
+        fn entry(
+            &mut self,
+            upper: &OwnedFd,
+            name: &[u8],
+            path: &[u8],
+            st: &rustix::fs::Stat,
+        ) -> Result<bool> {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let marked = fs::xattr_at(upper, name, "trusted.overlay.opaque").is_some()
+                    || fs::xattr_at(upper, name, "trusted.overlay.redirect").is_some();
+                if !marked {
+                    return Ok(true);
                 }
-            } else {
-                let sub = io(open_subdir(upper, name.as_slice()))?;
-                in_sync_walk(&sub, &path, view, host, out)?;
+                if std::env::var_os("BYDBG").is_some() { eprintln!("{:?} {:?} {:?}", String::from_utf8_lossy(path), side_at(self.view, path, true)?, side_at(self.host, path, true)?); }
+                if same(&side_at(self.view, path, true)?, &side_at(self.host, path, true)?) {
+                    self.out.push(path.to_vec());
+                }
+            } else if same(&side_at(self.view, path, false)?, &side_at(self.host, path, false)?) {
+                self.out.push(path.to_vec());
             }
-        } else if same(&side_at(view, &path, false)?, &side_at(host, &path, false)?) {
-            out.push(path);
+            Ok(false)
         }
     }
-    Ok(())
+    fs::walk::walk(&u, fs::MAX_DEPTH, &mut S { view: &v, host: &h, out: &mut out })?;
+    Ok(out)
 }

@@ -12,6 +12,7 @@
 mod apply;
 mod audit;
 mod changes;
+mod flatten;
 mod policy;
 mod secrets;
 mod state;

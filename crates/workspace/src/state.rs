@@ -116,6 +116,13 @@ impl Workspace {
     pub fn sync_journal(&self) -> PathBuf {
         self.dir().join("sync-journal")
     }
+    /// Directories whose rename a sync applied while mounted: their
+    /// overlay redirect is cleared at unmount (the project now holds them
+    /// at their new place).
+    pub(crate) fn settle_list(&self) -> PathBuf {
+        self.dir().join("renamed-dirs")
+    }
+
     pub(crate) fn view_path(&self) -> PathBuf {
         self.dir().join("view")
     }

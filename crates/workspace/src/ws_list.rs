@@ -43,19 +43,7 @@ pub fn list(store: &Store) -> Result<Vec<WorkspaceInfo>> {
     Ok(out)
 }
 
-/// Bytes allocated below `p` (no symlinks followed).
+/// Bytes allocated below `p` (no symlinks followed, any depth).
 pub(crate) fn du(p: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(md) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    let mut n = md.blocks() * 512;
-    if md.is_dir() {
-        if let Ok(rd) = std::fs::read_dir(p) {
-            for e in rd.flatten() {
-                n += du(&e.path());
-            }
-        }
-    }
-    n
+    fs::walk::du(p)
 }

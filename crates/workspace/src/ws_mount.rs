@@ -174,23 +174,24 @@ pub fn unmount(store: &Store, name: &str) -> Result<u64> {
     let Some(p) = ws.mounted_at() else {
         bail!("workspace {name} is not mounted");
     };
-    // Unmounted first: if a process still holds it, it stays up and
-    // audited. The watcher then sees the unmount and ends.
+    // What the project already holds is judged through the live mount
+    // (the agent's view); a fresh view would stack the upper on a project
+    // that syncs changed. Unmounted first: if a process still holds it, it
+    // stays up and audited. The watcher then sees the unmount and ends.
+    let in_sync = if r.mode == Mode::Unsafe {
+        Vec::new()
+    } else {
+        crate::changes::in_sync_paths(&ws.upper(), &p, &r.project)?
+    };
     fs::unmount(&p)?;
     stop_watcher(&ws);
     let _ = Log::open(&ws.audit_log())
         .and_then(|mut l| l.note("unmounted", format!("from {}", p.display())));
     let _ = std::fs::remove_file(ws.mount_record());
-    drop_in_sync(&ws, &r)
-}
-
-/// Removes from the upper every change the project already holds.
-pub(crate) fn drop_in_sync(ws: &Workspace, r: &WorkspaceRef) -> Result<u64> {
     if r.mode == Mode::Unsafe {
         return Ok(0);
     }
-    let view = ws.view(r)?;
-    let paths = crate::changes::in_sync_paths(&ws.upper(), &view.path, &r.project)?;
-    drop(view);
-    crate::ws_sync::drop_from_upper(ws, r, &paths)
+    let n = crate::ws_sync::drop_from_upper(&ws, &r, &in_sync)?;
+    crate::ws_sync::settle_renamed_dirs(&ws, &crate::ws_sync::read_renamed_dirs(&ws))?;
+    Ok(n)
 }

@@ -37,10 +37,7 @@ pub fn reset(store: &Store, name: &str, paths: &[Vec<u8>]) -> Result<usize> {
     let changes = reset_plan(store, name, paths)?;
     if paths.is_empty() {
         for d in [ws.upper(), ws.work()] {
-            if d.exists() {
-                std::fs::remove_dir_all(&d)?;
-            }
-            std::fs::create_dir_all(&d)?;
+            fs::walk::empty_dir(&d)?;
         }
         return Ok(changes.len());
     }

@@ -30,7 +30,10 @@ pub fn rm(store: &Store, name: &str, force: bool) -> Result<()> {
         }
     }
     store.remove_ref("workspaces", name)?;
-    std::fs::remove_dir_all(ws.dir())
+    if let Some(m) = fs::mounts_below(&ws.dir()).first() {
+        bail!("{} is still mounted; unmount it, then remove the workspace", m.display());
+    }
+    fs::walk::remove_path(&ws.dir())
         .with_context(|| format!("cannot remove {}", ws.dir().display()))?;
     Ok(())
 }

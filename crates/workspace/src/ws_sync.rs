@@ -1,6 +1,6 @@
 use crate::apply::{remove_below, Host};
 use crate::changes::{
-    components, open_beneath, open_root, read_names, Change, Kind, Side, State, What,
+    components, open_beneath, open_root, Change, Kind, Side, State, What,
 };
 use crate::policy::Policy;
 use crate::secrets::Hit;
@@ -22,8 +22,14 @@ pub enum Verdict {
     Apply,
     /// May not be applied (policy, size, secret, special file).
     Reject(String),
-    /// Waits for a person (binaries, new executables).
+    /// Waits for a person (binaries, new executable bits).
     Approve(String),
+    /// Adds setuid or setgid: waits for an approval naming the path.
+    ApproveSetuid(String),
+    /// Moves a directory the agent renamed: applied only while the
+    /// workspace is unmounted (moving directories below a live overlay
+    /// would scramble the agent's view).
+    Deferred(String),
     /// The host changed since the base: resolve with ours or theirs.
     Conflict,
     /// The host already holds it.
@@ -72,14 +78,22 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Settles every conflict this way.
     pub resolve: Option<Resolve>,
-    /// Approves what waits for approval.
+    /// Approves what waits for approval (not setuid and setgid).
     pub approve: bool,
+    /// Approves adding setuid or setgid to exactly these paths.
+    pub approve_setuid: Vec<Vec<u8>>,
 }
 
 /// What happened to one item.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Outcome {
+    /// The path, for scripts (`path_bytes` too when it is not UTF-8).
     pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_bytes: Option<Vec<u8>>,
+    /// The path's bytes, for people (quote them).
+    #[serde(skip)]
+    pub raw: Vec<u8>,
     pub what: char,
     /// applied, in_sync, rejected, held, conflict, skipped, failed, kept_ours
     pub outcome: &'static str,
@@ -149,10 +163,15 @@ fn gate(policy: &Policy, c: &Change, view: &rustix::fd::OwnedFd) -> Result<(Verd
         ));
     }
     let content_changed = c.what != What::Chmod && !matches!(c.what, What::Renamed { .. });
-    let was_exec = c
+    // Permission bits this change adds to the file (all of them when new).
+    let before = c
         .base
         .as_ref()
-        .is_some_and(|b| b.kind == Kind::File && b.mode & 0o111 != 0);
+        .filter(|b| b.kind == Kind::File)
+        .map(|b| b.mode)
+        .unwrap_or(0);
+    let added = agent.mode & !before;
+    let mut approve = None;
     if content_changed {
         let mut data = Vec::new();
         if let Ok(Some(fd)) = open_beneath(view, &c.path, OFlags::RDONLY) {
@@ -162,7 +181,7 @@ fn gate(policy: &Policy, c: &Change, view: &rustix::fd::OwnedFd) -> Result<(Verd
         }
         if !is_text(&data) {
             if policy.approve_binaries {
-                return Ok((Verdict::Approve("a binary file".into()), vec![]));
+                approve = Some("a binary file");
             }
         } else if policy.scan_secrets {
             let hits = crate::secrets::scan(&String::from_utf8_lossy(&data));
@@ -176,8 +195,28 @@ fn gate(policy: &Policy, c: &Change, view: &rustix::fd::OwnedFd) -> Result<(Verd
             }
         }
     }
-    if policy.approve_new_executables && agent.mode & 0o111 != 0 && !was_exec {
-        return Ok((Verdict::Approve("a new executable file".into()), vec![]));
+    // Setuid and setgid always wait, whatever the policy says.
+    if added & 0o6000 != 0 {
+        let bits = match added & 0o6000 {
+            0o4000 => "setuid",
+            0o2000 => "setgid",
+            _ => "setuid and setgid",
+        };
+        return Ok((
+            Verdict::ApproveSetuid(format!("adds {bits} (mode {:04o})", agent.mode)),
+            vec![],
+        ));
+    }
+    if let Some(why) = approve {
+        return Ok((Verdict::Approve(why.into()), vec![]));
+    }
+    if policy.approve_new_executables && added & 0o111 != 0 {
+        let why = if c.base.is_some() {
+            "adds an executable bit"
+        } else {
+            "a new executable file"
+        };
+        return Ok((Verdict::Approve(why.into()), vec![]));
     }
     Ok((conflict(Verdict::Apply), vec![]))
 }
@@ -206,9 +245,24 @@ pub(crate) fn plan(
         paths,
     )?;
     let view_fd = open_root(&view.path)?;
+    let mounted = ws.mounted_at().is_some();
     let mut items = Vec::new();
     for c in changes {
-        let (verdict, secrets) = gate(&policy, &c, &view_fd)?;
+        let (mut verdict, secrets) = gate(&policy, &c, &view_fd)?;
+        // A directory renamed whole is one rename in the project, which
+        // the live mount follows; anything else in a moved directory
+        // would change what the agent's redirects point into.
+        let whole_rename = matches!(c.what, What::Renamed { .. })
+            && c.agent.as_ref().is_some_and(|a| a.kind == Kind::Dir);
+        if mounted
+            && c.in_moved_dir
+            && !whole_rename
+            && matches!(verdict, Verdict::Apply | Verdict::Approve(_) | Verdict::ApproveSetuid(_) | Verdict::Conflict)
+        {
+            verdict = Verdict::Deferred(
+                "in a directory the agent moved: syncs once the workspace is unmounted".into(),
+            );
+        }
         items.push(Item {
             change: c,
             verdict,
@@ -223,6 +277,14 @@ fn default_decision(item: &Item, opts: &SyncOptions) -> Decision {
     match &item.verdict {
         Verdict::Apply => Decision::Accept,
         Verdict::Approve(_) if opts.approve => Decision::Accept,
+        Verdict::ApproveSetuid(_)
+            if opts
+                .approve_setuid
+                .iter()
+                .any(|p| components(p) == components(&item.change.path)) =>
+        {
+            Decision::Accept
+        }
         Verdict::Conflict => match opts.resolve {
             Some(r) => Decision::Resolve(r),
             None => Decision::Skip,
@@ -242,8 +304,11 @@ pub fn sync(
     progress: &dyn Progress,
 ) -> Result<SyncReport> {
     let _lock = ws.lock()?;
-    let (mut r, view, items) = plan(ws, &opts.paths)?;
     let mounted = ws.mounted_at().is_some();
+    if !mounted && !opts.dry_run {
+        crate::flatten::flatten_moved_dirs(ws, &ws.load()?)?;
+    }
+    let (mut r, view, items) = plan(ws, &opts.paths)?;
     let mut report = SyncReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -273,18 +338,20 @@ pub fn sync(
         return Ok(report);
     }
 
-    // Apply: renames, then creations and edits parents first, then
+    // Apply: new directories parents first (renames may land in them),
+    // renames, then other creations and edits parents first, then
     // deletions children first.
     let order = |i: &Item| match (&i.change.what, &i.change.agent) {
-        (What::Renamed { .. }, _) => 0,
-        (_, Some(_)) => 1,
-        (_, None) => 2,
+        (What::Added, Some(a)) if a.kind == Kind::Dir => 0,
+        (What::Renamed { .. }, _) => 1,
+        (_, Some(_)) => 2,
+        (_, None) => 3,
     };
     accepted.sort_by(|a, b| {
         order(&a.0)
             .cmp(&order(&b.0))
             .then_with(|| match order(&a.0) {
-                2 => b.0.change.path.cmp(&a.0.change.path),
+                3 => b.0.change.path.cmp(&a.0.change.path),
                 _ => a.0.change.path.cmp(&b.0.change.path),
             })
     });
@@ -300,6 +367,8 @@ pub fn sync(
     let view_fd = open_root(&view.path)?;
     // The agent's side of conflicts settled for the project.
     let mut drop_paths: Vec<Vec<u8>> = Vec::new();
+    // Directories the project now holds where the agent renamed them to.
+    let mut renamed_dirs: Vec<Vec<u8>> = Vec::new();
     for (item, d) in &accepted {
         let c = &item.change;
         let res: Result<Option<&'static str>> = match (d, &item.verdict) {
@@ -307,11 +376,16 @@ pub fn sync(
                 record_base(&mut base, &staging, &view_fd, c)?;
                 Ok(None)
             }
-            (Decision::Accept, Verdict::Apply | Verdict::Approve(_))
+            (Decision::Accept, Verdict::Apply | Verdict::Approve(_) | Verdict::ApproveSetuid(_))
             | (Decision::Resolve(Resolve::Theirs), Verdict::Conflict)
             | (Decision::Accept, Verdict::Conflict) => {
                 apply(&mut host, &view_fd, c).and_then(|f| {
                     record_base_with(&mut base, &staging, &view_fd, c, f)?;
+                    if matches!(c.what, What::Renamed { .. })
+                        && c.agent.as_ref().is_some_and(|a| a.kind == Kind::Dir)
+                    {
+                        renamed_dirs.push(c.path.clone());
+                    }
                     Ok(Some("applied"))
                 })
             }
@@ -335,7 +409,9 @@ pub fn sync(
             Err(e) => {
                 report.failed += 1;
                 report.items.push(Outcome {
-                    path: c.shown(),
+                    path: String::from_utf8_lossy(&c.path).into_owned(),
+                    path_bytes: c.path_bytes.clone(),
+                    raw: c.path.clone(),
                     what: c.what.letter(),
                     outcome: "failed",
                     reason: Some(format!("{e:#}")),
@@ -345,6 +421,13 @@ pub fn sync(
         }
     }
     drop(view_fd);
+    // What the project now holds, judged by the view the changes were read
+    // from: a fresh view would stack the upper on the changed project.
+    let in_sync = if mounted {
+        Vec::new()
+    } else {
+        crate::changes::in_sync_paths(&ws.upper(), &view.path, &r.project)?
+    };
     drop(view);
     let (tree, _) = base.write(&staging)?;
     staging.commit(|_| {
@@ -352,9 +435,12 @@ pub fn sync(
         ws.save(&r)
     })?;
     host.finish(&ws.sync_journal())?;
-    if !mounted {
-        report.dropped_from_upper =
-            drop_from_upper(ws, &r, &drop_paths)? + crate::ws_mount::drop_in_sync(ws, &r)?;
+    if mounted {
+        note_renamed_dirs(ws, &renamed_dirs)?;
+    } else {
+        drop_paths.extend(in_sync);
+        report.dropped_from_upper = drop_from_upper(ws, &r, &drop_paths)?;
+        settle_renamed_dirs(ws, &renamed_dirs)?;
     }
     Ok(report)
 }
@@ -390,6 +476,25 @@ impl SyncReport {
                     )
                 }
             }
+            (Verdict::ApproveSetuid(why), None) if d != Decision::Reject => {
+                if self.dry_run && d == Decision::Accept {
+                    self.applied += 1;
+                    ("would_apply", None)
+                } else {
+                    self.held += 1;
+                    (
+                        "held",
+                        Some(format!(
+                            "{why}: approve it by name (`sync --approve-setuid {}`, or `sync --interactive`)",
+                            fs::quote_bytes(&c.path)
+                        )),
+                    )
+                }
+            }
+            (Verdict::Deferred(why), None) => {
+                self.held += 1;
+                ("held", Some(why.clone()))
+            }
             (Verdict::Conflict, None) if d == Decision::Skip || d == Decision::Quit => {
                 self.conflicts += 1;
                 (
@@ -404,7 +509,9 @@ impl SyncReport {
             (_, None) => ("skipped", None),
         };
         self.items.push(Outcome {
-            path: c.shown(),
+            path: String::from_utf8_lossy(&c.path).into_owned(),
+            path_bytes: c.path_bytes.clone(),
+            raw: c.path.clone(),
             what: c.what.letter(),
             outcome,
             reason,
@@ -527,6 +634,15 @@ fn record_base_with(
     written: Option<std::fs::File>,
 ) -> Result<()> {
     if let Some(from) = &c.from {
+        // A directory moved whole: its subtree goes with it.
+        if c.agent.as_ref().is_some_and(|a| a.kind == Kind::Dir) {
+            if let Some(id) = base.lookup(&components(from)) {
+                let moved = base.extract(id);
+                base.graft(&components(&c.path), &moved, moved.root())?;
+                set_base(base, from, None)?;
+                return Ok(());
+            }
+        }
         set_base(base, from, None)?;
     }
     let Some(a) = &c.agent else {
@@ -591,6 +707,54 @@ fn stage_from(
     staging.put_clone_of(&mut std::fs::File::from(fd), false)
 }
 
+/// Remembers directories whose rename reached the project while mounted.
+fn note_renamed_dirs(ws: &Workspace, dirs: &[Vec<u8>]) -> Result<()> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let mut all = read_renamed_dirs(ws);
+    all.extend(dirs.iter().cloned());
+    let data = serde_json::to_vec(&all)?;
+    store::write_file_atomic(&ws.store.tmp_dir(), &ws.settle_list(), &data, 0o600)
+}
+
+pub(crate) fn read_renamed_dirs(ws: &Workspace) -> Vec<Vec<u8>> {
+    std::fs::read(ws.settle_list())
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default()
+}
+
+/// A directory the agent renamed is a redirect in the upper, pointing at
+/// its old place in the project. Once the sync moved it in the project
+/// too, the old place is gone: the redirect (and the origin it checks) is
+/// cleared, so the upper stacks on the directory at its new place and the
+/// agent sees what it saw. Only while unmounted.
+pub(crate) fn settle_renamed_dirs(ws: &Workspace, dirs: &[Vec<u8>]) -> Result<()> {
+    let upper = open_root(&ws.upper())?;
+    // Deepest first, so a renamed directory inside another is reached
+    // before its parent's redirect is cleared.
+    let mut dirs = dirs.to_vec();
+    dirs.sort_by_key(|d| std::cmp::Reverse(components(d).len()));
+    for d in dirs {
+        let Ok(Some(fd)) = open_beneath(&upper, &d, OFlags::RDONLY | OFlags::DIRECTORY) else {
+            continue; // dropped as in sync
+        };
+        for k in ["trusted.overlay.redirect", "trusted.overlay.origin"] {
+            match rustix::fs::fremovexattr(&fd, k) {
+                Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+                Err(e) => {
+                    return Err(std::io::Error::from(e)).with_context(|| {
+                        format!("cannot settle the renamed directory {}", fs::quote_bytes(&d))
+                    })
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(ws.settle_list());
+    Ok(())
+}
+
 /// Removes from the upper what the project now holds, then the directories
 /// this leaves empty that carry nothing of their own (no opaque or redirect
 /// mark, the project's mode). Only while the workspace is unmounted:
@@ -613,28 +777,54 @@ pub(crate) fn drop_from_upper(ws: &Workspace, r: &WorkspaceRef, paths: &[Vec<u8>
 /// Removes empty directories below `dir` (bottom-up) that the project
 /// holds as they are; returns whether `dir` itself is now empty.
 fn prune(dir: &rustix::fd::OwnedFd, rel: &[u8], host: &rustix::fd::OwnedFd) -> Result<bool> {
-    let mut empty = true;
-    for name in read_names(dir)? {
-        let st = rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(std::io::Error::from)?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
-            empty = false;
-            continue;
-        }
-        let path = crate::changes::join(rel, &name);
-        let sub =
-            crate::changes::open_subdir(dir, name.as_slice()).map_err(std::io::Error::from)?;
-        let plain = !has_overlay_mark(&sub)
-            && crate::changes::side_at(host, &path, false)?
+    struct P<'a> {
+        host: &'a rustix::fd::OwnedFd,
+        rel: &'a [u8],
+        /// Per directory being walked: (still empty, plain).
+        stack: Vec<(bool, bool)>,
+        pending_plain: bool,
+    }
+    impl fs::walk::Visitor for P<'_> {
+        fn entry(
+            &mut self,
+            _: &rustix::fd::OwnedFd,
+            _: &[u8],
+            path: &[u8],
+            st: &rustix::fs::Stat,
+        ) -> Result<bool> {
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
+                self.stack.last_mut().unwrap().0 = false;
+                return Ok(false);
+            }
+            let full = crate::changes::join(self.rel, path);
+            self.pending_plain = crate::changes::side_at(self.host, &full, false)?
                 .is_some_and(|h| h.kind == Kind::Dir && h.mode == st.st_mode & 0o7777);
-        if prune(&sub, &path, host)? && plain {
-            rustix::fs::unlinkat(dir, name.as_slice(), AtFlags::REMOVEDIR)
-                .map_err(std::io::Error::from)?;
-        } else {
-            empty = false;
+            Ok(true)
+        }
+        fn enter(&mut self, own: &rustix::fd::OwnedFd, _: &[u8]) -> Result<()> {
+            let plain = self.pending_plain && !has_overlay_mark(own);
+            self.stack.push((true, plain));
+            Ok(())
+        }
+        fn leave(&mut self, parent: &rustix::fd::OwnedFd, name: &[u8], _: &[u8]) -> Result<()> {
+            let (empty, plain) = self.stack.pop().unwrap();
+            if empty && plain {
+                rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
+                    .map_err(std::io::Error::from)?;
+            } else {
+                self.stack.last_mut().unwrap().0 = false;
+            }
+            Ok(())
         }
     }
-    Ok(empty)
+    let mut p = P {
+        host,
+        rel,
+        stack: vec![(true, false)],
+        pending_plain: false,
+    };
+    fs::walk::walk(dir, fs::MAX_DEPTH, &mut p)?;
+    Ok(p.stack[0].0)
 }
 
 fn has_overlay_mark(fd: &rustix::fd::OwnedFd) -> bool {

@@ -12,7 +12,12 @@ fn print_report(ctx: &Ctx, r: &SyncReport) {
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        ctx.say(format!("{:<12} {} {}{reason}", o.outcome, o.what, o.path));
+        ctx.say(format!(
+            "{:<12} {} {}{reason}",
+            o.outcome,
+            o.what,
+            fs::quote_bytes(&o.raw)
+        ));
         for h in &o.secrets {
             ctx.say(format!(
                 "{:<12}   line {}: {}: {}",
@@ -41,6 +46,7 @@ fn ask_item(store: &store::Store, project: &Path, item: &Item, view: &Path) -> R
     let c = &item.change;
     let why = match &item.verdict {
         Verdict::Approve(w) => format!(" ({w}: needs approval)"),
+        Verdict::ApproveSetuid(w) => format!(" ({w}: needs approval; accepting approves it)"),
         Verdict::Conflict => " (CONFLICT: the project changed since the agent started)".into(),
         _ => String::new(),
     };
@@ -89,6 +95,7 @@ pub fn run(ctx: &Ctx, a: WsSyncArgs) -> Result<i32> {
             _ => None,
         },
         approve: a.approve,
+        approve_setuid: rel_paths(&a.approve_setuid)?,
     };
     let report = if a.interactive {
         if !prompt::can_ask() {
