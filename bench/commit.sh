@@ -19,7 +19,7 @@ apt-get -q -o "Dir::State::status=$ROOTFS/var/lib/dpkg/status" -o "Dir::Cache::a
   --download-only -y --no-install-recommends install python3 gcc g++ make git curl >/dev/null
 "$B" init -q; "$B" image import -q debian:bookworm --dir "$ROOTFS"
 for b in c1 c2; do
-  "$B" bot create -q "$b" --image debian:bookworm; "$B" bot mount -q "$b"
+  "$B" bot create -q "$b" --image debian:bookworm; "$B" bot mount -q "$b" --dev
   cp "$W"/debs/*.deb "$BOTYARD_HOME/bots/$b/root/tmp/"
   chroot "$BOTYARD_HOME/bots/$b/root" sh -c 'dpkg -i /tmp/*.deb || dpkg -i /tmp/*.deb; dpkg --configure -a; rm -f /tmp/*.deb' >/dev/null 2>&1
   "$B" bot unmount -q "$b"

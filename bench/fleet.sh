@@ -178,7 +178,7 @@ run_botyard() { # name driver fs
   record "$name" day1 "$(used "$m")"
   for phase in month6 year2; do
     for i in $(seq "$N"); do
-      [ "$2" = overlay ] && "$B" bot mount -q "bot$i"
+      [ "$2" = overlay ] && "$B" bot mount -q "bot$i" --dev
       drift "$BOTYARD_HOME/bots/bot$i/root" "$phase" "$i"
       [ "$2" = overlay ] && "$B" bot unmount -q "bot$i"
     done

@@ -21,7 +21,7 @@ mkdir -p "$W/upper" "$W/work" "$W/overlay"
 mount -t overlay overlay -o "lowerdir=$W/plain,upperdir=$W/upper,workdir=$W/work" "$W/overlay"
 export BOTYARD_HOME=$W/store
 "$B" init -q; "$B" image import -q debian:bookworm --dir "$ROOTFS"
-"$B" bot create -q io --image debian:bookworm; "$B" bot mount -q io
+"$B" bot create -q io --image debian:bookworm; "$B" bot mount -q io --dev
 BOT=$W/store/bots/io/root
 DEBS=$W/debs; mkdir -p "$DEBS/partial"
 apt-get -q -o "Dir::State::status=$ROOTFS/var/lib/dpkg/status" -o "Dir::Cache::archives=$DEBS" --download-only -y upgrade >/dev/null

@@ -33,7 +33,7 @@ mkdir -p "$DEBS"
 for id in bot1 bot2 bot3; do
   "$B" bot rm --force "$id" >/dev/null 2>&1 || true
   step "$B" bot create "$id" --image debian:bookworm
-  step "$B" bot mount "$id"
+  step "$B" bot mount "$id" --dev   # a chroot uses the image's own /dev
   ROOT=$BOTYARD_HOME/bots/$id/root
   cp "$DEBS"/*.deb "$ROOT/tmp/"
   step chroot "$ROOT" /bin/sh -c "dpkg -i /tmp/*.deb >/dev/null && rm /tmp/*.deb && jq --version"

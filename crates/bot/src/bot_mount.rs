@@ -3,8 +3,18 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use store::Store;
 
-/// Mounts a bot's root, writable, at `at` (default `bots/ID/root`).
-pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
+/// What a mount of a bot's root may hand out to whoever reaches it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MountOptions {
+    /// Honour the image's setuid and setgid bits (otherwise `nosuid`).
+    pub suid: bool,
+    /// Honour the image's device nodes (otherwise `nodev`).
+    pub dev: bool,
+}
+
+/// Mounts a bot's root, writable, at `at` (default `bots/ID/root`),
+/// `nosuid,nodev` unless `opts` says otherwise.
+pub fn mount(store: &Store, id: &str, at: Option<&Path>, opts: MountOptions) -> Result<PathBuf> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let r = bot.load()?;
@@ -32,6 +42,8 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>) -> Result<PathBuf> {
         data: vec![store.objects_dir()],
         user_lower: false,
         readonly: false,
+        allow_suid: opts.suid,
+        allow_dev: opts.dev,
     };
     fs::mount_overlay(&spec, &target).with_context(|| format!("cannot mount bot {id}"))?;
     let record = target.as_os_str().as_encoded_bytes();
@@ -53,7 +65,7 @@ pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
 }
 
 /// Mounts every overlay bot that is not mounted (after a reboot): where it
-/// was last mounted, or at its default place.
+/// was last mounted, or at its default place; `nosuid,nodev`.
 pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
     let mut out = Vec::new();
     for id in crate::bot_list::ids(store)? {
@@ -64,7 +76,7 @@ pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
         let last = std::fs::read_to_string(bot.mount_record())
             .ok()
             .map(|s| PathBuf::from(s.trim_end_matches('\n')));
-        let res = mount(store, &id, last.as_deref());
+        let res = mount(store, &id, last.as_deref(), MountOptions::default());
         out.push((id, res));
     }
     Ok(out)

@@ -25,7 +25,7 @@ pub use bot_df::{usage, BotUsage, FleetUsage};
 pub use bot_diff::{diff, under as diff_path_under};
 pub use bot_gc::{gc_layers, LayerGcReport};
 pub use bot_list::{list, show, BotInfo};
-pub use bot_mount::{mount, mount_all, unmount};
+pub use bot_mount::{mount, mount_all, unmount, MountOptions};
 pub use bot_reset::{reset, ResetOutcome};
 pub use bot_rm::remove;
 pub use state::{validate_id, Bot, BotRef, Driver};

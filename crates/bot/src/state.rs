@@ -254,6 +254,8 @@ impl Bot {
             data: vec![self.store.objects_dir()],
             user_lower: false,
             readonly: true,
+            allow_suid: false,
+            allow_dev: false,
         };
         if let Err(e) = fs::mount_overlay(&spec, &path) {
             let _ = std::fs::remove_dir(&path);

@@ -237,6 +237,18 @@ pub struct BotMountArgs {
     /// (after a reboot).
     #[arg(long)]
     pub all: bool,
+    /// Honour the image's setuid and setgid bits. The mount is nosuid
+    /// otherwise: a host user who can reach the mount point could run an
+    /// image's setuid-root program as root. Sandboxes (`botyard run`) run
+    /// with no new privileges either way.
+    #[arg(long, conflicts_with = "all")]
+    pub suid: bool,
+    /// Honour the image's device nodes, as a chroot with the image's own
+    /// /dev needs. The mount is nodev otherwise: a host user who can reach
+    /// the mount point could open an image's devices with the modes the
+    /// image gave them. Sandboxes get a /dev of their own either way.
+    #[arg(long, conflicts_with = "all")]
+    pub dev: bool,
 }
 
 #[derive(Args, Debug)]

@@ -22,7 +22,13 @@ fn root_of(env: &Env, id: &str) -> PathBuf {
 }
 
 fn mount<'a>(env: &'a Env, id: &str) -> Mounted<'a> {
-    env.ok(&["bot", "mount", id]);
+    mount_with(env, id, &[])
+}
+
+fn mount_with<'a>(env: &'a Env, id: &str, flags: &[&str]) -> Mounted<'a> {
+    let mut args = vec!["bot", "mount", id];
+    args.extend_from_slice(flags);
+    env.ok(&args);
     Mounted {
         env,
         id: id.to_string(),
@@ -397,24 +403,37 @@ fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
     env.ok(&["image", "import", "debian:bookworm", "--dir", rootfs.trim()]);
     let lib = build_deb(env.dir.path(), "botyard-test-lib", None);
     let app = build_deb(env.dir.path(), "botyard-test-app", Some("botyard-test-lib"));
+    // deb1 as a person would, in a chroot (which needs the image's own
+    // /dev: `--dev`); deb2 as an agent would, as root in its sandbox.
     let chroot = |id: &str, cmd: &str| {
         sh(&format!(
             "chroot '{}' /bin/sh -c '{cmd}'",
             root_of(&env, id).display()
         ))
     };
+    let in_sandbox = |id: &str, cmd: &str| {
+        env.ok(&["run", id, "--user", "0:0", "--", "/bin/sh", "-c", cmd])
+    };
     for id in ["deb1", "deb2"] {
         env.ok(&["bot", "create", id, "--image", "debian:bookworm"]);
-        let _m = mount(&env, id);
+        let _m = if id == "deb1" {
+            mount_with(&env, id, &["--dev"])
+        } else {
+            mount(&env, id)
+        };
         let root = root_of(&env, id);
         std::fs::copy(&lib, root.join("tmp/lib.deb")).unwrap();
         std::fs::copy(&app, root.join("tmp/app.deb")).unwrap();
-        chroot(
-            id,
-            "dpkg -i /tmp/lib.deb /tmp/app.deb >/dev/null && rm /tmp/*.deb",
-        );
-        assert_eq!(chroot(id, "dpkg --audit"), "");
-        assert!(chroot(id, "dpkg -s botyard-test-app").contains("Status: install ok installed"));
+        let run = |cmd: &str| {
+            if id == "deb1" {
+                chroot(id, cmd)
+            } else {
+                in_sandbox(id, cmd)
+            }
+        };
+        run("dpkg -i /tmp/lib.deb /tmp/app.deb >/dev/null && rm /tmp/*.deb");
+        assert_eq!(run("dpkg --audit"), "");
+        assert!(run("dpkg -s botyard-test-app").contains("Status: install ok installed"));
     }
     let first = env.json(&["bot", "commit", "deb1", "--json"]);
     let second = env.json(&["bot", "commit", "deb2", "--json"]);
@@ -434,7 +453,7 @@ fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
         n2 < n1 / 4,
         "the second bot stored the same packages again ({n2} vs {n1} bytes)"
     );
-    let _m = mount(&env, "deb1");
+    let _m = mount_with(&env, "deb1", &["--dev"]);
     assert_eq!(chroot("deb1", "dpkg --audit"), "");
     assert_eq!(
         chroot("deb1", "cat /var/lib/botyard-test-app/stamp").trim(),

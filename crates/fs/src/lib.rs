@@ -38,7 +38,8 @@ pub use layer::{
 pub use materialize::{materialize, materialize_path, MaterializeStats};
 pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, MetaRef, NodeId, NodeKind, TreeStats};
 pub use overlay::{
-    fstype_of, is_overlay_mount, mount_fstype, mount_overlay, mounts_below, unmount, OverlaySpec,
+    fstype_of, is_overlay_mount, mount_clone, mount_fstype, mount_overlay, mounts_below, unmount,
+    unmount_below, OverlaySpec,
 };
 pub use store::walk;
 pub use store::{quote_bytes, quote_cow, quote_path, quote_str};

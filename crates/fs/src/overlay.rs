@@ -26,6 +26,14 @@ pub struct OverlaySpec {
     /// must not act on `trusted.overlay.*` xattrs found in them (no
     /// metacopy), and no index ties the upper to the lowers' identity.
     pub user_lower: bool,
+    /// Honour setuid and setgid bits (the mount is `nosuid` otherwise):
+    /// anyone who can reach the mount could run an image's setuid-root
+    /// program as root.
+    pub allow_suid: bool,
+    /// Honour device nodes (the mount is `nodev` otherwise): anyone who
+    /// can reach the mount could open an image's devices with the modes the
+    /// image gave them.
+    pub allow_dev: bool,
 }
 
 fn kernel_hint(e: rustix::io::Errno) -> String {
@@ -141,11 +149,16 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
     }
     fsconfig_create(&fs)
         .map_err(|e| anyhow::anyhow!("cannot create the overlay: {}", kernel_hint(e)))?;
-    let attrs = if readonly {
-        MountAttrFlags::MOUNT_ATTR_RDONLY
-    } else {
-        MountAttrFlags::empty()
-    };
+    let mut attrs = MountAttrFlags::empty();
+    if readonly {
+        attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+    }
+    if !spec.allow_suid {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
+    }
+    if !spec.allow_dev {
+        attrs |= MountAttrFlags::MOUNT_ATTR_NODEV;
+    }
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
         .map_err(|e| anyhow::anyhow!("fsmount: {}", kernel_hint(e)))?;
     let dir = rustix::fs::open(
@@ -286,6 +299,100 @@ pub fn mount_fstype(path: &Path) -> Option<String> {
         let sep = f.iter().position(|x| *x == "-")?;
         (f.len() > 4 && unescape(f[4]) == want).then(|| f.get(sep + 1).map(|s| s.to_string()))?
     })
+}
+
+/// Mounts a copy of the mount tree at the opened object `source` (a
+/// directory or file, with what is mounted below it) at `target`, which is
+/// created; what appears is exactly the object that was opened and checked,
+/// whatever happened to its path since. Read-only unless `writable`;
+/// always `nosuid,nodev`.
+pub fn mount_clone(source: &OwnedFd, target: &Path, writable: bool) -> Result<()> {
+    use rustix::mount::OpenTreeFlags;
+    let st = rustix::fs::fstat(source)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+        std::fs::create_dir_all(target)?;
+    } else {
+        if let Some(p) = target.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(target)?;
+    }
+    let tree = rustix::mount::open_tree(
+        source,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot copy the mount for {}: {}", target.display(), kernel_hint(e)))?;
+    let mut attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+    if !writable {
+        attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+    }
+    set_attrs(&tree, attrs)
+        .map_err(|e| anyhow::anyhow!("cannot restrict the mount for {}: {}", target.display(), kernel_hint(e)))?;
+    let to = rustix::fs::open(
+        target,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    move_mount(
+        &tree,
+        "",
+        &to,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot attach the mount at {}: {}", target.display(), kernel_hint(e)))?;
+    Ok(())
+}
+
+/// `mount_setattr` on a whole detached tree (not in rustix yet).
+fn set_attrs(tree: &OwnedFd, set: MountAttrFlags) -> rustix::io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let a = MountAttr {
+        attr_set: set.bits() as u64,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    const AT_EMPTY_PATH: libc::c_int = 0x1000;
+    const AT_RECURSIVE: libc::c_int = 0x8000;
+    // SAFETY: a valid fd, an empty C string and a complete struct mount_attr.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            &a as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO),
+        ));
+    }
+    Ok(())
+}
+
+/// Detaches whatever is mounted at or below `dir` (deepest first).
+pub fn unmount_below(dir: &Path) {
+    for m in mounts_below(dir) {
+        let _ = rustix::mount::unmount(&m, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
+    }
 }
 
 /// Mount points at or below `dir` (read from mountinfo), deepest first.

@@ -6,6 +6,9 @@
 //! in the source path and anywhere inside a mounted directory.
 
 use anyhow::{bail, Context, Result};
+use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fs::OFlags;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Names never mounted, wherever they appear.
@@ -158,16 +161,29 @@ impl Allowlist {
         })
     }
 
-    /// Checks one mount and returns it with its source resolved and its
-    /// final read-only flag.
-    pub fn check(&self, m: &MountSpec, main: bool) -> Result<MountSpec> {
+    /// Checks one mount: opens its source once (symlinks in the given path
+    /// followed), checks what was opened (its real path against the roots
+    /// and blocked names, everything below it for blocked names), and
+    /// returns that open object, to be mounted as it is: a path swapped
+    /// after the check changes nothing.
+    pub fn check(&self, m: &MountSpec, main: bool) -> Result<CheckedMount> {
         let file = self
             .source
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the mount allowlist".into());
-        let src = std::fs::canonicalize(&m.source)
-            .with_context(|| format!("mount source {} does not exist", m.source.display()))?;
+        let fd = rustix::fs::open(
+            &m.source,
+            OFlags::PATH | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("mount source {} does not exist", m.source.display()))?;
+        let src = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .with_context(|| format!("cannot resolve the mount source {}", m.source.display()))?;
+        if !src.is_absolute() || src.to_string_lossy().ends_with(" (deleted)") {
+            bail!("mount source {} went away while it was checked", m.source.display());
+        }
         if let Some(name) = self.blocked_component(&src) {
             bail!(
                 "mount source {} resolves to {}, which goes through the blocked name {name}",
@@ -200,44 +216,76 @@ impl Allowlist {
                 src.display()
             );
         };
-        if src.is_dir() {
-            if let Some(found) = self.find_blocked_inside(&src)? {
+        let st = rustix::fs::fstat(&fd)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+            let dir = rustix::fs::openat(
+                &fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(std::io::Error::from)?;
+            if let Some(found) = self.find_blocked_inside(&dir)? {
                 bail!(
                     "mounted directory {} contains the blocked name {}; mount a directory without it",
                     src.display(),
-                    found.display()
+                    src.join(std::ffi::OsStr::from_bytes(&found)).display()
                 );
             }
         }
         let read_only = m.read_only || !rw_allowed || (!main && self.non_main_read_only);
-        Ok(MountSpec {
-            source: src,
+        Ok(CheckedMount {
+            source: fd,
+            resolved: src,
             dest: m.dest.clone(),
             read_only,
         })
     }
 
     /// The first blocked name anywhere below `dir` (symlinks not followed:
-    /// in the sandbox they resolve inside it).
-    fn find_blocked_inside(&self, dir: &Path) -> Result<Option<PathBuf>> {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in rd {
-                let e = e?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                if self.blocked().any(|b| b == name) {
-                    return Ok(Some(e.path()));
+    /// in the sandbox they resolve inside it), at any depth.
+    fn find_blocked_inside(&self, dir: &OwnedFd) -> Result<Option<Vec<u8>>> {
+        struct F<'a> {
+            a: &'a Allowlist,
+            found: Option<Vec<u8>>,
+        }
+        impl fs::walk::Visitor for F<'_> {
+            fn entry(
+                &mut self,
+                _: &OwnedFd,
+                name: &[u8],
+                path: &[u8],
+                _: &rustix::fs::Stat,
+            ) -> Result<bool> {
+                if self.found.is_some() {
+                    return Ok(false);
                 }
-                if e.file_type()?.is_dir() {
-                    stack.push(e.path());
+                let n = String::from_utf8_lossy(name);
+                if self.a.blocked().any(|b| b == n) {
+                    self.found = Some(path.to_vec());
+                    return Ok(false);
                 }
+                Ok(true)
             }
         }
-        Ok(None)
+        let mut f = F {
+            a: self,
+            found: None,
+        };
+        fs::walk::walk(dir, usize::MAX, &mut f)?;
+        Ok(f.found)
     }
+}
+
+/// A mount that passed the allowlist: the opened source, to be mounted as
+/// it is ([`fs::mount_clone`]).
+#[derive(Debug)]
+pub struct CheckedMount {
+    pub source: OwnedFd,
+    /// Where the source was when checked, for messages.
+    pub resolved: PathBuf,
+    pub dest: PathBuf,
+    pub read_only: bool,
 }
 
 #[cfg(test)]

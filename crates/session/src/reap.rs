@@ -29,6 +29,7 @@ pub fn reap(store: &Store, id: &str) -> Result<bool> {
                 .stderr(Stdio::null())
                 .status();
         }
+        crate::run::unstage(&session_dir(&bot).join("mnt"));
         if s.mounted_by_run {
             unmount_retrying(store, id)?;
         }

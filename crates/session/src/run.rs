@@ -151,23 +151,45 @@ pub fn run_with(
         secrets.insert(name.clone(), v.to_string_lossy().into_owned().into());
     }
 
+    // Every host directory the sandbox sees is opened and checked once,
+    // and a copy of exactly that mount is staged under the session's
+    // directory (closed to other users) for the runtime to bind.
     let allow = Allowlist::load(&opts.allowlist)?;
-    let mut binds = Vec::new();
+    let staged = dir.join("mnt");
+    unstage(&staged);
+    let guard = Unstage(staged.clone());
+    let mut checked = Vec::new();
     for m in &opts.mounts {
-        let m = allow.check(m, opts.main)?;
-        binds.push(BindMount {
-            source: m.source,
-            dest: format!("{MOUNT_BASE}/{}", m.dest.display()),
-            read_only: m.read_only,
-        });
+        checked.push(allow.check(m, opts.main)?);
     }
-    if let Some(w) = &opts.workspace {
-        binds.push(BindMount {
-            source: w.clone(),
-            dest: WORKSPACE_AT.into(),
-            read_only: false,
-        });
-    }
+    let stage = |i: usize, fd: &rustix::fd::OwnedFd, writable: bool| -> Result<PathBuf> {
+        let at = staged.join(i.to_string());
+        fs::mount_clone(fd, &at, writable)?;
+        Ok(at)
+    };
+    let mut binds = Vec::new();
+    let staged_binds = (|| -> Result<()> {
+        for (i, m) in checked.iter().enumerate() {
+            binds.push(BindMount {
+                source: stage(i, &m.source, !m.read_only)
+                    .with_context(|| format!("cannot mount {}", m.resolved.display()))?,
+                dest: format!("{MOUNT_BASE}/{}", m.dest.display()),
+                read_only: m.read_only,
+            });
+        }
+        if let Some(w) = &opts.workspace {
+            let fd = rustix::fs::open(w, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("cannot open the workspace at {}", w.display()))?;
+            binds.push(BindMount {
+                source: stage(checked.len(), &fd, true)?,
+                dest: WORKSPACE_AT.into(),
+                read_only: false,
+            });
+        }
+        Ok(())
+    })();
+    staged_binds?;
     if let Some(ipc) = &opts.ipc {
         // The supervisor runs as the sandbox's user: it takes messages out
         // of input/ and sets bad ones aside in errors/.
@@ -195,14 +217,35 @@ pub fn run_with(
         },
     );
 
-    // The bot's root: an overlay bot is mounted for the run if it is not.
-    let (root, mounted_by_run) = match r.driver {
+    // The bot's root: an overlay bot is mounted for the run if it is not
+    // (nosuid,nodev); the sandbox gets a copy of that mount, staged with
+    // the others.
+    let (bot_root, mounted_by_run) = match r.driver {
         Driver::Copy => (bot.default_mount(), false),
         Driver::Overlay => match bot.mounted_at() {
             Some(p) => (p, false),
-            None => (bot::mount(store, &opts.bot, None)?, true),
+            None => (
+                bot::mount(store, &opts.bot, None, bot::MountOptions::default())?,
+                true,
+            ),
         },
     };
+    let root = staged.join("root");
+    let staged_root = rustix::fs::open(
+        &bot_root,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .map_err(anyhow::Error::from)
+    .and_then(|fd| fs::mount_clone(&fd, &root, true));
+    if let Err(e) = staged_root {
+        drop(guard);
+        if mounted_by_run {
+            unmount_retrying(store, &opts.bot)?;
+        }
+        return Err(e).context("cannot prepare the bot's root for the sandbox");
+    }
     // Unique on the host: two stores may have bots of the same name.
     let store_tag = &store::Hash::of(store.root().as_os_str().as_encoded_bytes()).to_hex()[..8];
     let container_id = format!("botyard-{store_tag}-{}-{}", opts.bot, std::process::id());
@@ -297,12 +340,28 @@ pub fn run_with(
             .stderr(Stdio::null())
             .status();
     }
+    // The copies go first: the bot's own mount is in use while they exist.
+    drop(guard);
     if mounted_by_run {
         unmount_retrying(store, &opts.bot)?;
     }
     let _ = std::fs::remove_file(dir.join("state.json"));
     drop(lock);
     result
+}
+
+/// Removes the mounts a run staged for its sandbox (and their mount points).
+pub(crate) fn unstage(staged: &Path) {
+    fs::unmount_below(staged);
+    let _ = fs::walk::remove_path(staged);
+}
+
+struct Unstage(PathBuf);
+
+impl Drop for Unstage {
+    fn drop(&mut self) {
+        unstage(&self.0);
+    }
 }
 
 /// Unmounts a bot a run mounted; its processes are gone, but the kernel

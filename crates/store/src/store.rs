@@ -82,6 +82,7 @@ impl Store {
         b.create(path)
             .with_context(|| format!("cannot create the store directory {}", path.display()))?;
         let path = fs::canonicalize(path)?;
+        close_to_others(&path)?;
         for top in ["objects", "trees"] {
             for i in 0..=255u8 {
                 b.create(path.join(top).join(format!("{i:02x}")))
@@ -134,9 +135,9 @@ impl Store {
                 marker.format
             );
         }
-        Ok(Store {
-            root: fs::canonicalize(path)?,
-        })
+        let root = fs::canonicalize(path)?;
+        close_to_others(&root)?;
+        Ok(Store { root })
     }
 
     pub fn root(&self) -> &Path {
@@ -209,6 +210,27 @@ impl Store {
     pub(crate) fn disk_bytes(m: &fs::Metadata) -> u64 {
         m.blocks() * 512
     }
+}
+
+/// A store is its owner's alone: other users may not even look inside,
+/// so nothing below it (mounted bots, setuid files of an image, device
+/// nodes) is within their reach. A store made before this rule is closed
+/// when next opened by its owner.
+fn close_to_others(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = fs::metadata(root).with_context(|| format!("cannot read {}", root.display()))?;
+    if m.permissions().mode() & 0o077 == 0 {
+        return Ok(());
+    }
+    if m.uid() != rustix::process::geteuid().as_raw() {
+        bail!(
+            "the store {} is open to other users and not yours to close; its owner should run `chmod 700 {}`",
+            root.display(),
+            root.display()
+        );
+    }
+    fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot close the store {} to other users", root.display()))
 }
 
 pub(crate) fn now_rfc3339() -> String {

@@ -218,6 +218,8 @@ impl Workspace {
             data: vec![],
             user_lower: true,
             readonly: true,
+            allow_suid: false,
+            allow_dev: false,
         };
         if let Err(e) = fs::mount_overlay(&spec, &path) {
             let _ = std::fs::remove_dir(&path);

@@ -96,6 +96,17 @@ pub fn mount(
                         target.display()
                     )
                 })?;
+            // Nothing in the project gets setuid or device powers here.
+            use rustix::mount::MountFlags;
+            if let Err(e) = rustix::mount::mount_remount(
+                &target,
+                MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV,
+                "",
+            ) {
+                let _ = fs::unmount(&target);
+                return Err(std::io::Error::from(e))
+                    .context("cannot make the workspace's bind mount nosuid,nodev");
+            }
         }
         Mode::Secure | Mode::Auto => {
             // The merged root takes its owner and mode from the upper's
@@ -118,6 +129,8 @@ pub fn mount(
                 data: vec![],
                 user_lower: true,
                 readonly: false,
+            allow_suid: false,
+            allow_dev: false,
             };
             fs::mount_overlay(&spec, &target)
                 .with_context(|| format!("cannot mount workspace {name}"))?;

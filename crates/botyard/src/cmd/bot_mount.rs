@@ -22,8 +22,18 @@ pub fn mount(ctx: &Ctx, a: BotMountArgs) -> Result<i32> {
     }
     let id = a.id.expect("clap requires an id without --all");
     bot::validate_id(&id)?;
-    let p = bot::mount(&store, &id, a.at.as_deref())?;
-    ctx.say(format!("mounted bot {id} at {}", p.display()));
+    let opts = bot::MountOptions {
+        suid: a.suid,
+        dev: a.dev,
+    };
+    let p = bot::mount(&store, &id, a.at.as_deref(), opts)?;
+    let honours = match (a.suid, a.dev) {
+        (false, false) => "nosuid,nodev",
+        (true, false) => "setuid honoured, nodev",
+        (false, true) => "nosuid, devices honoured",
+        (true, true) => "setuid and devices honoured: anyone who can reach it gets what the image's modes say",
+    };
+    ctx.say(format!("mounted bot {id} at {} ({honours})", p.display()));
     Ok(0)
 }
 

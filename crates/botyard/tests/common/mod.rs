@@ -65,7 +65,10 @@ impl Env {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_botyard"));
+        // Another build may stand in, to show a regression test fails on it.
+        let bin = std::env::var_os("BOTYARD_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_botyard").into());
+        let mut c = Command::new(bin);
         c.env("BOTYARD_HOME", &self.store).env_remove("CI_QUIET");
         c
     }

@@ -1,0 +1,218 @@
+//! Hostile input, one test per hole a hostile-input pass found: each one
+//! failed before its fix. Images, bots and workspaces are real; sandboxes
+//! are real runc; the daemon is a real `botyard serve`.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `sh -c script` as the unprivileged user nobody.
+fn as_nobody(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sh", "-c", script])
+        .output()
+        .unwrap()
+}
+
+/// Makes the test's own directory reachable by everyone, so only botyard's
+/// own choices decide what another user can reach.
+fn open_test_dir(env: &Env) {
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// An image holding a setuid-root copy of `id` and a world-writable
+/// character device (the null device's numbers, so a write is harmless).
+fn setuid_image(env: &Env) {
+    let src = env.path("evil");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/id", src.join("bin/id")).unwrap();
+    sh(&format!(
+        "chown 0:0 '{d}/bin/id' && chmod 4755 '{d}/bin/id' && mknod '{d}/dev-null' c 1 3 && chmod 666 '{d}/dev-null'",
+        d = src.display()
+    ));
+    env.ok(&["image", "import", "evil:1", "--dir", src.to_str().unwrap()]);
+}
+
+/// 1. No mount botyard makes hands a host user what the image's modes say:
+/// the store is closed to others, and a bot mounted where others can reach
+/// it is nosuid,nodev unless the operator asks.
+#[test]
+fn a_hostile_image_gives_no_host_user_root_through_a_mounted_bot() {
+    require_root!();
+    if !have_tool("setpriv", "util-linux") {
+        return;
+    }
+    let env = Env::new();
+    open_test_dir(&env);
+    setuid_image(&env);
+    env.ok(&["bot", "create", "b", "--image", "evil:1"]);
+    let mode = std::fs::metadata(&env.store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the store is open to others: {mode:o}");
+    env.ok(&["bot", "mount", "b"]);
+    let inside = env.store.join("bots/b/root");
+    let out = as_nobody(&format!("'{}/bin/id'", inside.display()));
+    assert!(
+        !out.status.success(),
+        "another user reached the mounted bot inside the store: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    env.ok(&["bot", "unmount", "b"]);
+
+    // Mounted where others can reach it: setuid and devices mean nothing.
+    let at = env.path("public");
+    env.ok(&["bot", "mount", "b", "--at", at.to_str().unwrap()]);
+    let run = as_nobody(&format!("'{}/bin/id'", at.display()));
+    let id = String::from_utf8_lossy(&run.stdout).into_owned();
+    let write = as_nobody(&format!("echo x > '{}/dev-null'", at.display()));
+    env.ok(&["bot", "unmount", "b"]);
+    assert!(run.status.success(), "{run:?}");
+    assert!(!id.contains("euid=0"), "setuid honoured: {id}");
+    assert!(
+        !write.status.success() && String::from_utf8_lossy(&write.stderr).contains("denied"),
+        "the image's device opened: {write:?}"
+    );
+    // The operator may ask for both, and then gets them (so the checks
+    // above can fail).
+    let out = env.ok(&["bot", "mount", "b", "--at", at.to_str().unwrap(), "--suid", "--dev"]);
+    assert!(out.contains("honoured"), "{out}");
+    let run = as_nobody(&format!("'{}/bin/id'", at.display()));
+    let write = as_nobody(&format!("echo x > '{}/dev-null'", at.display()));
+    env.ok(&["bot", "unmount", "b"]);
+    assert!(String::from_utf8_lossy(&run.stdout).contains("euid=0"), "{run:?}");
+    assert!(write.status.success(), "{write:?}");
+    // The image's bits are kept: the file is still setuid in the bot.
+    let v = env.json(&["bot", "diff", "b", "--json"]);
+    assert_eq!(v.as_array().unwrap().len(), 0, "{v}");
+    env.fsck_ok();
+}
+
+/// A store made open to others (before this rule) is closed when next used.
+#[test]
+fn an_open_store_is_closed_when_next_opened() {
+    let env = Env::new();
+    std::fs::set_permissions(&env.store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok(&["image", "ls"]);
+    let mode = std::fs::metadata(&env.store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+/// 2. A change that adds setuid, setgid or an executable bit, to a new or
+/// an existing file, is held; setuid only goes with an approval naming it.
+#[test]
+fn the_gate_holds_setuid_and_new_execute_bits() {
+    require_root!();
+    let env = Env::new();
+    let p = env.path("project");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("bin2"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(p.join("notes"), "plain\n").unwrap();
+    sh(&format!("chmod 755 '{}/bin2'", p.display()));
+    env.ok(&["workspace", "create", "w", "--project", p.to_str().unwrap()]);
+    env.ok(&["workspace", "mount", "w"]);
+    let r = env.store.join("workspaces/w/root");
+    sh(&format!(
+        "chmod 4755 '{r}/bin2' && chmod 2644 '{r}/notes' && printf 'x\\n' > '{r}/new.sh' && chmod 755 '{r}/new.sh'",
+        r = r.display()
+    ));
+    let out = env.json(&["workspace", "sync", "w", "--yes", "--json"]);
+    let outcome = |path: &str| {
+        out["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == path)
+            .map(|i| (i["outcome"].as_str().unwrap().to_string(), i["reason"].to_string()))
+            .unwrap_or_else(|| panic!("{path} not in {out}"))
+    };
+    for (path, bit) in [("bin2", "setuid"), ("notes", "setgid")] {
+        let (o, why) = outcome(path);
+        assert_eq!(o, "held", "{path}: {out}");
+        assert!(why.contains(bit), "{why}");
+    }
+    assert_eq!(outcome("new.sh").0, "held");
+    let mode = |f: &str| std::fs::metadata(p.join(f)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode("bin2"), mode("notes")), (0o755, 0o644));
+    // --approve takes the new executable, never setuid or setgid.
+    env.ok(&["workspace", "sync", "w", "--yes", "--approve"]);
+    assert_eq!(mode("new.sh") & 0o111, 0o111);
+    assert_eq!((mode("bin2"), mode("notes")), (0o755, 0o644));
+    // Only an approval naming the path lets it through.
+    env.ok(&["workspace", "sync", "w", "--yes", "--approve-setuid", "bin2"]);
+    assert_eq!((mode("bin2"), mode("notes")), (0o4755, 0o644));
+    env.ok(&["workspace", "unmount", "w"]);
+    env.fsck_ok();
+}
+
+/// 3. The mount allowlist checks the object it mounts: swapping the source
+/// between a directory and a symlink into `.ssh` while runs start never
+/// shows the blocked content.
+#[test]
+fn a_mount_source_swapped_during_the_check_is_never_what_is_mounted() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = busybox_env(&["sh", "cat", "ls"]);
+    let host = env.path("host");
+    std::fs::create_dir_all(host.join("data")).unwrap();
+    std::fs::write(host.join("data/ok"), "fine\n").unwrap();
+    std::fs::create_dir_all(host.join("home/.ssh")).unwrap();
+    std::fs::write(host.join("home/.ssh/id_rsa"), "SECRET-KEY\n").unwrap();
+    std::os::unix::fs::symlink(host.join("home/.ssh"), host.join("other")).unwrap();
+    std::fs::rename(host.join("data"), host.join("src")).unwrap();
+    let allow = env.path("allow.json");
+    std::fs::write(
+        &allow,
+        serde_json::json!({"allowed_roots": [{"path": host}]}).to_string(),
+    )
+    .unwrap();
+    // Swaps `src` (a directory) and `other` (a symlink into .ssh) as fast
+    // as it can while the runs start.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, host) = (stop.clone(), host.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    host.join("src"),
+                    rustix::fs::CWD,
+                    host.join("other"),
+                    rustix::fs::RenameFlags::EXCHANGE,
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut leaked = 0;
+    let mut mounted = 0;
+    for _ in 0..80 {
+        let out = env
+            .cmd()
+            .env("BOTYARD_MOUNT_ALLOWLIST", &allow)
+            .args(["run", "b1", "--mount"])
+            .arg(format!("{}:data", host.join("src").display()))
+            .args(["--", "sh", "-c", "cat /mnt/data/* 2>/dev/null; true"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("SECRET-KEY") {
+            leaked += 1;
+        }
+        if text.contains("fine") {
+            mounted += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 80, "the swapper barely ran ({swaps} swaps)");
+    assert_eq!(leaked, 0, "blocked content leaked in {leaked} of 80 runs");
+    assert!(mounted > 0, "no run ever mounted the allowed directory");
+    assert!(!Path::new(&env.store.join("bots/b1/session/mnt")).exists());
+}
