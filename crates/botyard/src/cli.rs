@@ -529,15 +529,17 @@ pub struct RunArgs {
     /// none: only loopback; host: the host's network.
     #[arg(long, default_value = "none", env = "BOTYARD_NETWORK")]
     pub network: String,
-    /// Memory limit (like 512MiB or 2G).
-    #[arg(long, value_name = "SIZE")]
+    /// Memory limit, like 512MiB or 2G, or `none` [default: half of this
+    /// machine's memory].
+    #[arg(long, value_name = "SIZE|none", env = "BOTYARD_MEMORY")]
     pub memory: Option<String>,
-    /// CPU limit (fractions allowed).
-    #[arg(long, value_name = "N")]
-    pub cpus: Option<f64>,
-    /// Process limit (stops fork bombs).
-    #[arg(long, default_value_t = 1024, value_name = "N")]
-    pub pids: i64,
+    /// CPU limit (fractions allowed), or `none` [default: half of this
+    /// machine's CPUs, at least one].
+    #[arg(long, value_name = "N|none", env = "BOTYARD_CPUS")]
+    pub cpus: Option<String>,
+    /// Process limit (stops fork bombs), or `none`.
+    #[arg(long, default_value = "1024", value_name = "N|none")]
+    pub pids: String,
     /// Run as this user and group inside the sandbox.
     #[arg(long, default_value = "1000:1000", value_name = "UID:GID")]
     pub user: String,

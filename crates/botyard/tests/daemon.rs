@@ -30,12 +30,23 @@ fn socket(env: &Env) -> PathBuf {
 }
 
 fn start<'a>(env: &'a Env, config: &str, extra: &[&str]) -> Daemon<'a> {
+    start_with_vars(env, config, extra, &[])
+}
+
+/// [`start`] with these environment variables set for the daemon.
+fn start_with_vars<'a>(
+    env: &'a Env,
+    config: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Daemon<'a> {
     let cfg = env.path("daemon.toml");
     std::fs::write(&cfg, config).unwrap();
     let mut args = vec!["serve", "--config", cfg.to_str().unwrap()];
     args.extend_from_slice(extra);
     let child = env
         .cmd()
+        .envs(vars.iter().copied())
         .args(&args)
         .stderr(Stdio::piped())
         .spawn()
@@ -956,4 +967,104 @@ fn the_daemon_runs_in_a_container() {
     // Committed on close, from inside the container.
     let show = env.json(&["bot", "show", "b1", "--json"]);
     assert!(show["committed"].is_string(), "{show}");
+}
+
+/// Groups name secrets only from the operator's list: a name the daemon's
+/// `secrets` config key does not hold is a 400, however much else is in
+/// the daemon's environment.
+#[test]
+fn groups_may_name_only_the_secrets_the_operator_listed() {
+    require_root!();
+    if !have_tool("runc", "runc") {
+        return;
+    }
+    let env = setup();
+    let _d = start_with_vars(
+        &env,
+        "secrets = [\"AGENT_TOKEN\"]\n",
+        &[],
+        &[("AGENT_TOKEN", "token-for-agents"), ("CLOUD_KEY", "daemon-own-credential")],
+    );
+    let err = env.fails(&[
+        "group", "add", "thief", "--bot", "b1", "--agent", "sh -c 'echo $CLOUD_KEY'", "--secret", "CLOUD_KEY",
+    ]);
+    assert!(err.contains("CLOUD_KEY") && err.contains("`secrets` config"), "{err}");
+    let (code, _) = curl(
+        &socket(&env),
+        &["POST", "/v1/groups", r#"{"name":"t2","bot":"b1","agent":["cat"],"secrets":["HOME"]}"#],
+    );
+    assert_eq!(code, 400);
+    env.ok(&[
+        "group", "add", "g", "--bot", "b1", "--agent", "sh -c 'echo got:$AGENT_TOKEN:$CLOUD_KEY'", "--secret", "AGENT_TOKEN",
+    ]);
+    let id = send(&env, "g", "{}");
+    let m = wait_done(&env, &id);
+    let out = m["output"].as_str().unwrap_or_default();
+    assert!(out.contains("got:token-for-agents:"), "{m}");
+    assert!(!out.contains("daemon-own-credential"), "{m}");
+}
+
+/// Clients that send half a request are cut off after the header timeout,
+/// and beyond the connection limit new ones wait rather than take
+/// descriptors: the API keeps answering (a bounded number of slow clients
+/// on loopback, for a bounded time).
+#[test]
+fn slow_clients_cannot_starve_the_daemon() {
+    require_root!();
+    let env = setup();
+    let port = 20000 + (std::process::id() % 20000) + 7;
+    let addr = format!("tcp:127.0.0.1:{port}");
+    let _d = start(&env, "header_timeout = \"1s\"\nmax_connections = 64\n", &["--listen", &addr]);
+    let token = std::fs::read_to_string(env.store.join("daemon/token")).unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import socket, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+def ask():
+    c = socket.create_connection(("127.0.0.1", port), timeout=8)
+    c.sendall(("GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n" % token).encode())
+    data = b""
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        data += b
+    return data.split(b"\r\n")[0].decode()
+deadline = time.time() + 10
+while True:
+    try:
+        ask(); break
+    except OSError:
+        if time.time() > deadline: raise
+        time.sleep(0.05)
+slow = []
+for i in range(200):
+    s = socket.socket(); s.settimeout(8); s.connect_ex(("127.0.0.1", port))
+    s.send(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
+    slow.append(s)
+t = time.time(); status = ask(); answered = time.time() - t
+# The first ones the daemon took are closed after the header timeout.
+closed = 0
+for s in slow[:16]:
+    s.settimeout(4)
+    try:
+        s.recv(1024)  # a 408 or the end of the stream: either way, let go
+        closed += 1
+    except socket.timeout:
+        pass
+print(status); print("%.1f" % answered); print(closed)
+"#,
+        )
+        .arg(port.to_string())
+        .arg(token.trim())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(out.status.success() && lines.len() == 3, "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lines[0].contains("200"), "{text}");
+    let waited: f64 = lines[1].parse().unwrap();
+    assert!(waited < 8.0, "the API answered only after {waited} s");
+    assert_eq!(lines[2], "16", "{text}");
 }

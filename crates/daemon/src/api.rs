@@ -130,6 +130,24 @@ async fn add_group(State(d): Ctx, body: Bytes) -> Response {
             return err(StatusCode::BAD_REQUEST, format!("{e:#}"));
         }
     }
+    // Only what the operator listed may reach an agent: never the daemon's
+    // whole environment.
+    for name in &g.secrets {
+        if !d.config.secrets.contains(name) {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "secret {} is not one the operator allows groups to use; add it to the daemon's `secrets` config key (now: {})",
+                    store::quote_str(name),
+                    if d.config.secrets.is_empty() {
+                        "none".to_string()
+                    } else {
+                        d.config.secrets.join(", ")
+                    }
+                ),
+            );
+        }
+    }
     g.created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     match d.db.lock().unwrap().add_group(&g) {
         Ok(()) => (StatusCode::CREATED, Json(g)).into_response(),

@@ -29,6 +29,16 @@ pub struct Config {
     pub grace: Duration,
     /// The runtime sessions use.
     pub runtime: String,
+    /// What each session's sandbox may use (default: a share of the machine).
+    pub limits: session::Limits,
+    /// A request's headers must arrive within this long (and the next
+    /// request on a kept-alive connection too), or the connection closes.
+    pub header_timeout: Duration,
+    /// API connections served at once.
+    pub max_connections: usize,
+    /// Environment variables of the daemon that groups may hand to their
+    /// agents as secrets; no other is ever read for a group.
+    pub secrets: Vec<String>,
 }
 
 impl Default for Config {
@@ -44,6 +54,10 @@ impl Default for Config {
             output_cap: 10_000_000,
             grace: Duration::from_secs(30),
             runtime: "runc".into(),
+            limits: session::Limits::host_default(),
+            secrets: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }
@@ -61,6 +75,12 @@ struct Raw {
     output_cap: Option<u64>,
     grace: Option<String>,
     runtime: Option<String>,
+    memory: Option<String>,
+    cpus: Option<toml::Value>,
+    pids: Option<toml::Value>,
+    secrets: Option<Vec<String>>,
+    header_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 impl Config {
@@ -91,7 +111,35 @@ impl Config {
         c.max_message_size = raw.max_message_size.unwrap_or(c.max_message_size);
         c.output_cap = raw.output_cap.unwrap_or(c.output_cap);
         c.grace = dur(raw.grace, c.grace, "grace")?;
+        c.header_timeout = dur(raw.header_timeout, c.header_timeout, "header_timeout")?;
+        c.max_connections = raw.max_connections.unwrap_or(c.max_connections).max(1);
         c.runtime = raw.runtime.unwrap_or(c.runtime);
+        let bad = |key: &str, e: anyhow::Error| anyhow::anyhow!("config {}: {key}: {e:#}", file.display());
+        if let Some(m) = raw.memory {
+            c.limits.memory = session::parse_memory(&m, workspace::parse_size).map_err(|e| bad("memory", e))?;
+        }
+        let text = |v: toml::Value| match v {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if let Some(v) = raw.cpus {
+            c.limits.cpus = session::parse_cpus(&text(v)).map_err(|e| bad("cpus", e))?;
+        }
+        if let Some(v) = raw.pids {
+            c.limits.pids = session::parse_pids(&text(v)).map_err(|e| bad("pids", e))?;
+        }
+        if let Some(s) = raw.secrets {
+            for n in &s {
+                if !session::valid_env_name(n) {
+                    anyhow::bail!(
+                        "config {}: secrets: {} is not an environment variable name",
+                        file.display(),
+                        store::quote_str(n)
+                    );
+                }
+            }
+            c.secrets = s;
+        }
         Ok(c)
     }
 }

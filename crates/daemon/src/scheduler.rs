@@ -363,6 +363,13 @@ impl Daemon {
     }
 
     fn start_session(self: &Arc<Self>, g: &Group) -> Result<Live> {
+        if let Some(n) = g.secrets.iter().find(|n| !self.config.secrets.contains(n)) {
+            anyhow::bail!(
+                "group {} names the secret {}, which the daemon's `secrets` config no longer allows",
+                g.name,
+                store::quote_str(n)
+            );
+        }
         let ipc = self.ipc_dir(&g.name);
         let _ = std::fs::remove_dir_all(&ipc);
         std::fs::create_dir_all(ipc.join("input"))?;
@@ -387,9 +394,9 @@ impl Daemon {
             // each message's deadline.
             timeout: Duration::from_secs(365 * 24 * 3600),
             network: session::Network::None,
-            memory: None,
-            cpus: None,
-            pids: Some(1024),
+            memory: self.config.limits.memory,
+            cpus: self.config.limits.cpus,
+            pids: self.config.limits.pids,
             uid: 1000,
             gid: 1000,
             runtime: self.config.runtime.parse()?,

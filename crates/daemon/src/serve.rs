@@ -120,6 +120,110 @@ fn ready_notice(listen: &Listen) -> String {
 
 /// Runs the daemon until SIGTERM or SIGINT; `ready` is called once it
 /// listens.
+/// Raises this process's soft descriptor limit to its hard one (at most
+/// 65536); returns the soft limit now in force.
+fn raise_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let r = getrlimit(Resource::Nofile);
+    let want = r.maximum.unwrap_or(65536).min(65536);
+    if r.current.is_some_and(|c| c < want) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(want),
+                maximum: r.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(want)
+}
+
+/// How long and how many connections the API keeps.
+#[derive(Clone, Copy)]
+struct ConnLimits {
+    /// A request's headers (and, between requests, the next one's) must
+    /// arrive within this long, or the connection is closed.
+    header_timeout: std::time::Duration,
+    /// Connections served at once; more wait to be accepted.
+    max: usize,
+}
+
+impl From<&crate::Config> for ConnLimits {
+    fn from(c: &crate::Config) -> Self {
+        ConnLimits {
+            header_timeout: c.header_timeout,
+            max: c.max_connections,
+        }
+    }
+}
+
+enum Accept {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+/// Serves `app` one task per connection, with a header (and keep-alive
+/// idle) timeout and a connection limit, so clients that send half a
+/// request cannot pile up until descriptors run out. Returns on `shutdown`;
+/// connections still open finish on their own tasks.
+async fn serve_with_limits(
+    l: Accept,
+    app: axum::Router,
+    limits: ConnLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max));
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first: beyond the limit, connections wait in the
+        // kernel's backlog rather than take descriptors.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => return,
+        };
+        macro_rules! conn {
+            ($io:expr) => {{
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.header_timeout)
+                        .serve_connection(TokioIo::new($io), svc)
+                        .await;
+                    drop(permit);
+                });
+            }};
+        }
+        tokio::select! {
+            r = async {
+                match &l {
+                    Accept::Unix(u) => u.accept().await.map(|(s, _)| Stream::Unix(s)),
+                    Accept::Tcp(t) => t.accept().await.map(|(s, _)| Stream::Tcp(s)),
+                }
+            } => match r {
+                Ok(Stream::Unix(s)) => conn!(s),
+                Ok(Stream::Tcp(s)) => {
+                    let _ = s.set_nodelay(true);
+                    conn!(s)
+                }
+                // Out of descriptors or the like: wait a moment, go on.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            },
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
 pub fn serve(
     store: Store,
     listen: Option<Listen>,
@@ -169,6 +273,17 @@ pub fn serve(
         })
     };
     let app = crate::api::router(daemon.clone(), token);
+    let mut limits = ConnLimits::from(&daemon.config);
+    // Room for every connection the limit allows, and the sessions' pipes.
+    let nofile = raise_nofile();
+    let fit = (nofile.saturating_sub(256) / 2).max(16) as usize;
+    if limits.max > fit {
+        eprintln!(
+            "botyard serve: note: serving at most {fit} connections at once (max_connections = {}), as the descriptor limit is {nofile}",
+            limits.max
+        );
+        limits.max = fit;
+    }
     let res: Result<()> = rt.block_on(async {
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
@@ -199,14 +314,14 @@ pub fn serve(
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
                 ready(&listen);
                 sd_notify(&ready_notice(&listen));
-                axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
+                serve_with_limits(Accept::Unix(l), app, limits, shutdown).await;
                 let _ = std::fs::remove_file(p);
             }
             Listen::Tcp(a) => {
                 let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?;
                 ready(&listen);
                 sd_notify(&ready_notice(&listen));
-                axum::serve(l, app).with_graceful_shutdown(shutdown).await?;
+                serve_with_limits(Accept::Tcp(l), app, limits, shutdown).await;
             }
         }
         Ok(())

@@ -77,7 +77,8 @@ pub(crate) fn session_dir(bot: &Bot) -> PathBuf {
     bot.dir().join("session")
 }
 
-fn valid_env_name(n: &str) -> bool {
+/// Whether `n` can name an environment variable (and so a secret).
+pub fn valid_env_name(n: &str) -> bool {
     !n.is_empty()
         && !n.starts_with(|c: char| c.is_ascii_digit())
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -38,6 +38,17 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             })
         }
     };
+    let d = session::Limits::host_default();
+    let memory = match a.memory.as_deref() {
+        Some(m) => session::parse_memory(m, |v| size("--memory", v))
+            .with_context(|| format!("--memory {m}"))?,
+        None => d.memory,
+    };
+    let cpus = match a.cpus.as_deref() {
+        Some(c) => session::parse_cpus(c).with_context(|| format!("--cpus {c}"))?,
+        None => d.cpus,
+    };
+    let pids = session::parse_pids(&a.pids).with_context(|| format!("--pids {}", a.pids))?;
     let opts = session::RunOptions {
         bot: a.bot.clone(),
         workspace,
@@ -47,13 +58,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         secrets: a.secrets,
         timeout: duration("--timeout", &a.timeout)?,
         network: a.network.parse()?,
-        memory: a
-            .memory
-            .as_deref()
-            .map(|m| size("--memory", m))
-            .transpose()?,
-        cpus: a.cpus,
-        pids: Some(a.pids),
+        memory,
+        cpus,
+        pids,
         uid,
         gid,
         runtime: a.runtime.parse()?,
