@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/deps.sh
 cargo build --release --locked -q
-B=$PWD/target/release/botyard
+B=$(bash scripts/release-bin.sh)
 ROOTFS=$(bash scripts/debian-rootfs.sh)
 # Median of numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

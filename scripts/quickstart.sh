@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cargo build --release --locked -q
-B=$PWD/target/release/botyard
+B=$(bash scripts/release-bin.sh)
 export BOTYARD_HOME=${BOTYARD_HOME:-$PWD/target/quickstart/store}
 ROOTFS=$(bash scripts/debian-rootfs.sh)
 step() { printf '\n$'; printf ' %q' "$@"; printf '\n'; "$@"; }

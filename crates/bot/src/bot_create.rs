@@ -11,7 +11,27 @@ pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Res
         bail!("bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`");
     }
     let img = store.image(image)?;
-    // Leftovers of an interrupted create have no ref; start clean.
+    // Leftovers of an interrupted create have no ref; start clean. A create
+    // that fails leaves nothing behind either.
+    let made = (|| -> Result<BotRef> {
+        let r = prepare(store, &bot, image, &img, driver)?;
+        bot.save(&r)?;
+        Ok(r)
+    })();
+    if made.is_err() {
+        let _ = fs::walk::remove_path(&bot.dir());
+    }
+    made
+}
+
+fn prepare(
+    store: &Store,
+    bot: &Bot,
+    image: &ImageName,
+    img: &store::ImageRef,
+    driver: Driver,
+) -> Result<BotRef> {
+    let id = bot.id.as_str();
     let mut shares_extents = false;
     match driver {
         Driver::Overlay => {
@@ -37,6 +57,5 @@ pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Res
         created: now(),
         committed: None,
     };
-    bot.save(&r)?;
     Ok(r)
 }

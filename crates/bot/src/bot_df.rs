@@ -26,8 +26,8 @@ pub struct FleetUsage {
     pub bots: Vec<BotUsage>,
     /// What plain copies of every bot would take.
     pub plain_copies_bytes: u64,
-    /// What the fleet takes on disk: objects, trees, layers and uppers.
-    pub physical_bytes: u64,
+    /// What the whole store takes on disk: objects, trees, layers and uppers.
+    pub disk_bytes: u64,
     pub layer_bytes: u64,
     pub upper_bytes: u64,
 }
@@ -39,7 +39,7 @@ pub fn usage(store: &Store, df: &store::DfReport) -> Result<FleetUsage> {
         .iter()
         .map(|id| crate::bot_list::show(store, id))
         .collect::<Result<Vec<_>>>()?;
-    usage_of(store, &infos, df.physical_bytes)
+    usage_of(store, &infos, df.stored_bytes)
 }
 
 /// The figures for bots already looked at (each bot's upper or directory
@@ -100,7 +100,7 @@ pub(crate) fn usage_of(
     let layer_bytes = du(&fs::layers_root(store));
     Ok(FleetUsage {
         plain_copies_bytes: bots.iter().map(|b| b.logical_bytes).sum(),
-        physical_bytes: store_physical + layer_bytes + upper_bytes + full_copies,
+        disk_bytes: store_physical + layer_bytes + upper_bytes + full_copies,
         layer_bytes,
         upper_bytes,
         bots,

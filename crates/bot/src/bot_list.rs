@@ -64,6 +64,17 @@ pub(crate) fn du_below(dir: &Path) -> u64 {
     fs::walk::du_below(dir)
 }
 
+/// The bots made from image `name` (`NAME:TAG`), by id.
+pub fn using_image(store: &Store, name: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for id in ids(store)? {
+        if Bot::new(store, &id)?.load()?.image == name {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 pub fn list(store: &Store) -> Result<Vec<BotInfo>> {
     let mut infos = ids(store)?
         .iter()

@@ -6,13 +6,46 @@ use store::{Hash, Store};
 
 pub const MAX_ID: usize = 63;
 
-/// Checks a bot id: a path segment of at most 63 bytes.
+/// Checks a bot id: 1 to 63 lowercase letters, digits and `-`, starting and
+/// ending with a letter or digit. Every runtime takes that as it is: a
+/// runc container id, a Kubernetes object name or label, a hostname.
 pub fn validate_id(id: &str) -> Result<()> {
-    store::validate_segment("bot id", id, MAX_ID).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if id.chars().any(char::is_whitespace) {
-        bail!("bot id '{id}' contains whitespace; use letters, digits, '-', '_' and '.'");
+    validate_path_safe(id)?;
+    let label = id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if !label {
+        bail!(
+            "bot id {} is not allowed: use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit (like web-1)",
+            store::quote_str(id)
+        );
     }
     Ok(())
+}
+
+/// What older versions accepted as a bot id: a safe path segment.
+fn validate_path_safe(id: &str) -> Result<()> {
+    store::validate_segment("bot id", id, MAX_ID).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if id.chars().any(char::is_whitespace) {
+        bail!(
+            "bot id {} contains whitespace; use lowercase letters, digits and '-'",
+            store::quote_str(id)
+        );
+    }
+    Ok(())
+}
+
+/// The bot's name where a runtime needs one (container ids, hostnames):
+/// the id itself, or for a bot made under the older, looser rule, a name
+/// derived from it that no other id maps to.
+pub fn runtime_name(id: &str) -> String {
+    if validate_id(id).is_ok() {
+        id.to_string()
+    } else {
+        format!("bot-{}", &store::Hash::of(id.as_bytes()).to_hex()[..16])
+    }
 }
 
 /// How a bot's root is presented.
@@ -75,7 +108,14 @@ pub struct Bot {
 
 impl Bot {
     pub fn new(store: &Store, id: &str) -> Result<Bot> {
-        validate_id(id)?;
+        if let Err(e) = validate_id(id) {
+            // A bot made before the rule tightened stays usable.
+            let legacy = validate_path_safe(id).is_ok()
+                && store.read_ref("bots", id).ok().flatten().is_some();
+            if !legacy {
+                return Err(e);
+            }
+        }
         Ok(Bot {
             store: store.clone(),
             id: id.to_string(),

@@ -175,6 +175,10 @@ pub struct InspectArgs {
 pub struct RmArgs {
     #[arg(value_name = "NAME:TAG", required = true)]
     pub names: Vec<String>,
+    /// Remove the name even while bots use the image (they keep working,
+    /// and keep its data in the store until they are removed).
+    #[arg(long)]
+    pub force: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -436,6 +440,10 @@ pub struct WsDiffArgs {
     /// One line per change with lines added and removed.
     #[arg(long)]
     pub stat: bool,
+    /// Show secrets the scanner finds in clear (they are masked otherwise,
+    /// as `sync` shows them).
+    #[arg(long)]
+    pub show_secrets: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

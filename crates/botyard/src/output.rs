@@ -1,12 +1,35 @@
 //! Printing: human sizes, tables, JSON and one-line errors.
 
+/// An error on one line: what went wrong, why (the causes, such as the OS
+/// error), and what to do last. A message written "what; what to do" gets
+/// its causes before the hint, not after it.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut chain = err.chain();
+    let top = chain.next().map(|e| e.to_string()).unwrap_or_default();
+    let causes: Vec<String> = chain.map(|e| e.to_string()).collect();
+    let msg = if causes.is_empty() {
+        top
+    } else {
+        match top.split_once("; ") {
+            Some((what, hint)) => format!("{what}: {}; {hint}", causes.join(": ")),
+            None => format!("{top}: {}", causes.join(": ")),
+        }
+    };
+    msg.replace('\n', " ")
+}
+
 /// Prints an error on one line, with a hint for a full disk.
 pub fn print_error(err: &anyhow::Error) {
-    let mut msg = format!("{err:#}").replace('\n', " ");
+    let mut msg = one_line(err);
     if store::is_no_space(err) {
         msg.push_str("; the store's filesystem is full: free space or run `botyard gc`, then retry (the store was left as it was)");
     }
     eprintln!("botyard: error: {msg}");
+}
+
+/// `n` and the noun for it: "1 object", "2 objects".
+pub fn n(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 pub fn bytes(n: u64) -> String {

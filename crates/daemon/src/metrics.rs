@@ -99,7 +99,7 @@ pub fn render(d: &Daemon) -> String {
         let _ = writeln!(
             out,
             "# HELP botyard_store_physical_bytes Bytes the store's objects and trees take.\n# TYPE botyard_store_physical_bytes gauge\nbotyard_store_physical_bytes {}",
-            df.physical_bytes
+            df.stored_bytes
         );
         let _ = writeln!(
             out,

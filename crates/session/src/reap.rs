@@ -46,7 +46,7 @@ pub fn reap_all(store: &Store) -> Result<u64> {
     };
     for e in rd.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
-        if bot::validate_id(&id).is_ok() && reap(store, &id)? {
+        if bot::Bot::new(store, &id).is_ok() && reap(store, &id)? {
             n += 1;
         }
     }

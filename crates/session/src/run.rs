@@ -249,7 +249,11 @@ pub fn run_with(
     }
     // Unique on the host: two stores may have bots of the same name.
     let store_tag = &store::Hash::of(store.root().as_os_str().as_encoded_bytes()).to_hex()[..8];
-    let container_id = format!("botyard-{store_tag}-{}-{}", opts.bot, std::process::id());
+    let container_id = format!(
+        "botyard-{store_tag}-{}-{}",
+        bot::runtime_name(&opts.bot),
+        std::process::id()
+    );
     let state = SessionState {
         container_id: container_id.clone(),
         runtime: runtime.display().to_string(),
@@ -296,7 +300,7 @@ pub fn run_with(
             },
             uid: opts.uid,
             gid: opts.gid,
-            hostname: opts.bot.clone(),
+            hostname: bot::runtime_name(&opts.bot),
             network: opts.network,
             memory: opts.memory,
             cpus: opts.cpus,

@@ -18,8 +18,9 @@ pub struct DfReport {
     pub images: Vec<ImageUsage>,
     /// Sum of the images' file bytes: the cost of one plain copy of each.
     pub logical_bytes: u64,
-    /// Disk bytes of objects and trees.
-    pub physical_bytes: u64,
+    /// Disk bytes of objects and trees (what the images cost; the fleet's
+    /// whole footprint, layers and uppers included, is `df`'s `fleet.disk_bytes`).
+    pub stored_bytes: u64,
     pub objects: u64,
     pub object_bytes: u64,
     pub trees: u64,
@@ -44,20 +45,20 @@ impl Store {
         let (objects, object_bytes) = count_dir(&self.objects_dir())?;
         let (trees, tree_bytes) = count_dir(&self.trees_dir())?;
         let logical_bytes: u64 = images.iter().map(|i| i.logical_bytes).sum();
-        let physical_bytes = object_bytes + tree_bytes;
+        let stored_bytes = object_bytes + tree_bytes;
         Ok(DfReport {
             store: self.root().display().to_string(),
             images,
             logical_bytes,
-            physical_bytes,
+            stored_bytes,
             objects,
             object_bytes,
             trees,
             tree_bytes,
-            dedup_ratio: if physical_bytes == 0 {
+            dedup_ratio: if stored_bytes == 0 {
                 0.0
             } else {
-                logical_bytes as f64 / physical_bytes as f64
+                logical_bytes as f64 / stored_bytes as f64
             },
         })
     }

@@ -178,9 +178,8 @@ impl Staging {
         if !self.write || self.has_object(expected, size) {
             return Ok(());
         }
-        src.seek(SeekFrom::Start(0))?;
         let (p, mut f) = self.partial()?;
-        let (h, n) = match copy_hashing(src, &mut f, sparse) {
+        let (h, n) = match copy_file_hashing(src, &mut f, sparse) {
             Ok(v) => v,
             Err(e) => {
                 let _ = fs::remove_file(&p);
@@ -386,12 +385,104 @@ fn copy_hashing(r: &mut dyn Read, w: &mut File, sparse: bool) -> Result<(Hash, u
     Ok((hasher.finalize().into(), total))
 }
 
-/// Hashes a file's content from the start.
+/// The data extents of a file as (start, end) offsets, found with
+/// `SEEK_DATA`/`SEEK_HOLE`; the rest of `0..size` are holes. A filesystem
+/// that cannot tell reports the whole file as data.
+fn data_extents(f: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::SeekFrom as S;
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        let start = match rustix::fs::seek(f, S::Data(pos)) {
+            Ok(p) => p,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOTSUP) => {
+                return Ok(vec![(pos, size)]);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if start >= size {
+            break;
+        }
+        let end = match rustix::fs::seek(f, S::Hole(start)) {
+            Ok(p) => p.min(size),
+            Err(_) => size,
+        };
+        out.push((start, end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Feeds `n` zero bytes (a hole) to `h` without reading anything, on all
+/// cores. BLAKE3 gives each 1 KiB chunk its own counter, so a hole still
+/// costs hashing, but not reading or copying.
+fn hash_zeros(h: &mut blake3::Hasher, mut n: u64) {
+    static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        h.update_rayon(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+/// Hashes a file's content: its data extents are read, its holes are
+/// hashed as the zeros they read as, without reading them. Returns the
+/// hash and the size.
 pub fn hash_file(f: &mut File) -> Result<(Hash, u64)> {
-    f.seek(SeekFrom::Start(0))?;
+    let size = f.metadata()?.len();
     let mut hasher = blake3::Hasher::new();
-    let n = std::io::copy(f, &mut hasher)?;
-    Ok((hasher.finalize().into(), n))
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    for (start, end) in data_extents(f, size)? {
+        hash_zeros(&mut hasher, start - at);
+        let mut pos = start;
+        while pos < end {
+            let want = ((end - pos) as usize).min(buf.len());
+            let n = std::os::unix::fs::FileExt::read_at(&*f, &mut buf[..want], pos)?;
+            if n == 0 {
+                break; // shrank meanwhile; the size check of the caller says so
+            }
+            hasher.update(&buf[..n]);
+            pos += n as u64;
+        }
+        at = pos;
+    }
+    hash_zeros(&mut hasher, size.saturating_sub(at));
+    f.seek(SeekFrom::Start(size))?;
+    Ok((hasher.finalize().into(), size))
+}
+
+/// Copies the file `src` to `w` hashing on the way, extent by extent: holes
+/// stay holes in the copy when `sparse` and are never read.
+fn copy_file_hashing(src: &File, w: &mut File, sparse: bool) -> Result<(Hash, u64)> {
+    if !sparse {
+        let mut r = src;
+        r.seek(SeekFrom::Start(0))?;
+        return copy_hashing(&mut r, w, false);
+    }
+    let size = src.metadata()?.len();
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    for (start, end) in data_extents(src, size)? {
+        hash_zeros(&mut hasher, start - at);
+        w.seek(SeekFrom::Start(start))?;
+        let mut pos = start;
+        while pos < end {
+            let want = ((end - pos) as usize).min(buf.len());
+            let n = std::os::unix::fs::FileExt::read_at(src, &mut buf[..want], pos)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            write_maybe_sparse(w, &buf[..n], true)?;
+            pos += n as u64;
+        }
+        at = pos;
+    }
+    hash_zeros(&mut hasher, size.saturating_sub(at));
+    Ok((hasher.finalize().into(), size))
 }
 
 /// Whether a file has holes (fewer blocks allocated than its size needs).

@@ -552,7 +552,12 @@ pub fn run_watcher(ws: &Workspace) -> Result<()> {
     w.watch_tree(b"", false);
     w.log.note(
         "watching",
-        format!("{} directories at {}", w.wds.len(), mount.display()),
+        format!(
+            "{} {} at {}",
+            w.wds.len(),
+            if w.wds.len() == 1 { "directory" } else { "directories" },
+            mount.display()
+        ),
     )?;
     store::write_file_atomic(
         &ws.dir(),

@@ -144,6 +144,45 @@ pub fn scan(text: &str) -> Vec<Hit> {
     hits
 }
 
+/// `text` with every secret the scanner finds masked (as `sync` shows
+/// them), for diffs a person reads.
+pub fn mask_all(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::new();
+    let mut changed = false;
+    for line in text.split_inclusive('\n') {
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for p in patterns() {
+            for c in p.re.captures_iter(line) {
+                let m = c.get(p.group).expect("pattern group");
+                if entropy(m.as_str()) < p.min_entropy {
+                    continue;
+                }
+                if !spans.iter().any(|&(s, e)| m.start() < e && s < m.end()) {
+                    spans.push((m.start(), m.end()));
+                }
+            }
+        }
+        if spans.is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        changed = true;
+        spans.sort();
+        let mut at = 0;
+        for (s, e) in spans {
+            out.push_str(&line[at..s]);
+            out.push_str(&mask(&line[s..e]));
+            at = e;
+        }
+        out.push_str(&line[at..]);
+    }
+    if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// The kinds of secret the scanner knows, for `--help` and the README.
 pub fn kinds() -> Vec<&'static str> {
     patterns().iter().map(|p| p.kind).collect()

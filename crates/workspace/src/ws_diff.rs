@@ -98,15 +98,54 @@ fn mode_of(s: &Option<Side>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Text the agent wrote, fit for a terminal: control characters other than
+/// tab and newline (an escape that moves the cursor or erases a line) are
+/// shown as `\xNN`, as are C1 controls and bidirectional overrides.
+fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if bad(c) {
+            if (c as u32) < 0x100 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// One change as a person reads it: a unified diff for text, a summary
 /// for binaries, directories, symlinks, deletions and renames. A conflict
-/// also shows the project's current version against the agent's.
-pub fn render(store: &Store, view: &Path, project: &Path, c: &Change) -> Result<String> {
+/// also shows the project's current version against the agent's. Names
+/// are quoted, the agent's text is made safe for a terminal, and secrets
+/// are masked unless `reveal` (the same scanner `sync` uses).
+pub fn render(
+    store: &Store,
+    view: &Path,
+    project: &Path,
+    c: &Change,
+    reveal: bool,
+) -> Result<String> {
     let mut out = render_change(store, view, c)?;
     if c.state == crate::changes::State::Conflict {
         out.push_str(&render_conflict(view, project, c)?);
     }
-    Ok(out)
+    let out = if reveal {
+        out
+    } else {
+        crate::secrets::mask_all(&out).into_owned()
+    };
+    Ok(terminal_safe(&out).into_owned())
 }
 
 fn render_conflict(view: &Path, project: &Path, c: &Change) -> Result<String> {
@@ -156,7 +195,10 @@ fn render_change(store: &Store, view: &Path, c: &Change) -> Result<String> {
     let p = c.shown();
     let mut out = String::new();
     if let What::Renamed { from } = &c.what {
-        out.push_str(&format!("renamed {from} → {p}\n"));
+        out.push_str(&format!(
+            "renamed {} → {p}\n",
+            fs::quote_bytes(c.from.as_deref().unwrap_or(from.as_bytes()))
+        ));
         if c.base.as_ref().map(|s| s.mode) != c.agent.as_ref().map(|s| s.mode) {
             out.push_str(&format!(
                 "mode {} → {}\n",
@@ -187,7 +229,7 @@ fn render_change(store: &Store, view: &Path, c: &Change) -> Result<String> {
                 .as_ref()
                 .and_then(|s| s.target.clone())
                 .unwrap_or_default();
-            out.push_str(&format!("symlink {p} → {}\n", String::from_utf8_lossy(&t)));
+            out.push_str(&format!("symlink {p} → {}\n", fs::quote_bytes(&t)));
             return Ok(out);
         }
         (_, Some(Kind::Other)) => {
@@ -267,7 +309,7 @@ pub struct DiffEntry {
 }
 
 /// Renders one change of a diff (it keeps the view it reads open).
-pub type Renderer = Box<dyn Fn(&Change) -> Result<String>>;
+pub type Renderer = Box<dyn Fn(&Change, bool) -> Result<String>>;
 
 /// The workspace's changes (at or below `paths`) with line counts.
 pub fn diff(ws: &Workspace, paths: &[Vec<u8>]) -> Result<(Vec<DiffEntry>, Renderer)> {
@@ -287,6 +329,6 @@ pub fn diff(ws: &Workspace, paths: &[Vec<u8>]) -> Result<(Vec<DiffEntry>, Render
         out.push(DiffEntry { change: c, lines });
     }
     let store = ws.store.clone();
-    let render_fn = move |c: &Change| render(&store, &view.path, &r.project, c);
+    let render_fn = move |c: &Change, reveal: bool| render(&store, &view.path, &r.project, c, reveal);
     Ok((out, Box::new(render_fn)))
 }

@@ -836,5 +836,5 @@ fn has_overlay_mark(fd: &rustix::fd::OwnedFd) -> bool {
 
 /// An item as the interactive gate shows it on request.
 pub fn render_item(store: &Store, view: &Path, project: &Path, item: &Item) -> Result<String> {
-    crate::ws_diff::render(store, view, project, &item.change)
+    crate::ws_diff::render(store, view, project, &item.change, false)
 }

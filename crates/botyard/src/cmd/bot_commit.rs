@@ -1,6 +1,6 @@
 use super::Ctx;
 use crate::cli::BotCommitArgs;
-use crate::output::bytes;
+use crate::output::{bytes, n};
 use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
@@ -13,7 +13,6 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
             .collect()
     } else {
         let id = a.id.expect("clap requires an id without --all");
-        bot::validate_id(&id)?;
         vec![id]
     };
     let mut outcomes = Vec::new();
@@ -21,13 +20,27 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
         let out = bot::commit(&store, &id, &ctx.bars)?;
         ctx.bars.finish();
         match &out {
-            Some(o) if !a.json => ctx.say(format!(
-                "committed bot {id}: {} paths changed, {} deleted; {} new objects ({}), the rest already stored",
-                o.changed,
-                o.deleted,
-                o.written.new_objects,
-                bytes(o.written.new_object_bytes)
-            )),
+            Some(o) if !a.json => {
+                // Counted as `bot diff --stat` counts them.
+                let kinds: Vec<String> = [
+                    (o.added, "added"),
+                    (o.modified, "modified"),
+                    (o.metadata, "metadata only"),
+                    (o.type_changed, "type changed"),
+                    (o.deleted, "deleted"),
+                ]
+                .iter()
+                .filter(|(c, _)| *c > 0)
+                .map(|(c, k)| format!("{c} {k}"))
+                .collect();
+                ctx.say(format!(
+                    "committed bot {id}: {} ({}); {} ({}), the rest already stored",
+                    n(o.changed, "path changed", "paths changed"),
+                    kinds.join(", "),
+                    n(o.written.new_objects, "new object", "new objects"),
+                    bytes(o.written.new_object_bytes)
+                ))
+            }
             None if !a.json => ctx.say(format!("bot {id} has nothing to commit")),
             _ => {}
         }

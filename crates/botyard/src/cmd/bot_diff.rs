@@ -5,7 +5,6 @@ use anyhow::Result;
 use fs::PathChange;
 
 pub fn run(ctx: &Ctx, a: BotDiffArgs) -> Result<i32> {
-    bot::validate_id(&a.id)?;
     let store = ctx.open()?;
     let diffs = bot::diff(&store, &a.id, &a.paths, &ctx.bars)?;
     ctx.bars.finish();

@@ -40,7 +40,6 @@ pub fn ls(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
 }
 
 pub fn show(ctx: &Ctx, a: BotIdArgs) -> Result<i32> {
-    bot::validate_id(&a.id)?;
     let store = ctx.open()?;
     let b = bot::show(&store, &a.id)?;
     if a.json {

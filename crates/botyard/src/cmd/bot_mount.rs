@@ -21,7 +21,6 @@ pub fn mount(ctx: &Ctx, a: BotMountArgs) -> Result<i32> {
         return Ok(if failed > 0 { 1 } else { 0 });
     }
     let id = a.id.expect("clap requires an id without --all");
-    bot::validate_id(&id)?;
     let opts = bot::MountOptions {
         suid: a.suid,
         dev: a.dev,
@@ -38,7 +37,6 @@ pub fn mount(ctx: &Ctx, a: BotMountArgs) -> Result<i32> {
 }
 
 pub fn unmount(ctx: &Ctx, a: BotIdArgs) -> Result<i32> {
-    bot::validate_id(&a.id)?;
     let store = ctx.open()?;
     let p = bot::unmount(&store, &a.id)?;
     ctx.say(format!("unmounted bot {} from {}", a.id, p.display()));

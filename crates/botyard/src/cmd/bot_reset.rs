@@ -3,7 +3,6 @@ use crate::cli::BotResetArgs;
 use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: BotResetArgs) -> Result<i32> {
-    bot::validate_id(&a.id)?;
     let store = ctx.open()?;
     let out = bot::reset(&store, &a.id, &a.paths, a.to_image)?;
     if a.json {

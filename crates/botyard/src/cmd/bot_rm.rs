@@ -3,7 +3,6 @@ use crate::cli::BotRmArgs;
 use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: BotRmArgs) -> Result<i32> {
-    bot::validate_id(&a.id)?;
     let store = ctx.open()?;
     bot::remove(&store, &a.id, a.force)?;
     ctx.say(format!(

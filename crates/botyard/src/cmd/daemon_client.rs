@@ -318,7 +318,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     if let Ok(df) = ctx.open()?.df() {
         println!(
             "store: {} on disk for {} as plain copies",
-            crate::output::bytes(df.physical_bytes),
+            crate::output::bytes(df.stored_bytes),
             crate::output::bytes(df.logical_bytes)
         );
     }

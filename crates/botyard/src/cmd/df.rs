@@ -18,7 +18,7 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
         "{} images: {} as plain copies, {} stored ({} objects, {}; {} trees, {}); dedup ratio {:.2}x",
         r.images.len(),
         bytes(r.logical_bytes),
-        bytes(r.physical_bytes),
+        bytes(r.stored_bytes),
         r.objects,
         bytes(r.object_bytes),
         r.trees,
@@ -39,10 +39,10 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
             "{} bots: {} as plain copies, {} on disk for the whole store ({} layers, {} uncommitted); {:.1}x smaller",
             fleet.bots.len(),
             bytes(fleet.plain_copies_bytes),
-            bytes(fleet.physical_bytes),
+            bytes(fleet.disk_bytes),
             bytes(fleet.layer_bytes),
             bytes(fleet.upper_bytes),
-            fleet.plain_copies_bytes as f64 / fleet.physical_bytes.max(1) as f64
+            fleet.plain_copies_bytes as f64 / fleet.disk_bytes.max(1) as f64
         );
         let rows: Vec<Vec<String>> = fleet
             .bots

@@ -21,13 +21,13 @@ pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
         eprintln!("botyard: fsck: note: layer {l} is damaged; it is rebuilt from the store when next used");
     }
     let summary = format!(
-        "{} refs, {} trees reachable, {} objects ({}) verified; {} unreferenced and {} leftovers (removed by `botyard gc`)",
-        r.refs,
-        r.trees,
-        r.objects,
+        "{}, {} reachable, {} ({}) verified; {} unreferenced and {} (removed by `botyard gc`)",
+        crate::output::n(r.refs, "ref", "refs"),
+        crate::output::n(r.trees, "tree", "trees"),
+        crate::output::n(r.objects, "object", "objects"),
         bytes(r.object_bytes),
         r.unreferenced,
-        r.tmp_entries
+        crate::output::n(r.tmp_entries, "leftover", "leftovers")
     );
     if r.ok() {
         ctx.say(format!("ok: {summary}"));

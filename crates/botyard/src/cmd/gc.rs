@@ -20,15 +20,15 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     ctx.say(format!(
-        "{verb} {} objects and {} trees ({}), {} unused layers ({}), {} old supervisor copies ({}) and {} leftovers of interrupted writes",
-        r.objects,
-        r.trees,
+        "{verb} {} and {} ({}), {} ({}), {} ({}) and {} of interrupted writes",
+        crate::output::n(r.objects, "object", "objects"),
+        crate::output::n(r.trees, "tree", "trees"),
         bytes(r.bytes),
-        layers.layers,
+        crate::output::n(layers.layers, "unused layer", "unused layers"),
         bytes(layers.bytes),
-        sup.dirs,
+        crate::output::n(sup.dirs, "old supervisor copy", "old supervisor copies"),
         bytes(sup.bytes),
-        r.tmp_entries
+        crate::output::n(r.tmp_entries, "leftover", "leftovers")
     ));
     Ok(0)
 }

@@ -1,6 +1,6 @@
 use super::{image_name, Ctx};
 use crate::cli::ImportArgs;
-use crate::output::bytes;
+use crate::output::{bytes, n};
 use anyhow::Result;
 use image::ImportOutcome;
 use store::Progress;
@@ -49,11 +49,11 @@ pub fn report(ctx: &Ctx, out: &ImportOutcome, json: bool) -> Result<i32> {
         ""
     };
     ctx.say(format!(
-        "imported {}{state}: {} files, {} dirs, {} others, {}; tree {}",
+        "imported {}{state}: {}, {}, {}, {}; tree {}",
         out.name,
-        out.stats.files,
-        out.stats.dirs,
-        out.stats.others,
+        n(out.stats.files, "file", "files"),
+        n(out.stats.dirs, "dir", "dirs"),
+        n(out.stats.others, "other", "others"),
         bytes(out.stats.bytes),
         &out.tree.to_hex()[..16]
     ));
@@ -64,10 +64,10 @@ pub fn report(ctx: &Ctx, out: &ImportOutcome, json: bool) -> Result<i32> {
         ));
     }
     ctx.say(format!(
-        "stored {} new objects ({}) and {} new trees; the rest was already in the store",
-        out.written.new_objects,
+        "stored {} ({}) and {}; the rest was already in the store",
+        n(out.written.new_objects, "new object", "new objects"),
         bytes(out.written.new_object_bytes),
-        out.written.new_trees
+        n(out.written.new_trees, "new tree", "new trees")
     ));
     Ok(0)
 }

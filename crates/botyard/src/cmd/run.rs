@@ -95,8 +95,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             Ok(Some(c)) => {
                 ctx.bars.finish();
                 eprintln!(
-                    "botyard: note: committed bot {} ({} changed, {} deleted)",
-                    a.bot, c.changed, c.deleted
+                    "botyard: note: committed bot {} ({})",
+                    a.bot,
+                    crate::output::n(c.changed, "path changed", "paths changed")
                 );
             }
             Ok(None) => eprintln!("botyard: note: bot {} had nothing to commit", a.bot),

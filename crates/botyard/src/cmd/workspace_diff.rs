@@ -15,7 +15,10 @@ pub fn run(ctx: &Ctx, a: WsDiffArgs) -> Result<i32> {
         for e in &entries {
             let c = &e.change;
             let detail = match (&c.what, e.lines.binary) {
-                (workspace::What::Renamed { from }, _) => format!("(from {from})"),
+                (workspace::What::Renamed { from }, _) => format!(
+                    "(from {})",
+                    fs::quote_bytes(c.from.as_deref().unwrap_or(from.as_bytes()))
+                ),
                 (_, true) => "binary".to_string(),
                 _ if e.lines.added + e.lines.removed > 0 => {
                     format!("+{} -{}", e.lines.added, e.lines.removed)
@@ -34,7 +37,7 @@ pub fn run(ctx: &Ctx, a: WsDiffArgs) -> Result<i32> {
         return Ok(0);
     }
     for e in &entries {
-        print!("{}", render(&e.change)?);
+        print!("{}", render(&e.change, a.show_secrets)?);
     }
     Ok(0)
 }

@@ -51,7 +51,11 @@ pub fn unmount(ctx: &Ctx, a: WsNameArgs) -> Result<i32> {
     let store = ctx.open()?;
     let dropped = workspace::unmount(&store, &a.name)?;
     let note = if dropped > 0 {
-        format!("; {dropped} changes the project already holds were dropped from its upper")
+        format!(
+            "; {} the project already holds {} dropped from its upper",
+            crate::output::n(dropped, "change", "changes"),
+            if dropped == 1 { "was" } else { "were" }
+        )
     } else {
         String::new()
     };

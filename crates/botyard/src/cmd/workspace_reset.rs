@@ -15,12 +15,13 @@ pub fn run(ctx: &Ctx, a: WsResetArgs) -> Result<i32> {
         for c in &plan {
             println!("{} {}", c.what.letter(), c.shown());
         }
-        if !prompt::confirm(&format!("discard these {} changes?", plan.len()), "--yes")? {
+        let what = crate::output::n(plan.len() as u64, "change", "changes");
+        if !prompt::confirm(&format!("discard these {what}?"), "--yes")? {
             println!("nothing discarded");
             return Ok(1);
         }
     }
     let n = workspace::reset(&store, &a.name, &paths)?;
-    ctx.say(format!("discarded {n} changes"));
+    ctx.say(format!("discarded {}", crate::output::n(n as u64, "change", "changes")));
     Ok(0)
 }
