@@ -216,3 +216,195 @@ fn a_mount_source_swapped_during_the_check_is_never_what_is_mounted() {
     assert!(mounted > 0, "no run ever mounted the allowed directory");
     assert!(!Path::new(&env.store.join("bots/b1/session/mnt")).exists());
 }
+
+/// Makes `depth` nested directories `a/a/…` below `root`, one descriptor
+/// at a time (no path that long could be given to the kernel).
+fn nest(root: &Path, depth: usize) {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let mut d = openat(rustix::fs::CWD, root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for _ in 0..depth {
+        mkdirat(&d, "a", Mode::from_raw_mode(0o755)).unwrap();
+        d = openat(&d, "a", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+    rustix::fs::openat(&d, "leaf", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o644)).unwrap();
+}
+
+/// 7. No depth crashes anything: a 20,000-deep archive is refused with one
+/// line and leaves no staging; a 20,000-deep directory made in a bot gets a
+/// one-line error from diff and commit, reset removes it, and rm removes
+/// all of it (the id can be used again).
+#[test]
+fn deep_trees_are_refused_or_removed_never_crash() {
+    require_root!();
+    let env = Env::new();
+    let mut tar = RawTar::new();
+    let mut h = tar::Header::new_gnu();
+    let deep = "a/".repeat(20_000) + "f";
+    {
+        let mut b = tar::Builder::new(Vec::new());
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, &deep, &[][..]).unwrap();
+        tar.data = b.into_inner().unwrap();
+    }
+    let deep_tar = env.path("deep.tar");
+    std::fs::write(&deep_tar, tar.finish()).unwrap();
+    let before = env.contents();
+    let err = env.fails(&["image", "import", "deep:1", "--tar", deep_tar.to_str().unwrap()]);
+    assert!(err.contains("deep"), "{err}");
+    assert_eq!(env.contents(), before);
+    assert_eq!(std::fs::read_dir(env.store.join("tmp")).unwrap().count(), 0);
+
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/x"), "x\n").unwrap();
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    // Up to the limit, everything works.
+    env.ok(&["bot", "create", "ok", "--image", "base:1"]);
+    env.ok(&["bot", "mount", "ok"]);
+    nest(&env.store.join("bots/ok/root"), 500);
+    env.ok(&["bot", "unmount", "ok"]);
+    env.ok(&["bot", "commit", "ok"]);
+    let d = env.json(&["bot", "diff", "ok", "--json"]);
+    assert_eq!(d.as_array().unwrap().len(), 501, "500 dirs and a leaf");
+    // Deeper: clear errors, and the bot can be cleaned.
+    for id in ["deep", "gone"] {
+        env.ok(&["bot", "create", id, "--image", "base:1"]);
+        env.ok(&["bot", "mount", id]);
+        nest(&env.store.join("bots").join(id).join("root"), 20_000);
+        env.ok(&["bot", "unmount", id]);
+    }
+    for verb in [&["bot", "diff", "deep"][..], &["bot", "commit", "deep"]] {
+        let err = env.fails(verb);
+        assert!(err.contains("deep") && err.contains("bot reset deep /a"), "{verb:?}: {err}");
+    }
+    env.ok(&["bot", "ls"]);
+    env.ok(&["bot", "reset", "deep", "/a"]);
+    assert!(env.json(&["bot", "diff", "deep", "--json"]).as_array().unwrap().is_empty());
+    env.ok(&["bot", "rm", "--force", "gone"]);
+    assert!(!env.store.join("bots/gone").exists(), "rm left the bot's files");
+    env.ok(&["bot", "create", "gone", "--image", "base:1"]);
+    env.fsck_ok();
+}
+
+/// 9. Memory follows the metadata, compactly: 400,000 entries import within
+/// 128 MiB of data (the old in-memory tree took about 545 bytes an entry).
+#[test]
+fn a_tree_of_many_entries_imports_in_little_memory() {
+    if !have_tool("prlimit", "util-linux") {
+        return;
+    }
+    let env = Env::new();
+    let path = env.path("many.tar");
+    {
+        let f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut b = tar::Builder::new(f);
+        for d in 0..400 {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            b.append_data(&mut h, format!("d{d:03}"), &[][..]).unwrap();
+            for i in 0..1000 {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(1_700_000_000);
+                b.append_data(&mut h, format!("d{d:03}/f{i:04}"), &[][..]).unwrap();
+            }
+        }
+        b.finish().unwrap();
+    }
+    let bin = std::env::var_os("BOTYARD_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_botyard").into());
+    let out = Command::new("prlimit")
+        .arg(format!("--data={}", 128u64 << 20))
+        .arg(bin)
+        .args(["image", "import", "many:1", "--tar"])
+        .arg(&path)
+        .env("BOTYARD_HOME", &env.store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the import did not fit in 128 MiB: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = env.json(&["image", "inspect", "many:1", "--json"]);
+    assert_eq!(v["image"]["files"], 400_000, "{v}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// 10. What an archive may expand to is capped, with a one-line error and
+/// nothing left; the staging a killed import leaves is removed by the next
+/// writer, without a gc.
+#[test]
+fn archives_expand_only_within_the_cap_and_dead_stagings_go() {
+    let env = Env::new();
+    let mut raw = RawTar::new();
+    raw.file("ok", b"small");
+    let zeros = vec![0u8; 64 << 20];
+    raw.file("bomb", &zeros);
+    let gz = gzip(&raw.finish());
+    assert!(gz.len() < 1 << 20, "a bomb: {} bytes packed", gz.len());
+    let bomb = env.path("bomb.tar.gz");
+    std::fs::write(&bomb, &gz).unwrap();
+    let before = env.contents();
+    let err = env.fails(&["image", "import", "b:1", "--tar", bomb.to_str().unwrap(), "--max-size", "16MiB"]);
+    assert!(err.contains("--max-size") && err.contains("expands to more than"), "{err}");
+    let err = env
+        .cmd()
+        .env("BOTYARD_MAX_IMAGE_SIZE", "1MiB")
+        .args(["image", "import", "b:1", "--tar", bomb.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert_eq!(env.contents(), before);
+    env.ok(&["image", "import", "b:1", "--tar", bomb.to_str().unwrap(), "--max-size", "1G"]);
+
+    // A writer killed mid-import leaves its staging; the next writer
+    // clears it.
+    let big = env.path("big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..64 {
+        std::fs::write(big.join(format!("f{i}")), vec![i as u8; 4 << 20]).unwrap();
+    }
+    let mut child = env
+        .cmd()
+        .args(["image", "import", "big:1", "--dir", big.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let staged = |env: &Env| {
+        std::fs::read_dir(env.store.join("tmp"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("stage-")
+            })
+            .count()
+    };
+    let t = std::time::Instant::now();
+    while staged(&env) == 0 && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(staged(&env), 1, "no staging was caught in the act");
+    env.ok(&["image", "import", "c:1", "--tar", bomb.to_str().unwrap()]);
+    assert_eq!(staged(&env), 0, "the dead writer's staging stayed");
+    env.fsck_ok();
+}

@@ -42,7 +42,7 @@ pub use overlay::{
     unmount_below, OverlaySpec,
 };
 pub use store::walk;
-pub use store::{quote_bytes, quote_cow, quote_path, quote_str};
+pub use store::{quote_bytes, quote_cow, quote_path, quote_short, quote_str};
 pub use scan::{scan_dir, ScanOptions};
 pub use walk::{MAX_DEPTH, TooDeep};
 pub use upper::{fold_upper, xattr_at, FoldStats};

@@ -554,9 +554,14 @@ impl MemTree {
         }
         let depth = self.nodes[parent as usize].depth as usize + 1;
         if depth > MAX_DEPTH {
-            bail!(
-                "it is nested more than {MAX_DEPTH} directories deep, which botyard does not keep"
-            );
+            let mut path = self.path(parent);
+            path.push(b'/');
+            path.extend_from_slice(name);
+            return Err(store::walk::TooDeep {
+                path,
+                limit: MAX_DEPTH,
+            }
+            .into());
         }
         let id = u32::try_from(self.nodes.len())
             .ok()

@@ -140,7 +140,7 @@ pub(crate) fn with_scanner<T>(
                         if f.is_none() {
                             *f = Some(e.context(format!(
                                 "cannot read {}",
-                                crate::quote_bytes(&shown)
+                                crate::quote_short(&shown)
                             )));
                         }
                     }
@@ -339,7 +339,7 @@ impl Scanner<'_> {
                 if other_fs {
                     self.progress.note(&format!(
                         "{} is another filesystem; kept as an empty directory",
-                        crate::quote_bytes(path)
+                        crate::quote_short(path)
                     ));
                 }
                 let id = tree.put(parent, name, &MemNode::dir(meta))?;
@@ -470,10 +470,10 @@ impl Scanner<'_> {
     ) -> Result<NodeId> {
         let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(std::io::Error::from)
-            .with_context(|| format!("cannot read {}", crate::quote_bytes(path)))?;
+            .with_context(|| format!("cannot read {}", crate::quote_short(path)))?;
         let (id, descend) = self
             .put_entry(tree, parent, dir, name, path, &st, st.st_dev)
-            .with_context(|| format!("cannot read {}", crate::quote_bytes(path)))?;
+            .with_context(|| format!("cannot read {}", crate::quote_short(path)))?;
         if descend {
             let sub = walk::open_dir_at(dir, name)?;
             let limit = MAX_DEPTH.saturating_sub(tree.depth(id));
@@ -518,7 +518,7 @@ impl Scanner<'_> {
                 let (id, descend) = self
                     .sc
                     .put_entry(self.tree, parent, dir, name, &full, st, self.root_dev)
-                    .with_context(|| format!("cannot read {}", crate::quote_bytes(&full)))?;
+                    .with_context(|| format!("cannot read {}", crate::quote_short(&full)))?;
                 self.entered = Some(id);
                 Ok(descend)
             }
@@ -575,7 +575,7 @@ impl Scanner<'_> {
             Mode::empty(),
         )
         .map_err(std::io::Error::from)
-        .with_context(|| format!("cannot read {}", crate::quote_bytes(path)))?;
+        .with_context(|| format!("cannot read {}", crate::quote_short(path)))?;
         let st = rustix::fs::fstat(&fd)?;
         let mut st1 = st;
         st1.st_nlink = 1; // an upper file with one name is its own

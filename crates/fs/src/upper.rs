@@ -68,7 +68,7 @@ impl ViewDirs {
             let fd = walk::open_beneath(&self.root, &comps(path))?.with_context(|| {
                 format!(
                     "{} is not a directory in the bot's view",
-                    crate::quote_bytes(path)
+                    crate::quote_short(path)
                 )
             })?;
             self.cached = Some((path.to_vec(), fd));
@@ -109,7 +109,7 @@ impl Fold<'_, '_, '_> {
 impl Visitor for Fold<'_, '_, '_> {
     fn entry(&mut self, u: &OwnedFd, name: &[u8], path: &[u8], st: &Stat) -> Result<bool> {
         let parent = *self.stack.last().unwrap();
-        let shown = || crate::quote_bytes(path);
+        let shown = || crate::quote_short(path);
         if is_whiteout(u, name, st) {
             self.forget(parent, name);
             if let Some(old) = self.tree.child(parent, name) {

@@ -40,7 +40,7 @@ pub use hash::{Hash, HashParseError};
 pub use lock::{try_lock_file, StoreLock};
 pub use names::{validate_segment, ImageName, NameError, MAX_NAME_BYTES};
 pub use progress::{NoProgress, Progress, Unit};
-pub use quote::{quote_bytes, quote_cow, quote_path, quote_str};
+pub use quote::{quote_bytes, quote_cow, quote_path, quote_short, quote_str};
 pub use refs::ImageRef;
 pub use staging::{hash_file, is_sparse, Staging, StagingStats, SMALL_FILE};
 pub use store::{default_store_path, Store, STORE_MARKER};

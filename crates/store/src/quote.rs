@@ -62,6 +62,17 @@ pub fn quote_cow(name: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`quote_bytes`] of a name or path that may be very long (a deep path):
+/// its start and end, with what is between left out.
+pub fn quote_short(name: &[u8]) -> String {
+    const KEEP: usize = 60;
+    if name.len() <= 2 * KEEP + 20 {
+        return quote_bytes(name);
+    }
+    let (head, tail) = (&name[..KEEP], &name[name.len() - KEEP..]);
+    format!("{}…{}", quote_bytes(head), quote_bytes(tail))
+}
+
 /// A path (`/a/b`) as a person should see it.
 pub fn quote_path(p: &std::path::Path) -> String {
     quote_bytes(p.as_os_str().as_encoded_bytes())

@@ -36,7 +36,31 @@ pub struct Staging {
     new_objects: AtomicU64,
     new_bytes: AtomicU64,
     new_trees: AtomicU64,
+    /// Held while the staging lives: tells it from a dead writer's.
+    _owner: Option<File>,
     _lock: StoreLock,
+}
+
+/// Removes the staging directories of writers that died (killed in the
+/// middle of an import or a commit): their owner lock is free. A live
+/// writer holds its lock from before its directory gets its name.
+fn remove_dead_stagings(store: &Store) {
+    let Ok(rd) = fs::read_dir(store.tmp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with("stage-") {
+            continue;
+        }
+        let dir = e.path();
+        match crate::lock::try_lock_file(&dir.join("owner")) {
+            Ok(Some(_free)) => {
+                let _ = crate::walk::remove_path(&dir);
+            }
+            _ => continue,
+        }
+    }
 }
 
 /// What a commit added to the store.
@@ -50,16 +74,27 @@ pub struct StagingStats {
 impl Staging {
     pub fn new(store: &Store, progress: &dyn Progress) -> Result<Staging> {
         let lock = store.lock(false, progress)?;
-        let dir = store.tmp_dir().join(unique_name("stage"));
+        remove_dead_stagings(store);
+        // Made under a name no one else looks at, locked, then renamed:
+        // a staging found under its final name without its lock held
+        // belongs to a writer that died.
+        let name = unique_name("stage");
+        let building = store.tmp_dir().join(format!(".new-{name}"));
+        let dir = store.tmp_dir().join(&name);
+        let cannot = || {
+            format!(
+                "cannot create a staging directory in {}",
+                store.tmp_dir().display()
+            )
+        };
         for sub in ["objects", "trees", "partial"] {
-            fs::create_dir_all(dir.join(sub)).with_context(|| {
-                format!(
-                    "cannot create a staging directory in {}",
-                    store.tmp_dir().display()
-                )
-            })?;
+            fs::create_dir_all(building.join(sub)).with_context(cannot)?;
         }
+        let owner = crate::lock::try_lock_file(&building.join("owner"))?
+            .ok_or_else(|| anyhow::anyhow!("a new staging directory was taken"))?;
+        fs::rename(&building, &dir).with_context(cannot)?;
         Ok(Staging {
+            _owner: Some(owner),
             store: store.clone(),
             dir,
             done: false,
@@ -75,6 +110,7 @@ impl Staging {
     /// (a diff) without writing anything. It cannot be committed.
     pub fn hash_only(store: &Store, progress: &dyn Progress) -> Result<Staging> {
         Ok(Staging {
+            _owner: None,
             store: store.clone(),
             dir: PathBuf::new(),
             done: true,

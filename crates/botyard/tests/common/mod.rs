@@ -48,6 +48,13 @@ pub struct Env {
     pub store: PathBuf,
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Tests make trees deeper than a recursive removal survives.
+        let _ = store::walk::remove_path(self.dir.path());
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::Builder::new()
