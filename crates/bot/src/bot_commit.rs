@@ -121,7 +121,9 @@ fn commit_copy(bot: &Bot, mut r: BotRef, progress: &dyn Progress) -> Result<Opti
     for (path, object, size) in changed_files(&tree, &old) {
         shared += share_extents(store, &root, &path, &object, size).unwrap_or(0);
     }
-    Ok(Some(outcome(bot, new_tree, previous, &changes, written, shared)))
+    Ok(Some(outcome(
+        bot, new_tree, previous, &changes, written, shared,
+    )))
 }
 
 fn outcome(

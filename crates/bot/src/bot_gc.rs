@@ -1,7 +1,7 @@
 use crate::bot_list::ids;
-use fs::walk::du;
 use crate::state::{Bot, Driver};
 use anyhow::{Context, Result};
+use fs::walk::du;
 use std::collections::HashSet;
 use store::{Progress, Store};
 

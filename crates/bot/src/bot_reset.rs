@@ -91,4 +91,3 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
         to_image,
     })
 }
-

@@ -32,9 +32,7 @@ pub fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
     let moved = match std::fs::rename(bot.dir(), &aside) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot remove {}", bot.dir().display()))
-        }
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", bot.dir().display())),
     };
     store.remove_ref("bots", id)?;
     if moved {

@@ -411,9 +411,8 @@ fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
             root_of(&env, id).display()
         ))
     };
-    let in_sandbox = |id: &str, cmd: &str| {
-        env.ok(&["run", id, "--user", "0:0", "--", "/bin/sh", "-c", cmd])
-    };
+    let in_sandbox =
+        |id: &str, cmd: &str| env.ok(&["run", id, "--user", "0:0", "--", "/bin/sh", "-c", cmd]);
     for id in ["deb1", "deb2"] {
         env.ok(&["bot", "create", id, "--image", "debian:bookworm"]);
         let _m = if id == "deb1" {

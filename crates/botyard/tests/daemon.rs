@@ -983,19 +983,45 @@ fn groups_may_name_only_the_secrets_the_operator_listed() {
         &env,
         "secrets = [\"AGENT_TOKEN\"]\n",
         &[],
-        &[("AGENT_TOKEN", "token-for-agents"), ("CLOUD_KEY", "daemon-own-credential")],
+        &[
+            ("AGENT_TOKEN", "token-for-agents"),
+            ("CLOUD_KEY", "daemon-own-credential"),
+        ],
     );
     let err = env.fails(&[
-        "group", "add", "thief", "--bot", "b1", "--agent", "sh -c 'echo $CLOUD_KEY'", "--secret", "CLOUD_KEY",
+        "group",
+        "add",
+        "thief",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'echo $CLOUD_KEY'",
+        "--secret",
+        "CLOUD_KEY",
     ]);
-    assert!(err.contains("CLOUD_KEY") && err.contains("`secrets` config"), "{err}");
+    assert!(
+        err.contains("CLOUD_KEY") && err.contains("`secrets` config"),
+        "{err}"
+    );
     let (code, _) = curl(
         &socket(&env),
-        &["POST", "/v1/groups", r#"{"name":"t2","bot":"b1","agent":["cat"],"secrets":["HOME"]}"#],
+        &[
+            "POST",
+            "/v1/groups",
+            r#"{"name":"t2","bot":"b1","agent":["cat"],"secrets":["HOME"]}"#,
+        ],
     );
     assert_eq!(code, 400);
     env.ok(&[
-        "group", "add", "g", "--bot", "b1", "--agent", "sh -c 'echo got:$AGENT_TOKEN:$CLOUD_KEY'", "--secret", "AGENT_TOKEN",
+        "group",
+        "add",
+        "g",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'echo got:$AGENT_TOKEN:$CLOUD_KEY'",
+        "--secret",
+        "AGENT_TOKEN",
     ]);
     let id = send(&env, "g", "{}");
     let m = wait_done(&env, &id);
@@ -1014,7 +1040,11 @@ fn slow_clients_cannot_starve_the_daemon() {
     let env = setup();
     let port = 20000 + (std::process::id() % 20000) + 7;
     let addr = format!("tcp:127.0.0.1:{port}");
-    let _d = start(&env, "header_timeout = \"1s\"\nmax_connections = 64\n", &["--listen", &addr]);
+    let _d = start(
+        &env,
+        "header_timeout = \"1s\"\nmax_connections = 64\n",
+        &["--listen", &addr],
+    );
     let token = std::fs::read_to_string(env.store.join("daemon/token")).unwrap();
     let out = Command::new("python3")
         .arg("-c")
@@ -1062,7 +1092,11 @@ print(status); print("%.1f" % answered); print(closed)
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(out.status.success() && lines.len() == 3, "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && lines.len() == 3,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(lines[0].contains("200"), "{text}");
     let waited: f64 = lines[1].parse().unwrap();
     assert!(waited < 8.0, "the API answered only after {waited} s");

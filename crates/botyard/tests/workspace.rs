@@ -1012,14 +1012,23 @@ fn random_changes_synced_leave_the_project_equal_to_the_agents_view() {
             .collect()
     }
     let names = ["a", "b", "c", "d", "e"];
-    let seeds: u64 = std::env::var("BOTYARD_TEST_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let seeds: u64 = std::env::var("BOTYARD_TEST_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
     for seed in 1..=seeds {
         let env = Env::new();
         let p = env.path("project");
         for d in ["A/x", "B/y", "C"] {
             std::fs::create_dir_all(p.join(d)).unwrap();
         }
-        for (f, t) in [("A/a1", "a1\n"), ("A/x/ax", "ax\n"), ("B/b1", "b1\n"), ("B/y/by", "by\n"), ("top", "t\n")] {
+        for (f, t) in [
+            ("A/a1", "a1\n"),
+            ("A/x/ax", "ax\n"),
+            ("B/b1", "b1\n"),
+            ("B/y/by", "by\n"),
+            ("top", "t\n"),
+        ] {
             write(&p.join(f), t);
         }
         env.ok(&["workspace", "create", "w", "--project", p.to_str().unwrap()]);
@@ -1042,7 +1051,8 @@ fn random_changes_synced_leave_the_project_equal_to_the_agents_view() {
                         let f = dir.join(format!("f{name}"));
                         if !r.join(&f).is_dir() {
                             log.push(format!("write {}", f.display()));
-                            std::fs::write(r.join(&f), format!("{seed}-{round}-{}\n", rng.next())).unwrap();
+                            std::fs::write(r.join(&f), format!("{seed}-{round}-{}\n", rng.next()))
+                                .unwrap();
                         }
                     }
                     2 if !files.is_empty() => {

@@ -114,9 +114,12 @@ impl Config {
         c.header_timeout = dur(raw.header_timeout, c.header_timeout, "header_timeout")?;
         c.max_connections = raw.max_connections.unwrap_or(c.max_connections).max(1);
         c.runtime = raw.runtime.unwrap_or(c.runtime);
-        let bad = |key: &str, e: anyhow::Error| anyhow::anyhow!("config {}: {key}: {e:#}", file.display());
+        let bad = |key: &str, e: anyhow::Error| {
+            anyhow::anyhow!("config {}: {key}: {e:#}", file.display())
+        };
         if let Some(m) = raw.memory {
-            c.limits.memory = session::parse_memory(&m, workspace::parse_size).map_err(|e| bad("memory", e))?;
+            c.limits.memory =
+                session::parse_memory(&m, workspace::parse_size).map_err(|e| bad("memory", e))?;
         }
         let text = |v: toml::Value| match v {
             toml::Value::String(s) => s,

@@ -192,9 +192,11 @@ async fn serve_with_limits(
             ($io:expr) => {{
                 let app = app.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        app.clone().oneshot(req.map(axum::body::Body::new))
-                    });
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            app.clone().oneshot(req.map(axum::body::Body::new))
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(limits.header_timeout)

@@ -195,7 +195,9 @@ pub fn diff_memtrees(new: &MemTree, old: &MemTree) -> Vec<PathDiff> {
                     (Some(nk[i - 1]), Some(ok[j - 1]))
                 }
             };
-            let name = a.map(|a| new.name(a)).unwrap_or_else(|| old.name(b.unwrap()));
+            let name = a
+                .map(|a| new.name(a))
+                .unwrap_or_else(|| old.name(b.unwrap()));
             let mut p = path.clone();
             p.push(b'/');
             p.extend_from_slice(name);

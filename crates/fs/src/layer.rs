@@ -120,7 +120,8 @@ fn build_once(
 
     // gc empties tmp/ under the exclusive lock; hold it shared meanwhile.
     let _lock = store.lock(false, &store::NoProgress)?;
-    std::fs::create_dir_all(&root)?;
+    std::fs::create_dir_all(&root)
+        .with_context(|| format!("cannot create the layer directory {}", root.display()))?;
     let tmp = store
         .tmp_dir()
         .join(format!("layer-{}-{file}", std::process::id()));

@@ -36,13 +36,15 @@ pub use layer::{
     check_layers, diff_layer, layer, layer_file_name, layer_is_intact, layers_root, LayerCheck,
 };
 pub use materialize::{materialize, materialize_path, MaterializeStats};
-pub use memtree::{split_path, MemKind, MemNode, MemTree, Meta, MetaRef, NodeId, NodeKind, TreeStats};
+pub use memtree::{
+    split_path, MemKind, MemNode, MemTree, Meta, MetaRef, NodeId, NodeKind, TreeStats,
+};
 pub use overlay::{
     fstype_of, is_overlay_mount, mount_clone, mount_fstype, mount_overlay, mounts_below, unmount,
     unmount_below, OverlaySpec,
 };
+pub use scan::{scan_dir, ScanOptions};
 pub use store::walk;
 pub use store::{quote_bytes, quote_cow, quote_path, quote_short, quote_str};
-pub use scan::{scan_dir, ScanOptions};
-pub use walk::{MAX_DEPTH, TooDeep};
 pub use upper::{fold_upper, xattr_at, FoldStats};
+pub use walk::{TooDeep, MAX_DEPTH};

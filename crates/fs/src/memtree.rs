@@ -10,11 +10,11 @@
 //! a tree are loops, whatever its depth. Trees deeper than [`MAX_DEPTH`]
 //! are refused when built.
 
-use store::walk::MAX_DEPTH;
 use anyhow::{bail, Result};
 use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
+use store::walk::MAX_DEPTH;
 use store::{EntryKind, EntryRef, Hash, KindRef, Staging, TreeEncoder};
 
 type FxBuild = BuildHasherDefault<rustc_hash::FxHasher>;
@@ -238,14 +238,16 @@ struct FileRec {
     sparse: bool,
 }
 
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A whole directory tree in memory: metadata and hashes only.
 pub struct MemTree {
     nodes: Vec<Node>,
     names: Vec<u8>,
     targets: Vec<u8>,
     files: Vec<FileRec>,
-    xsets: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
-    xindex: HashMap<Vec<(Vec<u8>, Vec<u8>)>, u32>,
+    xsets: Vec<Xattrs>,
+    xindex: HashMap<Xattrs, u32>,
     index: HashTable<u32>,
     next_group: u64,
     gen: u32,
@@ -265,7 +267,9 @@ fn key_hash(parent: u32, name: &[u8]) -> u64 {
 }
 
 fn too_big() -> anyhow::Error {
-    anyhow::anyhow!("the tree is too large to hold in memory (over 4 GiB of names or 4 billion entries)")
+    anyhow::anyhow!(
+        "the tree is too large to hold in memory (over 4 GiB of names or 4 billion entries)"
+    )
 }
 
 impl MemTree {
@@ -338,9 +342,7 @@ impl MemTree {
 
     /// Whether `id` is still in the tree (not removed or replaced).
     pub fn is_live(&self, id: NodeId) -> bool {
-        self.nodes
-            .get(id as usize)
-            .is_some_and(|n| n.tag != T_DEAD)
+        self.nodes.get(id as usize).is_some_and(|n| n.tag != T_DEAD)
     }
 
     pub fn meta(&self, id: NodeId) -> MetaRef<'_> {
@@ -608,7 +610,10 @@ impl MemTree {
     /// replaces what was there.
     pub fn put(&mut self, parent: NodeId, name: &[u8], node: &MemNode) -> Result<NodeId> {
         if !self.is_dir(parent) {
-            bail!("{} is not a directory", crate::quote_bytes(&self.path(parent)));
+            bail!(
+                "{} is not a directory",
+                crate::quote_bytes(&self.path(parent))
+            );
         }
         if let Some(old) = self.child(parent, name) {
             if self.is_dir(old) && node.is_dir() {
@@ -937,9 +942,7 @@ impl MemTree {
                     xattrs: m.xattrs,
                     kind,
                 })
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: {e}", crate::quote_bytes(&self.path(c)))
-                })?;
+                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::quote_bytes(&self.path(c))))?;
             }
             let h = staging.put_tree_bytes(&enc.finish())?;
             if f.dir == 0 {
@@ -969,17 +972,14 @@ impl MemTree {
                 let (kind, sub) = match e.kind {
                     EntryKind::Dir(sub) => (MemKind::Dir, Some(sub)),
                     EntryKind::File(f) => {
-                        let group = match f.link {
-                            Some(l) => Some(match groups.get(&l) {
-                                Some(&g) => g,
-                                None => {
-                                    let g = t.new_group();
-                                    groups.insert(l, g);
-                                    g
-                                }
-                            }),
-                            None => None,
-                        };
+                        let group = f.link.map(|l| match groups.get(&l) {
+                            Some(&g) => g,
+                            None => {
+                                let g = t.new_group();
+                                groups.insert(l, g);
+                                g
+                            }
+                        });
                         (
                             MemKind::File {
                                 object: f.object,
@@ -991,7 +991,9 @@ impl MemTree {
                         )
                     }
                     EntryKind::Symlink(x) => (MemKind::Symlink(x), None),
-                    EntryKind::CharDev { major, minor } => (MemKind::CharDev { major, minor }, None),
+                    EntryKind::CharDev { major, minor } => {
+                        (MemKind::CharDev { major, minor }, None)
+                    }
                     EntryKind::BlockDev { major, minor } => {
                         (MemKind::BlockDev { major, minor }, None)
                     }

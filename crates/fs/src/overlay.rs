@@ -270,7 +270,17 @@ fn attach_loop(path: &Path) -> std::io::Result<(OwnedFd, PathBuf)> {
 }
 
 pub fn unmount(target: &Path) -> Result<()> {
-    match rustix::mount::unmount(target, UnmountFlags::NOFOLLOW) {
+    // A sandbox starting elsewhere holds every mount for a moment while it
+    // copies the mount table and lets go of it; only a lasting hold is busy.
+    let mut r = rustix::mount::unmount(target, UnmountFlags::NOFOLLOW);
+    for _ in 0..40 {
+        if r != Err(rustix::io::Errno::BUSY) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        r = rustix::mount::unmount(target, UnmountFlags::NOFOLLOW);
+    }
+    match r {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::BUSY) => {
             bail!(
@@ -329,13 +339,24 @@ pub fn mount_clone(source: &OwnedFd, target: &Path, writable: bool) -> Result<()
             | OpenTreeFlags::AT_RECURSIVE
             | OpenTreeFlags::AT_EMPTY_PATH,
     )
-    .map_err(|e| anyhow::anyhow!("cannot copy the mount for {}: {}", target.display(), kernel_hint(e)))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot copy the mount for {}: {}",
+            target.display(),
+            kernel_hint(e)
+        )
+    })?;
     let mut attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
     if !writable {
         attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
     }
-    set_attrs(&tree, attrs)
-        .map_err(|e| anyhow::anyhow!("cannot restrict the mount for {}: {}", target.display(), kernel_hint(e)))?;
+    set_attrs(&tree, attrs).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot restrict the mount for {}: {}",
+            target.display(),
+            kernel_hint(e)
+        )
+    })?;
     let to = rustix::fs::open(
         target,
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -348,7 +369,13 @@ pub fn mount_clone(source: &OwnedFd, target: &Path, writable: bool) -> Result<()
         "",
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .map_err(|e| anyhow::anyhow!("cannot attach the mount at {}: {}", target.display(), kernel_hint(e)))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot attach the mount at {}: {}",
+            target.display(),
+            kernel_hint(e)
+        )
+    })?;
     Ok(())
 }
 
@@ -382,7 +409,9 @@ fn set_attrs(tree: &OwnedFd, set: MountAttrFlags) -> rustix::io::Result<()> {
     };
     if r < 0 {
         return Err(rustix::io::Errno::from_raw_os_error(
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO),
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
         ));
     }
     Ok(())

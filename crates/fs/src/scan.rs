@@ -10,7 +10,6 @@
 
 use crate::memtree::{MemKind, MemNode, MemTree, Meta, NodeId, NodeKind};
 use crate::statcache::{path_key, PathKey, Stamp, StatCache};
-use store::walk::{self, Visitor, MAX_DEPTH};
 use anyhow::{Context, Result};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
@@ -20,6 +19,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Mutex;
+use store::walk::{self, Visitor, MAX_DEPTH};
 use store::{Hash, Progress, Staging, Unit};
 
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +100,9 @@ pub(crate) struct Scanner<'s> {
 /// Runs `f` with a [`Scanner`] whose hashing threads fill in the contents
 /// of `tree` once `f` is done. `first_group` is the first free hard-link
 /// group id of `tree`.
+/// The stat cache a scan leaves for the next one.
+pub(crate) type FreshCache = HashMap<PathKey, (Stamp, Hash)>;
+
 pub(crate) fn with_scanner<T>(
     tree: &mut MemTree,
     staging: &Staging,
@@ -107,7 +110,7 @@ pub(crate) fn with_scanner<T>(
     opts: ScanOptions,
     old: StatCache,
     f: impl FnOnce(&mut Scanner<'_>, &mut MemTree) -> Result<T>,
-) -> Result<(T, HashMap<PathKey, (Stamp, Hash)>)> {
+) -> Result<(T, FreshCache)> {
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -138,10 +141,9 @@ pub(crate) fn with_scanner<T>(
                     Err(e) => {
                         let mut f = failed.lock().unwrap();
                         if f.is_none() {
-                            *f = Some(e.context(format!(
-                                "cannot read {}",
-                                crate::quote_short(&shown)
-                            )));
+                            *f = Some(
+                                e.context(format!("cannot read {}", crate::quote_short(&shown))),
+                            );
                         }
                     }
                 }
@@ -170,7 +172,12 @@ pub(crate) fn with_scanner<T>(
                 applied = sc.apply(tree, d);
             }
         }
-        (out.and_then(|o| applied.map(|()| o)), sc.next_group, sc.followers, sc.fresh)
+        (
+            out.and_then(|o| applied.map(|()| o)),
+            sc.next_group,
+            sc.followers,
+            sc.fresh,
+        )
     });
     if let Some(e) = failed.into_inner().unwrap() {
         return Err(e);
@@ -191,7 +198,12 @@ pub(crate) fn with_scanner<T>(
     Ok((out, fresh))
 }
 
-fn run_job(staging: &Staging, progress: &dyn Progress, opts: ScanOptions, job: Job) -> Result<Done> {
+fn run_job(
+    staging: &Staging,
+    progress: &dyn Progress,
+    opts: ScanOptions,
+    job: Job,
+) -> Result<Done> {
     let Job {
         id,
         mut file,
@@ -201,7 +213,8 @@ fn run_job(staging: &Staging, progress: &dyn Progress, opts: ScanOptions, job: J
         cache,
         ..
     } = job;
-    let changed = || anyhow::anyhow!("it changed size during the scan; try again once it is stable");
+    let changed =
+        || anyhow::anyhow!("it changed size during the scan; try again once it is stable");
     let object = match how {
         How::CloneKnown => {
             let (h, n) = store::hash_file(&mut file)?;
@@ -302,6 +315,7 @@ impl Scanner<'_> {
     /// `parent`, replacing what was there; a regular file's content is
     /// queued for hashing. Returns the node, and whether it is a directory
     /// to walk into.
+    #[allow(clippy::too_many_arguments)]
     fn put_entry(
         &mut self,
         tree: &mut MemTree,
@@ -330,7 +344,17 @@ impl Scanner<'_> {
                     );
                 }
                 meta.xattrs = read_xattrs_fd(&fd)?;
-                return self.put_file(tree, parent, name, path, meta, File::from(fd), &fst, How::Read)
+                return self
+                    .put_file(
+                        tree,
+                        parent,
+                        name,
+                        path,
+                        meta,
+                        File::from(fd),
+                        &fst,
+                        How::Read,
+                    )
                     .map(|id| (id, false));
             }
             FileType::Directory => {
@@ -351,7 +375,8 @@ impl Scanner<'_> {
             }
             FileType::Symlink => {
                 meta.xattrs = read_xattrs_at(dir, name)?;
-                let t = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(std::io::Error::from)?;
+                let t =
+                    rustix::fs::readlinkat(dir, name, Vec::new()).map_err(std::io::Error::from)?;
                 MemKind::Symlink(t.into_bytes())
             }
             FileType::CharacterDevice | FileType::BlockDevice => {
@@ -512,7 +537,13 @@ impl Scanner<'_> {
             }
         }
         impl Visitor for V<'_, '_, '_> {
-            fn entry(&mut self, dir: &OwnedFd, name: &[u8], path: &[u8], st: &Stat) -> Result<bool> {
+            fn entry(
+                &mut self,
+                dir: &OwnedFd,
+                name: &[u8],
+                path: &[u8],
+                st: &Stat,
+            ) -> Result<bool> {
                 let parent = *self.stack.last().unwrap();
                 let full = self.full(path).to_vec();
                 let (id, descend) = self
@@ -581,7 +612,16 @@ impl Scanner<'_> {
         st1.st_nlink = 1; // an upper file with one name is its own
         let saved = self.opts.stat_cache;
         self.opts.stat_cache = false;
-        let r = self.put_file(tree, parent, name, path, meta, File::from(fd), &st1, How::CloneKnown);
+        let r = self.put_file(
+            tree,
+            parent,
+            name,
+            path,
+            meta,
+            File::from(fd),
+            &st1,
+            How::CloneKnown,
+        );
         self.opts.stat_cache = saved;
         r
     }

@@ -13,13 +13,13 @@
 use crate::memtree::{MemNode, MemTree, NodeId, NodeKind};
 use crate::scan::{with_scanner, ScanOptions, Scanner};
 use crate::statcache::StatCache;
-use store::walk::{self, Visitor, MAX_DEPTH};
 use anyhow::{Context, Result};
 use rustix::fd::OwnedFd;
 use rustix::fs::{FileType, Stat};
 use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use store::walk::{self, Visitor, MAX_DEPTH};
 use store::{Progress, Staging};
 
 /// The xattr `key` of `name` in `dir`, without following a symlink.
@@ -191,35 +191,42 @@ pub fn fold_upper(
     };
     let u = walk::open_dir(upper)?;
     let v = walk::open_dir(view)?;
-    let (stats, _) = with_scanner(tree, staging, progress, opts, StatCache::default(), |sc, tree| {
-        let root = tree.root();
-        let mut f = Fold {
-            sc,
-            tree,
-            view: ViewDirs {
-                root: v,
-                cached: None,
-            },
-            stack: vec![root],
-            entered: None,
-            stats: FoldStats::default(),
-            touched: HashSet::new(),
-        };
-        walk::walk(&u, MAX_DEPTH, &mut f)?;
-        // Other names of a changed hard-link group changed with it.
-        for g in std::mem::take(&mut f.touched) {
-            for &m in groups.get(&g).into_iter().flatten() {
-                if !f.tree.is_live(m) {
-                    continue;
+    let (stats, _) = with_scanner(
+        tree,
+        staging,
+        progress,
+        opts,
+        StatCache::default(),
+        |sc, tree| {
+            let root = tree.root();
+            let mut f = Fold {
+                sc,
+                tree,
+                view: ViewDirs {
+                    root: v,
+                    cached: None,
+                },
+                stack: vec![root],
+                entered: None,
+                stats: FoldStats::default(),
+                touched: HashSet::new(),
+            };
+            walk::walk(&u, MAX_DEPTH, &mut f)?;
+            // Other names of a changed hard-link group changed with it.
+            for g in std::mem::take(&mut f.touched) {
+                for &m in groups.get(&g).into_iter().flatten() {
+                    if !f.tree.is_live(m) {
+                        continue;
+                    }
+                    let path = f.tree.path(m);
+                    let parent = f.tree.parent(m).unwrap();
+                    let name = f.tree.name(m).to_vec();
+                    let vd = f.view.at(parent_of(&path))?.try_clone()?;
+                    f.sc.scan_entry(f.tree, parent, &vd, &name, &path)?;
                 }
-                let path = f.tree.path(m);
-                let parent = f.tree.parent(m).unwrap();
-                let name = f.tree.name(m).to_vec();
-                let vd = f.view.at(parent_of(&path))?.try_clone()?;
-                f.sc.scan_entry(f.tree, parent, &vd, &name, &path)?;
             }
-        }
-        Ok(f.stats)
-    })?;
+            Ok(f.stats)
+        },
+    )?;
     Ok(stats)
 }

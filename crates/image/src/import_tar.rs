@@ -45,7 +45,14 @@ pub fn import_tar(
         crate::compression::decompress(counted).with_context(|| format!("cannot read {label}"))?;
     let mut tree = MemTree::default();
     let budget = Budget::new(store, max_size);
-    apply_tar_stream(&mut tree, reader, &staging, LayerOptions::default(), &budget, &label)?;
+    apply_tar_stream(
+        &mut tree,
+        reader,
+        &staging,
+        LayerOptions::default(),
+        &budget,
+        &label,
+    )?;
     let canon = std::fs::canonicalize(path)?;
     let source = Source {
         label: format!("tar:{}", canon.display()),

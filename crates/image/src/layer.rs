@@ -101,7 +101,14 @@ fn shown(p: &[u8]) -> String {
         return q;
     }
     let head: String = q.chars().take(60).collect();
-    let tail: String = q.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = q
+        .chars()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{head}…{tail}")
 }
 

@@ -182,7 +182,10 @@ impl Allowlist {
         let src = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
             .with_context(|| format!("cannot resolve the mount source {}", m.source.display()))?;
         if !src.is_absolute() || src.to_string_lossy().ends_with(" (deleted)") {
-            bail!("mount source {} went away while it was checked", m.source.display());
+            bail!(
+                "mount source {} went away while it was checked",
+                m.source.display()
+            );
         }
         if let Some(name) = self.blocked_component(&src) {
             bail!(

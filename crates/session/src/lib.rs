@@ -24,6 +24,9 @@ pub use copy_self::{copy_self, supervisor_dir};
 pub use gc::{gc_supervisors, SupervisorGc};
 pub use limits::{parse_cpus, parse_memory, parse_pids, Limits, DEFAULT_PIDS};
 pub use reap::{reap, reap_all};
-pub use run::{run, run_with, valid_env_name, RunIo, RunOptions, RunOutcome, IPC_AT, SUPERVISOR_AT, WORKSPACE_AT};
+pub use run::{
+    run, run_with, valid_env_name, RunIo, RunOptions, RunOutcome, IPC_AT, SUPERVISOR_AT,
+    WORKSPACE_AT,
+};
 pub use runtime::Runtime;
 pub use supervise::{supervise, SuperviseOptions, END_MARKER, START_MARKER};

@@ -179,9 +179,13 @@ pub fn run_with(
             });
         }
         if let Some(w) = &opts.workspace {
-            let fd = rustix::fs::open(w, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .map_err(std::io::Error::from)
-                .with_context(|| format!("cannot open the workspace at {}", w.display()))?;
+            let fd = rustix::fs::open(
+                w,
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot open the workspace at {}", w.display()))?;
             binds.push(BindMount {
                 source: stage(checked.len(), &fd, true)?,
                 dest: WORKSPACE_AT.into(),

@@ -89,13 +89,22 @@ mod tests {
 
     #[test]
     fn harmless_names_stay_and_others_are_quoted() {
-        for ok in ["a", "usr/lib/x86_64-linux-gnu", "don't", "ünïcödé 名前", "a b"] {
+        for ok in [
+            "a",
+            "usr/lib/x86_64-linux-gnu",
+            "don't",
+            "ünïcödé 名前",
+            "a b",
+        ] {
             assert_eq!(quote_bytes(ok.as_bytes()), ok);
         }
         assert_eq!(quote_bytes(b"x\nD /etc/shadow"), "\"x\\nD /etc/shadow\"");
         assert_eq!(quote_bytes(b"\x1b[2K\x1b[1A"), "\"\\x1b[2K\\x1b[1A\"");
         assert_eq!(quote_bytes(b"bad\xff"), "\"bad\\xff\"");
-        assert_eq!(quote_bytes("evil\u{202e}txt".as_bytes()), "\"evil\\u{202e}txt\"");
+        assert_eq!(
+            quote_bytes("evil\u{202e}txt".as_bytes()),
+            "\"evil\\u{202e}txt\""
+        );
         assert_eq!(quote_bytes(b"q\"\\"), "\"q\\\"\\\\\"");
         assert_eq!(quote_bytes(b"tab\there\r"), "\"tab\\there\\r\"");
         assert_eq!(quote_bytes(b"del\x7f"), "\"del\\x7f\"");

@@ -328,9 +328,7 @@ fn check_entry(e: &EntryRef<'_>) -> Result<(), TreeError> {
         KindRef::Symlink(t) if t.is_empty() || t.len() > PATH_MAX || t.contains(&0) => {
             err(format!("symlink {:?} has an invalid target", shown()))
         }
-        KindRef::File {
-            link: Some(l), ..
-        } if l.is_empty() || l.len() > PATH_MAX => {
+        KindRef::File { link: Some(l), .. } if l.is_empty() || l.len() > PATH_MAX => {
             err(format!("file {:?} has an invalid link path", shown()))
         }
         _ => Ok(()),
@@ -362,8 +360,14 @@ pub enum KindRef<'a> {
     },
     Dir(&'a Hash),
     Symlink(&'a [u8]),
-    CharDev { major: u32, minor: u32 },
-    BlockDev { major: u32, minor: u32 },
+    CharDev {
+        major: u32,
+        minor: u32,
+    },
+    BlockDev {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     Socket,
 }

@@ -224,7 +224,8 @@ pub fn walk(root: &OwnedFd, max_depth: usize, v: &mut dyn Visitor) -> Result<()>
             }
             .into());
         }
-        let child = open_dir_at(dir, &name).with_context(|| format!("cannot open {}", shown(&path)))?;
+        let child =
+            open_dir_at(dir, &name).with_context(|| format!("cannot open {}", shown(&path)))?;
         if !same_dir(&child, st.st_dev, st.st_ino)? {
             anyhow::bail!(
                 "{} was replaced during the walk; try again once the tree is still",

@@ -9,9 +9,9 @@
 //! changed meanwhile is still recorded.
 
 use crate::changes::join;
-use rustix::fd::AsRawFd;
 use crate::state::{Mode, Workspace};
 use anyhow::{Context, Result};
+use rustix::fd::AsRawFd;
 use rustix::fd::OwnedFd;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::fs::FileType;
@@ -318,7 +318,9 @@ impl Watcher {
             report,
         };
         if let Err(e) = fs::walk::walk(&dir, fs::MAX_DEPTH, &mut t) {
-            let _ = self.log.note("error", format!("not every directory is watched: {e:#}"));
+            let _ = self
+                .log
+                .note("error", format!("not every directory is watched: {e:#}"));
         }
     }
 
@@ -555,7 +557,11 @@ pub fn run_watcher(ws: &Workspace) -> Result<()> {
         format!(
             "{} {} at {}",
             w.wds.len(),
-            if w.wds.len() == 1 { "directory" } else { "directories" },
+            if w.wds.len() == 1 {
+                "directory"
+            } else {
+                "directories"
+            },
             mount.display()
         ),
     )?;

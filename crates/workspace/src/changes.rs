@@ -170,9 +170,16 @@ pub(crate) fn open_beneath(
         let dir = match fs::walk::open_beneath(root, parents) {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(None),
-            Err(e) => return Err(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)),
+            Err(e) => {
+                return Err(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
+            }
         };
-        return match rustix::fs::openat(&dir, *last, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, FsMode::empty()) {
+        return match rustix::fs::openat(
+            &dir,
+            *last,
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            FsMode::empty(),
+        ) {
             Ok(fd) => Ok(Some(fd)),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e),
@@ -308,7 +315,8 @@ fn list_fs(dir: &OwnedFd, rel: &[u8], out: &mut Vec<Line>) -> Result<()> {
                 (_, Some(t)) => t.clone(),
                 _ => Vec::new(),
             };
-            self.out.push((join(self.rel, path), s.kind, s.mode, payload));
+            self.out
+                .push((join(self.rel, path), s.kind, s.mode, payload));
             Ok(s.kind == Kind::Dir)
         }
     }
@@ -490,7 +498,9 @@ fn walk_upper(upper: &OwnedFd, view: &OwnedFd, base: &mut Base, c: &mut Candidat
                 c.redirects.insert(path.clone(), origin);
             }
             c.whole.push(path.clone());
-            if let Ok(Some(sub)) = open_beneath(self.view, &path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            if let Ok(Some(sub)) =
+                open_beneath(self.view, &path, OFlags::RDONLY | OFlags::DIRECTORY)
+            {
                 let mut lines = Vec::new();
                 list_names(&sub, &path, &mut lines)?;
                 c.paths.extend(lines);
@@ -519,7 +529,13 @@ fn list_names(dir: &OwnedFd, rel: &[u8], out: &mut Vec<Vec<u8>>) -> Result<()> {
         out: &'a mut Vec<Vec<u8>>,
     }
     impl fs::walk::Visitor for N<'_> {
-        fn entry(&mut self, _: &OwnedFd, _: &[u8], path: &[u8], _: &rustix::fs::Stat) -> Result<bool> {
+        fn entry(
+            &mut self,
+            _: &OwnedFd,
+            _: &[u8],
+            path: &[u8],
+            _: &rustix::fs::Stat,
+        ) -> Result<bool> {
             self.out.push(join(self.rel, path));
             Ok(true)
         }
@@ -765,16 +781,37 @@ pub(crate) fn in_sync_paths(upper: &Path, view: &Path, project: &Path) -> Result
                 if !marked {
                     return Ok(true);
                 }
-                if std::env::var_os("BYDBG").is_some() { eprintln!("{:?} {:?} {:?}", String::from_utf8_lossy(path), side_at(self.view, path, true)?, side_at(self.host, path, true)?); }
-                if same(&side_at(self.view, path, true)?, &side_at(self.host, path, true)?) {
+                if std::env::var_os("BYDBG").is_some() {
+                    eprintln!(
+                        "{:?} {:?} {:?}",
+                        String::from_utf8_lossy(path),
+                        side_at(self.view, path, true)?,
+                        side_at(self.host, path, true)?
+                    );
+                }
+                if same(
+                    &side_at(self.view, path, true)?,
+                    &side_at(self.host, path, true)?,
+                ) {
                     self.out.push(path.to_vec());
                 }
-            } else if same(&side_at(self.view, path, false)?, &side_at(self.host, path, false)?) {
+            } else if same(
+                &side_at(self.view, path, false)?,
+                &side_at(self.host, path, false)?,
+            ) {
                 self.out.push(path.to_vec());
             }
             Ok(false)
         }
     }
-    fs::walk::walk(&u, fs::MAX_DEPTH, &mut S { view: &v, host: &h, out: &mut out })?;
+    fs::walk::walk(
+        &u,
+        fs::MAX_DEPTH,
+        &mut S {
+            view: &v,
+            host: &h,
+            out: &mut out,
+        },
+    )?;
     Ok(out)
 }

@@ -63,7 +63,11 @@ pub(crate) fn flatten_moved_dirs(ws: &Workspace, r: &WorkspaceRef) -> Result<usi
     let whole_renames: Vec<&Vec<u8>> = changes
         .iter()
         .filter(|c| matches!(c.what, What::Renamed { .. }))
-        .filter(|c| c.agent.as_ref().is_some_and(|a| a.kind == crate::changes::Kind::Dir))
+        .filter(|c| {
+            c.agent
+                .as_ref()
+                .is_some_and(|a| a.kind == crate::changes::Kind::Dir)
+        })
         .map(|c| &c.path)
         .collect();
     let todo: Vec<&Vec<u8>> = dirs.iter().filter(|d| !whole_renames.contains(d)).collect();
@@ -83,8 +87,12 @@ pub(crate) fn flatten_moved_dirs(ws: &Workspace, r: &WorkspaceRef) -> Result<usi
             continue;
         };
         let slot = i.to_string();
-        copy_dir(&parent, name, &st_fd, slot.as_bytes())
-            .with_context(|| format!("cannot set aside the moved directory {}", fs::quote_bytes(d)))?;
+        copy_dir(&parent, name, &st_fd, slot.as_bytes()).with_context(|| {
+            format!(
+                "cannot set aside the moved directory {}",
+                fs::quote_bytes(d)
+            )
+        })?;
     }
     drop(view_fd);
     drop(view);
@@ -144,7 +152,11 @@ fn copy_dir(from: &OwnedFd, name: &[u8], to: &OwnedFd, as_name: &[u8]) -> Result
                     let dst = io(rustix::fs::openat(
                         to,
                         name,
-                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
                         Mode::from_raw_mode(0o600),
                     ))?;
                     let mut out = std::fs::File::from(dst);
@@ -195,7 +207,10 @@ fn set_meta(fd: &OwnedFd, st: &Stat) -> Result<()> {
         Some(rustix::fs::Uid::from_raw(st.st_uid)),
         Some(rustix::fs::Gid::from_raw(st.st_gid)),
     ))?;
-    io(rustix::fs::fchmod(fd, Mode::from_raw_mode(st.st_mode & 0o7777)))?;
+    io(rustix::fs::fchmod(
+        fd,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+    ))?;
     let t = |s: i64, ns: i64| Timespec {
         tv_sec: s,
         tv_nsec: ns as _,

@@ -329,6 +329,7 @@ pub fn diff(ws: &Workspace, paths: &[Vec<u8>]) -> Result<(Vec<DiffEntry>, Render
         out.push(DiffEntry { change: c, lines });
     }
     let store = ws.store.clone();
-    let render_fn = move |c: &Change, reveal: bool| render(&store, &view.path, &r.project, c, reveal);
+    let render_fn =
+        move |c: &Change, reveal: bool| render(&store, &view.path, &r.project, c, reveal);
     Ok((out, Box::new(render_fn)))
 }

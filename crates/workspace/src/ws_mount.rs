@@ -129,8 +129,8 @@ pub fn mount(
                 data: vec![],
                 user_lower: true,
                 readonly: false,
-            allow_suid: false,
-            allow_dev: false,
+                allow_suid: false,
+                allow_dev: false,
             };
             fs::mount_overlay(&spec, &target)
                 .with_context(|| format!("cannot mount workspace {name}"))?;

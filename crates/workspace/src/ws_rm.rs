@@ -31,7 +31,10 @@ pub fn rm(store: &Store, name: &str, force: bool) -> Result<()> {
     }
     store.remove_ref("workspaces", name)?;
     if let Some(m) = fs::mounts_below(&ws.dir()).first() {
-        bail!("{} is still mounted; unmount it, then remove the workspace", m.display());
+        bail!(
+            "{} is still mounted; unmount it, then remove the workspace",
+            m.display()
+        );
     }
     fs::walk::remove_path(&ws.dir())
         .with_context(|| format!("cannot remove {}", ws.dir().display()))?;

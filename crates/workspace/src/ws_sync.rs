@@ -1,7 +1,5 @@
 use crate::apply::{remove_below, Host};
-use crate::changes::{
-    components, open_beneath, open_root, Change, Kind, Side, State, What,
-};
+use crate::changes::{components, open_beneath, open_root, Change, Kind, Side, State, What};
 use crate::policy::Policy;
 use crate::secrets::Hit;
 use crate::state::{Mode, Workspace, WorkspaceRef};
@@ -257,7 +255,13 @@ pub(crate) fn plan(
         if mounted
             && c.in_moved_dir
             && !whole_rename
-            && matches!(verdict, Verdict::Apply | Verdict::Approve(_) | Verdict::ApproveSetuid(_) | Verdict::Conflict)
+            && matches!(
+                verdict,
+                Verdict::Apply
+                    | Verdict::Approve(_)
+                    | Verdict::ApproveSetuid(_)
+                    | Verdict::Conflict
+            )
         {
             verdict = Verdict::Deferred(
                 "in a directory the agent moved: syncs once the workspace is unmounted".into(),
@@ -376,7 +380,10 @@ pub fn sync(
                 record_base(&mut base, &staging, &view_fd, c)?;
                 Ok(None)
             }
-            (Decision::Accept, Verdict::Apply | Verdict::Approve(_) | Verdict::ApproveSetuid(_))
+            (
+                Decision::Accept,
+                Verdict::Apply | Verdict::Approve(_) | Verdict::ApproveSetuid(_),
+            )
             | (Decision::Resolve(Resolve::Theirs), Verdict::Conflict)
             | (Decision::Accept, Verdict::Conflict) => {
                 apply(&mut host, &view_fd, c).and_then(|f| {
@@ -745,7 +752,10 @@ pub(crate) fn settle_renamed_dirs(ws: &Workspace, dirs: &[Vec<u8>]) -> Result<()
                 Ok(()) | Err(rustix::io::Errno::NODATA) => {}
                 Err(e) => {
                     return Err(std::io::Error::from(e)).with_context(|| {
-                        format!("cannot settle the renamed directory {}", fs::quote_bytes(&d))
+                        format!(
+                            "cannot settle the renamed directory {}",
+                            fs::quote_bytes(&d)
+                        )
                     })
                 }
             }

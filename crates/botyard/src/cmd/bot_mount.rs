@@ -30,7 +30,9 @@ pub fn mount(ctx: &Ctx, a: BotMountArgs) -> Result<i32> {
         (false, false) => "nosuid,nodev",
         (true, false) => "setuid honoured, nodev",
         (false, true) => "nosuid, devices honoured",
-        (true, true) => "setuid and devices honoured: anyone who can reach it gets what the image's modes say",
+        (true, true) => {
+            "setuid and devices honoured: anyone who can reach it gets what the image's modes say"
+        }
     };
     ctx.say(format!("mounted bot {id} at {} ({honours})", p.display()));
     Ok(0)

@@ -22,6 +22,9 @@ pub fn run(ctx: &Ctx, a: WsResetArgs) -> Result<i32> {
         }
     }
     let n = workspace::reset(&store, &a.name, &paths)?;
-    ctx.say(format!("discarded {}", crate::output::n(n as u64, "change", "changes")));
+    ctx.say(format!(
+        "discarded {}",
+        crate::output::n(n as u64, "change", "changes")
+    ));
     Ok(0)
 }
