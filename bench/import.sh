@@ -10,7 +10,10 @@
 # crash safety), so it is compared with `cp -a; sync` as well as `cp -a`.
 # Peak memory is the maximum resident set size reported by GNU time, for the
 # rootfs and for a synthetic tree of 100,000 small files and 1 GiB of large
-# ones. Results go to bench/results/import.md.
+# ones, and for a tarball of 1,000,000 empty files (the per-entry cost of
+# the in-memory tree). A 20 GiB sparse file with 10 MiB of data is imported
+# beside `cp --sparse=always` and a plain read of it (what hashing it byte
+# by byte would cost). Results go to bench/results/import.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-5}
@@ -70,6 +73,32 @@ reset; "$B" --store "$W/store" init -q
 read -r big_t big_m < <(measure "$B" --store "$W/store" image import -q big:1 --dir "$BIG")
 big_files=$(find "$BIG" -type f | wc -l); big_bytes=$(du -sb "$BIG" | cut -f1)
 
+# Peak memory per entry: a tarball of 1,000,000 empty files in 1,000 dirs.
+MANY=$W/many.tar
+python3 - "$MANY" <<'PY'
+import sys, tarfile
+with tarfile.open(sys.argv[1], "w", format=tarfile.GNU_FORMAT) as t:
+    for d in range(1000):
+        ti = tarfile.TarInfo("d%04d" % d); ti.type = tarfile.DIRTYPE; ti.mode = 0o755; t.addfile(ti)
+        for i in range(1000):
+            ti = tarfile.TarInfo("d%04d/f%04d" % (d, i)); ti.size = 0; t.addfile(ti)
+PY
+reset; "$B" --store "$W/store" init -q
+read -r many_t many_m < <(measure "$B" --store "$W/store" image import -q many:1 --tar "$MANY")
+rm -f "$MANY"
+
+# A sparse file: 20 GiB, 10 MiB of data in the middle.
+SP=$W/sparse; mkdir -p "$SP"
+truncate -s 20G "$SP/disk.img"
+dd if=/dev/urandom of="$SP/disk.img" bs=1M count=10 seek=10000 conv=notrunc status=none
+reset
+read -r sp_cp _ < <(measure cp --sparse=always "$SP/disk.img" "$W/dst")
+rm -f "$W/dst"
+read -r sp_cat _ < <(measure sh -c "cat '$SP/disk.img' >/dev/null")
+reset; "$B" --store "$W/store" init -q
+read -r sp_by sp_m < <(measure "$B" --store "$W/store" image import -q sp:1 --dir "$SP")
+rm -rf "$SP"
+
 files=$(find "$ROOTFS" -type f | wc -l); bytes=$(du -sb "$ROOTFS" | cut -f1)
 r() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.0f MiB", k/1024}'; }
@@ -91,5 +120,13 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.0f MiB", k/1024}'; }
   done
   echo
   echo "Peak memory on a larger tree ($big_files files, $((big_bytes / 1024 / 1024)) MiB): $(mib "$big_m") in ${big_t} s."
+  echo
+  echo "Peak memory for 1,000,000 empty files from a tarball: $(mib "$many_m") in ${many_t} s ($(awk -v k="$many_m" 'BEGIN {printf "%.0f", k*1024/1000000}') bytes an entry, the binary and its buffers included)."
+  echo
+  echo "| 20 GiB sparse file, 10 MiB of data | seconds | vs botyard |"
+  echo "| --- | --- | --- |"
+  echo "| \`botyard image import --dir\` (peak RSS $(mib "$sp_m")) | $sp_by | 1.00× |"
+  echo "| \`cp --sparse=always\` | $sp_cp | $(r "$sp_cp" "$sp_by")× |"
+  echo "| reading every byte (\`cat > /dev/null\`) | $sp_cat | $(r "$sp_cat" "$sp_by")× |"
 } | tee bench/results/import.md
 rm -rf "$W"

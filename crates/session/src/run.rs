@@ -362,7 +362,11 @@ pub fn run_with(
 /// Removes the mounts a run staged for its sandbox (and their mount points).
 pub(crate) fn unstage(staged: &Path) {
     fs::unmount_below(staged);
-    let _ = fs::walk::remove_path(staged);
+    // Never removed while anything is still mounted there: a staged mount
+    // is a bot's root or a host directory.
+    if fs::mounts_below(staged).is_empty() {
+        let _ = fs::walk::remove_path(staged);
+    }
 }
 
 struct Unstage(PathBuf);

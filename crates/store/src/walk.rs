@@ -151,6 +151,39 @@ fn same_dir(fd: &OwnedFd, dev: u64, ino: u64) -> std::io::Result<bool> {
 /// root stop the walk with a [`TooDeep`] error. Entries that vanish during
 /// the walk are skipped; a directory replaced during the walk is an error.
 pub fn walk(root: &OwnedFd, max_depth: usize, v: &mut dyn Visitor) -> Result<()> {
+    walk_with(root, max_depth, false, v)
+}
+
+/// Opens the directory `name` in `dir` without crossing into another mount.
+fn open_dir_same_mount(dir: &OwnedFd, name: &[u8]) -> std::io::Result<OwnedFd> {
+    io(rustix::fs::openat2(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::BENEATH
+            | rustix::fs::ResolveFlags::NO_XDEV
+            | rustix::fs::ResolveFlags::NO_SYMLINKS,
+    ))
+}
+
+fn mount_point_error(e: std::io::Error, shown: String) -> anyhow::Error {
+    if e.raw_os_error() == Some(libc::EXDEV) {
+        anyhow::anyhow!("{shown} is a mount point; unmount it first (nothing below it was touched)")
+    } else {
+        anyhow::Error::from(e).context(format!("cannot open {shown}"))
+    }
+}
+
+/// [`walk`]; with `same_mount`, a directory that is a mount point is an
+/// error rather than walked into (what removal needs: it must never reach
+/// into something mounted below the tree).
+fn walk_with(
+    root: &OwnedFd,
+    max_depth: usize,
+    same_mount: bool,
+    v: &mut dyn Visitor,
+) -> Result<()> {
     let st = io(rustix::fs::fstat(root))?;
     let mut names = read_names(root).context("cannot read a directory")?;
     names.reverse();
@@ -224,8 +257,11 @@ pub fn walk(root: &OwnedFd, max_depth: usize, v: &mut dyn Visitor) -> Result<()>
             }
             .into());
         }
-        let child =
-            open_dir_at(dir, &name).with_context(|| format!("cannot open {}", shown(&path)))?;
+        let child = if same_mount {
+            open_dir_same_mount(dir, &name).map_err(|e| mount_point_error(e, shown(&path)))?
+        } else {
+            open_dir_at(dir, &name).with_context(|| format!("cannot open {}", shown(&path)))?
+        };
         if !same_dir(&child, st.st_dev, st.st_ino)? {
             anyhow::bail!(
                 "{} was replaced during the walk; try again once the tree is still",
@@ -268,7 +304,7 @@ pub fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<u64> {
             .with_context(|| format!("cannot remove {}", shown_name(name)))?;
         return Ok(1);
     }
-    let sub = open_dir_at(dir, name)?;
+    let sub = open_dir_same_mount(dir, name).map_err(|e| mount_point_error(e, shown_name(name)))?;
     let n = remove_contents(&sub)?;
     io(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR))
         .with_context(|| format!("cannot remove the directory {}", shown_name(name)))?;
@@ -279,7 +315,9 @@ fn shown_name(n: &[u8]) -> String {
     crate::quote_bytes(n)
 }
 
-/// Removes everything in the directory `dir`, keeping `dir` itself.
+/// Removes everything in the directory `dir`, keeping `dir` itself; never
+/// crosses into a filesystem mounted below it (that is an error, and what
+/// is mounted is left alone).
 pub fn remove_contents(dir: &OwnedFd) -> Result<u64> {
     struct Remover(u64);
     impl Visitor for Remover {
@@ -305,7 +343,7 @@ pub fn remove_contents(dir: &OwnedFd) -> Result<u64> {
         }
     }
     let mut r = Remover(0);
-    walk(dir, usize::MAX, &mut r)?;
+    walk_with(dir, usize::MAX, true, &mut r)?;
     Ok(r.0)
 }
 
@@ -427,5 +465,30 @@ mod tests {
         assert!(err.downcast_ref::<TooDeep>().is_some(), "{err:#}");
         assert_eq!(remove_contents(&root).unwrap(), 5050);
         assert!(read_names(&root).unwrap().is_empty());
+    }
+
+    #[test]
+    fn removal_never_reaches_into_a_mount() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: mounting a tmpfs needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path().join("a/mnt");
+        std::fs::create_dir_all(&m).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &m,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
+        std::fs::write(m.join("precious"), "keep").unwrap();
+        let err = remove_path(&tmp.path().join("a")).unwrap_err();
+        let kept = m.join("precious").exists();
+        let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+        assert!(format!("{err:#}").contains("mount point"), "{err:#}");
+        assert!(kept, "removal reached into a mounted filesystem");
     }
 }

@@ -781,14 +781,6 @@ pub(crate) fn in_sync_paths(upper: &Path, view: &Path, project: &Path) -> Result
                 if !marked {
                     return Ok(true);
                 }
-                if std::env::var_os("BYDBG").is_some() {
-                    eprintln!(
-                        "{:?} {:?} {:?}",
-                        String::from_utf8_lossy(path),
-                        side_at(self.view, path, true)?,
-                        side_at(self.host, path, true)?
-                    );
-                }
                 if same(
                     &side_at(self.view, path, true)?,
                     &side_at(self.host, path, true)?,
