@@ -196,7 +196,7 @@ fn walk_with(
         name: Vec::new(),
     }];
     let mut path: Vec<u8> = Vec::new();
-    let shown = |p: &[u8]| crate::quote_bytes(p);
+    let shown = |p: &[u8]| crate::quote_short(p);
     while !stack.is_empty() {
         let depth = stack.len();
         let top = stack.last_mut().unwrap();
@@ -329,7 +329,7 @@ pub fn remove_contents(dir: &OwnedFd) -> Result<u64> {
                 Ok(()) | Err(rustix::io::Errno::NOENT) => {}
                 Err(e) => {
                     return Err(std::io::Error::from(e))
-                        .with_context(|| format!("cannot remove {}", crate::quote_bytes(path)))
+                        .with_context(|| format!("cannot remove {}", crate::quote_short(path)))
                 }
             }
             self.0 += 1;
@@ -337,7 +337,7 @@ pub fn remove_contents(dir: &OwnedFd) -> Result<u64> {
         }
         fn leave(&mut self, parent: &OwnedFd, name: &[u8], path: &[u8]) -> Result<()> {
             io(rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR))
-                .with_context(|| format!("cannot remove {}", crate::quote_bytes(path)))?;
+                .with_context(|| format!("cannot remove {}", crate::quote_short(path)))?;
             self.0 += 1;
             Ok(())
         }
