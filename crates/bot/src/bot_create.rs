@@ -1,5 +1,5 @@
 use crate::state::{empty_dir, now, Bot, BotRef, Driver};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use store::{ImageName, Store};
 
 /// Creates a bot from an image: a ref and empty upper and work dirs. The
@@ -8,7 +8,12 @@ pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Res
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     if bot.exists()? {
-        bail!("bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`");
+        return Err(store::error(
+            store::ErrorKind::AlreadyExists,
+            format!(
+                "bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`"
+            ),
+        ));
     }
     let img = store.image(image)?;
     // Leftovers of an interrupted create have no ref; start clean. A create

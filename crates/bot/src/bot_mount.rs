@@ -58,7 +58,10 @@ pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
     let r = bot.load()?;
     bot.overlay_only(&r, "unmount")?;
     let Some(p) = bot.mounted_at() else {
-        bail!("bot {id} is not mounted")
+        return Err(store::error(
+            store::ErrorKind::NotMounted,
+            format!("bot {id} is not mounted"),
+        ));
     };
     fs::unmount(&p)?;
     Ok(p)

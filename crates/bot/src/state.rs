@@ -134,6 +134,15 @@ impl Bot {
     pub fn default_mount(&self) -> PathBuf {
         self.dir().join("root")
     }
+    /// Where a session on the bot keeps what it must leave for the next
+    /// command to clean up (its state, bundle and staged mounts).
+    pub fn session_dir(&self) -> PathBuf {
+        self.dir().join("session")
+    }
+    /// Held while a session runs on the bot: one at a time.
+    pub fn session_lock(&self) -> PathBuf {
+        self.dir().join("session.lock")
+    }
     /// Records where the bot is mounted, so `unmount` and `mount --all`
     /// after a reboot find it.
     pub fn mount_record(&self) -> PathBuf {
@@ -183,9 +192,12 @@ impl Bot {
     pub fn lock(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(self.dir())?;
         let f = store::try_lock_file(&self.dir().join("lock"))?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "bot {} is busy with another botyard command; retry when it is done",
-                self.id
+            store::error(
+                store::ErrorKind::Busy,
+                format!(
+                    "bot {} is busy with another botyard command; retry when it is done",
+                    self.id
+                ),
             )
         })?;
         self.recover()?;

@@ -531,8 +531,8 @@ pub struct RunArgs {
     /// An environment variable of botyard's to hand to the agent (repeatable).
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
-    /// Stop the sandbox after this long.
-    #[arg(long, default_value = "30m", value_name = "DURATION")]
+    /// Stop the sandbox after this long, or `none`.
+    #[arg(long, default_value = "30m", value_name = "DURATION|none")]
     pub timeout: String,
     /// none: only loopback; host: the host's network.
     #[arg(long, default_value = "none", env = "BOTYARD_NETWORK")]
@@ -545,12 +545,12 @@ pub struct RunArgs {
     /// machine's CPUs, at least one].
     #[arg(long, value_name = "N|none", env = "BOTYARD_CPUS")]
     pub cpus: Option<String>,
-    /// Process limit (stops fork bombs), or `none`.
-    #[arg(long, default_value = "1024", value_name = "N|none")]
-    pub pids: String,
-    /// Run as this user and group inside the sandbox.
-    #[arg(long, default_value = "1000:1000", value_name = "UID:GID")]
-    pub user: String,
+    /// Process limit (stops fork bombs), or `none` [default: 1024].
+    #[arg(long, value_name = "N|none")]
+    pub pids: Option<String>,
+    /// Run as this user and group inside the sandbox [default: 1000:1000].
+    #[arg(long, value_name = "UID:GID")]
+    pub user: Option<String>,
     /// runc, crun, youki, or a path to an OCI runtime.
     #[arg(long, default_value = "runc", env = "BOTYARD_RUNTIME")]
     pub runtime: String,
@@ -560,16 +560,16 @@ pub struct RunArgs {
     /// Commit the bot when the command ends.
     #[arg(long)]
     pub commit: bool,
-    /// Stop the sandbox once its output passes this size.
-    #[arg(long, default_value = "10MB", value_name = "SIZE")]
-    pub output_cap: String,
+    /// Stop the sandbox once its output passes this size [default: 10MB].
+    #[arg(long, value_name = "SIZE")]
+    pub output_cap: Option<String>,
     /// IPC mode: run the agent once per input/*.json in DIR, until
     /// input/_close or --idle.
     #[arg(long, value_name = "DIR")]
     pub ipc: Option<PathBuf>,
-    /// IPC mode: exit after this long without a message.
-    #[arg(long, default_value = "30m", value_name = "DURATION")]
-    pub idle: String,
+    /// IPC mode: exit after this long without a message [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    pub idle: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -32,6 +32,18 @@ pub fn n(count: u64, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
 
+/// A Unix time in seconds (as JSON) as an RFC 3339 time, or `-`.
+pub fn timestamp(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map(|t| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;

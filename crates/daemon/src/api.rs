@@ -3,7 +3,7 @@
 use crate::db::{now, Group};
 use crate::scheduler::{Daemon, MessageEvent, Partial};
 
-const FINAL_STATES: [&str; 2] = ["done", "failed"];
+use crate::db::FINAL_STATES;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -151,7 +151,7 @@ async fn add_group(State(d): Ctx, body: Bytes) -> Response {
     g.created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     match d.db.lock().unwrap().add_group(&g) {
         Ok(()) => (StatusCode::CREATED, Json(g)).into_response(),
-        Err(e) if e.to_string().contains("already exists") => {
+        Err(e) if store::is_kind(&e, store::ErrorKind::AlreadyExists) => {
             err(StatusCode::CONFLICT, e.to_string())
         }
         Err(e) => internal(e),

@@ -27,8 +27,8 @@ pub struct Config {
     pub output_cap: u64,
     /// SIGTERM: how long running messages may take to finish.
     pub grace: Duration,
-    /// The runtime sessions use.
-    pub runtime: String,
+    /// What runs sessions' sandboxes.
+    pub runtime: session::Runtime,
     /// What each session's sandbox may use (default: a share of the machine).
     pub limits: session::Limits,
     /// A request's headers must arrive within this long (and the next
@@ -51,9 +51,9 @@ impl Default for Config {
             max_tries: 5,
             commit_on_close: true,
             max_message_size: 1_000_000,
-            output_cap: 10_000_000,
+            output_cap: session::DEFAULT_OUTPUT_CAP,
             grace: Duration::from_secs(30),
-            runtime: "runc".into(),
+            runtime: session::Runtime::default(),
             limits: session::Limits::host_default(),
             secrets: Vec::new(),
             header_timeout: Duration::from_secs(10),
@@ -113,10 +113,12 @@ impl Config {
         c.grace = dur(raw.grace, c.grace, "grace")?;
         c.header_timeout = dur(raw.header_timeout, c.header_timeout, "header_timeout")?;
         c.max_connections = raw.max_connections.unwrap_or(c.max_connections).max(1);
-        c.runtime = raw.runtime.unwrap_or(c.runtime);
         let bad = |key: &str, e: anyhow::Error| {
             anyhow::anyhow!("config {}: {key}: {e:#}", file.display())
         };
+        if let Some(r) = raw.runtime {
+            c.runtime = r.parse().map_err(|e| bad("runtime", e))?;
+        }
         if let Some(m) = raw.memory {
             c.limits.memory =
                 session::parse_memory(&m, workspace::parse_size).map_err(|e| bad("memory", e))?;

@@ -2,7 +2,7 @@
 //! the store. A message is accepted only once its row is committed, so a
 //! restart loses none.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_state ON messages(state, group_name, id);
 ";
+
+/// The states a message ends in.
+pub const FINAL_STATES: [&str; 2] = ["done", "failed"];
 
 /// A group: a bot, the agent command, and how its sessions run.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -194,7 +197,10 @@ impl Db {
             ],
         )?;
         if n == 0 {
-            bail!("group {} already exists", g.name);
+            return Err(store::error(
+                store::ErrorKind::AlreadyExists,
+                format!("group {} already exists", g.name),
+            ));
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+mod client_ops;
 mod config;
 mod db;
 mod metrics;
@@ -14,7 +15,8 @@ mod serve;
 
 pub use api::ROUTES;
 pub use client::Client;
+pub use client_ops::{message_body, shell_words};
 pub use config::Config;
-pub use db::{Db, Group, Message};
+pub use db::{Db, Group, Message, FINAL_STATES};
 pub use openapi::document as openapi_document;
 pub use serve::{default_socket, serve, token, token_path, Listen};

@@ -3,10 +3,10 @@
 //! delivery through IPC, preemption of idle sessions, deadlines extended by
 //! output, and retries with backoff.
 //!
-//! A session is `botyard run` in IPC mode on the group's bot: the scheduler
-//! writes a message as `input/ID.json` (atomically) and the supervisor
-//! answers with frames on stdout (taken, output as it comes, result),
-//! parsed here. The scheduler runs when something happens (a message
+//! A session is a sandbox of the daemon's [`session::Backend`] in IPC mode
+//! on the group's bot: the scheduler delivers each message through it and
+//! reads the supervisor's frames ([`session::ipc`]: taken, output as it
+//! comes, result). The scheduler runs when something happens (a message
 //! accepted or answered, a session gone) and at least every 100 ms for
 //! timers.
 
@@ -14,8 +14,8 @@ use crate::config::Config;
 use crate::db::{now, Db, Group};
 use crate::metrics::Histogram;
 use anyhow::Result;
+use session::ipc::{Frame, FrameError, FrameReader};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -43,7 +43,7 @@ pub struct Live {
     pub answered: u64,
     /// Stops the sandbox (deadline, DELETE /v1/sessions).
     pub stop: Arc<AtomicBool>,
-    ipc: PathBuf,
+    sandbox: Arc<dyn session::Sandbox>,
     /// The supervisor has taken its first message (start latency counted).
     took_first: bool,
 }
@@ -56,7 +56,9 @@ impl Live {
     fn close(&mut self) {
         self.closing = true;
         self.closed_at = Some(Instant::now());
-        let _ = std::fs::write(self.ipc.join("input").join("_close"), b"");
+        if let Err(e) = self.sandbox.close() {
+            eprintln!("botyard serve: group {}: {e:#}", self.group);
+        }
     }
 }
 
@@ -84,6 +86,8 @@ pub enum MessageEvent {
 
 pub struct Daemon {
     pub store: Store,
+    /// What runs the sessions; the scheduler does not know which it is.
+    pub backend: Arc<dyn session::Backend>,
     pub db: Mutex<Db>,
     pub config: Config,
     pub live: Mutex<HashMap<String, Live>>,
@@ -117,11 +121,12 @@ pub struct Partial {
 
 const REPLAY_CAP: usize = 1 << 20;
 
-const FINAL: [&str; 2] = ["done", "failed"];
+use crate::db::FINAL_STATES as FINAL;
 
 impl Daemon {
     pub fn new(store: Store, db: Db, config: Config) -> Daemon {
         Daemon {
+            backend: session::backend(&config.runtime),
             store,
             db: Mutex::new(db),
             config,
@@ -344,17 +349,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// Hands message `id` to a live session: written under a temporary
-    /// name, then renamed, so the supervisor never reads half of it.
+    /// Hands message `id` to a live session.
     fn deliver(&self, db: &Db, s: &mut Live, id: i64, body: &str, created: f64) -> Result<()> {
-        let input = s.ipc.join("input");
-        let tmp = input.join(format!(".{id}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(body.as_bytes())?;
-        }
         db.mark_running(id)?;
-        std::fs::rename(&tmp, input.join(format!("{id}.json")))?;
+        s.sandbox.deliver(&id.to_string(), body.as_bytes())?;
         s.busy = Some((id, Instant::now()));
         s.last_output = Instant::now();
         self.metrics.queue_wait.observe(now() - created);
@@ -371,8 +369,6 @@ impl Daemon {
             );
         }
         let ipc = self.ipc_dir(&g.name);
-        let _ = std::fs::remove_dir_all(&ipc);
-        std::fs::create_dir_all(ipc.join("input"))?;
         let stop = Arc::new(AtomicBool::new(false));
         // A group's workspace must be mounted (and so audited) already.
         let workspace = match &g.workspace {
@@ -383,34 +379,29 @@ impl Daemon {
                     .ok_or_else(|| anyhow::anyhow!("workspace {w} of group {} is not mounted; `botyard workspace mount {w}`", g.name))?,
             ),
         };
-        let opts = session::RunOptions {
-            bot: g.bot.clone(),
-            workspace,
-            mounts: g.mounts.iter().map(|m| m.parse()).collect::<Result<_>>()?,
-            allowlist: session::default_allowlist_path(),
-            main: g.main,
-            secrets: g.secrets.clone(),
-            // The session lives across messages; the scheduler watches
-            // each message's deadline.
-            timeout: Duration::from_secs(365 * 24 * 3600),
-            network: session::Network::None,
-            memory: self.config.limits.memory,
-            cpus: self.config.limits.cpus,
-            pids: self.config.limits.pids,
-            uid: 1000,
-            gid: 1000,
-            runtime: self.config.runtime.parse()?,
-            // Per message, applied by the supervisor.
-            output_cap: self.config.output_cap,
-            ipc: Some(ipc.clone()),
-            idle: self.config.idle_keepalive + Duration::from_secs(60),
-            args: g.agent.clone(),
-        };
+        let mut opts = session::RunOptions::kept_alive(
+            &g.bot,
+            g.agent.clone(),
+            ipc,
+            self.config.idle_keepalive,
+        );
+        opts.workspace = workspace;
+        opts.mounts = g.mounts.iter().map(|m| m.parse()).collect::<Result<_>>()?;
+        opts.main = g.main;
+        opts.secrets = g.secrets.clone();
+        opts.limits = self.config.limits;
+        // Per message, applied by the supervisor.
+        opts.output_cap = self.config.output_cap;
+        // Nothing of an earlier session of the group is delivered again.
+        session::ipc::Channel::recreate(&opts.ipc.clone().unwrap(), opts.uid, opts.gid)?;
+        let sandbox = self.backend.prepare(&self.store, &opts)?;
         self.metrics.session_starts.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();
         let group = g.name.clone();
         let stop2 = stop.clone();
-        let handle = std::thread::spawn(move || me.session_thread(group, opts, stop2));
+        let sb = sandbox.clone();
+        let bot = g.bot.clone();
+        let handle = std::thread::spawn(move || me.session_thread(group, bot, sb, stop2));
         self.threads.lock().unwrap().push(handle);
         Ok(Live {
             group: g.name.clone(),
@@ -425,7 +416,7 @@ impl Daemon {
             stopped_for: None,
             answered: 0,
             stop,
-            ipc,
+            sandbox,
             took_first: false,
         })
     }
@@ -433,24 +424,22 @@ impl Daemon {
     fn session_thread(
         self: Arc<Self>,
         group: String,
-        opts: session::RunOptions,
+        bot: String,
+        sandbox: Arc<dyn session::Sandbox>,
         stop: Arc<AtomicBool>,
     ) {
-        let frames = Frames {
-            buf: Vec::new(),
-            inside: None,
-            daemon: self.clone(),
-            group: group.clone(),
-        };
+        let me = self.clone();
+        let g = group.clone();
+        let frames = FrameReader::new(move |f| me.frame(&g, f));
         let io = session::RunIo {
             stdin: Some(Vec::new()),
             stdout: Box::new(frames),
             stderr: Box::new(std::io::sink()),
         };
-        let res = session::run_with(&self.store, &opts, &stop, io);
+        let res = sandbox.start(io).and_then(|()| sandbox.wait(&stop));
         // While the slot is still held, so no new session mounts the bot.
         if self.config.commit_on_close && res.is_ok() {
-            let _ = bot::commit(&self.store, &opts.bot, &store::NoProgress);
+            let _ = bot::commit(&self.store, &bot, &store::NoProgress);
         }
         let why = match &res {
             Ok(o) if o.exit_code == 0 => "the session ended before the agent answered".to_string(),
@@ -488,13 +477,14 @@ impl Daemon {
         self.wake();
     }
 
-    /// A frame from a group's session.
-    fn frame(&self, group: &str, frame: &serde_json::Value) {
-        let id: i64 = frame["message"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(-1);
-        let event = frame["event"].as_str();
+    /// A frame from a group's session, or one that did not parse.
+    fn frame(&self, group: &str, frame: std::result::Result<Frame, FrameError>) {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return self.bad_frame(group, e),
+        };
+        // Not a number: no message of ours, so dropped below.
+        let id: i64 = frame.message().parse().unwrap_or(-1);
         let stopped_for = {
             let mut live = self.live.lock().unwrap();
             // A session speaks only of the message it was handed; anything
@@ -503,28 +493,48 @@ impl Daemon {
                 .get_mut(group)
                 .filter(|s| s.busy.map(|b| b.0) == Some(id))
             else {
-                eprintln!("botyard serve: group {group}: dropped a frame about message {id}, which its session was not given");
+                eprintln!(
+                    "botyard serve: group {group}: dropped a frame about message {}, which its session was not given",
+                    store::quote_str(frame.message())
+                );
                 return;
             };
-            match event {
-                Some("taken") if !s.took_first => {
+            match &frame {
+                Frame::Taken { .. } if !s.took_first => {
                     s.took_first = true;
                     self.metrics
                         .start_latency
                         .observe(s.started.elapsed().as_secs_f64());
                 }
-                Some("output") => s.last_output = Instant::now(),
+                Frame::Output { .. } => s.last_output = Instant::now(),
                 _ => {}
             }
             s.stopped_for.clone()
         };
-        match event {
-            Some("taken") => {}
-            Some("output") => {
-                let data = frame["data"].as_str().unwrap_or("");
-                self.publish(id, MessageEvent::Output(data.to_string()));
-            }
-            _ => self.answered(group, id, frame, stopped_for),
+        match frame {
+            Frame::Taken { .. } => {}
+            Frame::Output { data, .. } => self.publish(id, MessageEvent::Output(data)),
+            Frame::Result {
+                exit_code,
+                output,
+                truncated,
+                ..
+            } => self.answered(group, id, exit_code, &output, truncated, stopped_for),
+        }
+    }
+
+    /// A frame that did not parse: said, and the message being answered
+    /// fails this attempt (its answer cannot be trusted).
+    fn bad_frame(&self, group: &str, e: FrameError) {
+        eprintln!("botyard serve: group {group}: {e}");
+        let busy = self
+            .live
+            .lock()
+            .unwrap()
+            .get(group)
+            .and_then(|s| s.busy.map(|b| b.0));
+        if let Some(id) = busy {
+            self.answered(group, id, 1, &e.to_string(), false, Some(e.to_string()));
         }
     }
 
@@ -534,15 +544,14 @@ impl Daemon {
         &self,
         group: &str,
         id: i64,
-        frame: &serde_json::Value,
+        code: i32,
+        output: &str,
+        truncated: bool,
         stopped_for: Option<String>,
     ) {
-        let code = frame["exit_code"].as_i64().unwrap_or(1);
-        let output = frame["output"].as_str().unwrap_or("");
         let db = self.db.lock().unwrap();
         let st = if code == 0 {
-            let truncated = frame["truncated"].as_bool().unwrap_or(false);
-            db.mark_done(id, code, output, truncated)
+            db.mark_done(id, code as i64, output, truncated)
                 .map(|_| "done".to_string())
         } else {
             db.mark_failed_attempt(
@@ -627,40 +636,4 @@ fn tail(s: &str) -> String {
         .rev()
         .collect();
     t.trim().to_string()
-}
-
-/// Parses the supervisor's frames out of a session's stdout.
-struct Frames {
-    buf: Vec<u8>,
-    inside: Option<Vec<u8>>,
-    daemon: Arc<Daemon>,
-    group: String,
-}
-
-impl Write for Frames {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        let mut start = 0;
-        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let line = &self.buf[start..start + nl];
-            if line == session::START_MARKER.as_bytes() {
-                self.inside = Some(Vec::new());
-            } else if line == session::END_MARKER.as_bytes() {
-                if let Some(body) = self.inside.take() {
-                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                        self.daemon.frame(&self.group, &v);
-                    }
-                }
-            } else if let Some(body) = &mut self.inside {
-                body.extend_from_slice(line);
-                body.push(b'\n');
-            }
-            start += nl + 1;
-        }
-        self.buf.drain(..start);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -247,16 +247,18 @@ pub fn serve(
     if requeued > 0 {
         eprintln!("botyard serve: {requeued} messages that were running when the daemon stopped are queued again");
     }
-    let reaped = session::reap_all(&store)?;
+    let daemon = Daemon::new(store, db, config);
+    let reaped = daemon.backend.reap_all(&daemon.store)?;
     if reaped > 0 {
         eprintln!("botyard serve: removed {reaped} sandboxes left behind");
     }
+    let store = daemon.store.clone();
     let listen = listen.unwrap_or_else(|| Listen::Unix(default_socket(&store)));
     let token = match &listen {
         Listen::Tcp(_) => Some(token(&store)?),
         Listen::Unix(_) => None,
     };
-    let daemon = Arc::new(Daemon::new(store, db, config));
+    let daemon = Arc::new(daemon);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

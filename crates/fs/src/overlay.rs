@@ -36,6 +36,21 @@ pub struct OverlaySpec {
     pub allow_dev: bool,
 }
 
+/// A mount failure's error: the kernel's errno explained, with a kind
+/// where a caller decides on it.
+fn kernel_error(what: String, e: rustix::io::Errno) -> anyhow::Error {
+    let text = if what.is_empty() {
+        kernel_hint(e)
+    } else {
+        format!("{what}: {}", kernel_hint(e))
+    };
+    match e {
+        rustix::io::Errno::BUSY => store::error(store::ErrorKind::InUse, text),
+        rustix::io::Errno::STALE => store::error(store::ErrorKind::StaleLowers, text),
+        _ => anyhow::anyhow!(text),
+    }
+}
+
 fn kernel_hint(e: rustix::io::Errno) -> String {
     match e {
         rustix::io::Errno::PERM | rustix::io::Errno::ACCESS => "mounting needs root (CAP_SYS_ADMIN)".into(),
@@ -43,7 +58,9 @@ fn kernel_hint(e: rustix::io::Errno) -> String {
             "this kernel lacks overlayfs or the new mount API; the overlay driver needs Linux ≥ 6.8 (use --driver copy)".into()
         }
         rustix::io::Errno::BUSY => "its upper or work dir is in use by another overlay mount".into(),
-        rustix::io::Errno::STALE => STALE_LOWERS.into(),
+        rustix::io::Errno::STALE => {
+            "the upper dir was made against other lower layers (stale origin)".into()
+        }
         rustix::io::Errno::INVAL => {
             "the kernel refused the overlay options; the overlay driver needs Linux ≥ 6.8 with metacopy and data-only layers (use --driver copy)"
                 .into()
@@ -51,10 +68,6 @@ fn kernel_hint(e: rustix::io::Errno) -> String {
         other => format!("{other}"),
     }
 }
-
-/// How a mount failure reads when the upper dir was recorded against other
-/// lower layers (overlay's index checks the upper root's origin).
-pub const STALE_LOWERS: &str = "the upper dir was made against other lower layers (stale origin)";
 
 /// Forgets which lower layers an upper dir was made against (the upper
 /// root's origin and the work dir's index), so it can be stacked on rebuilt
@@ -84,13 +97,14 @@ pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
     let mut tries = 0;
     loop {
         match mount_once(spec, target) {
-            Err(e) if tries < 50 && e.to_string().contains("in use") => {
+            Err(e) if tries < 50 && store::is_kind(&e, store::ErrorKind::InUse) => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             // Lower layers rebuilt from the store are equal in content but
             // not in identity; the upper stays valid on top of them.
-            Err(e) if tries < 50 && e.to_string().contains(STALE_LOWERS) => {
+            // (Overlay's index checks the upper root's origin.)
+            Err(e) if tries < 50 && store::is_kind(&e, store::ErrorKind::StaleLowers) => {
                 let (upper, work) = spec
                     .upper
                     .as_ref()
@@ -105,10 +119,10 @@ pub fn mount_overlay(spec: &OverlaySpec, target: &Path) -> Result<()> {
 
 fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|e| anyhow::anyhow!(kernel_hint(e)))?;
+        .map_err(|e| kernel_error(String::new(), e))?;
     let set = |k: &str, v: &Path| {
         fsconfig_set_string(&fs, k, v)
-            .map_err(|e| anyhow::anyhow!("overlay option {k}={}: {}", v.display(), kernel_hint(e)))
+            .map_err(|e| kernel_error(format!("overlay option {k}={}", v.display()), e))
     };
     // Layer images are mounted detached (never attached anywhere) and
     // handed over by fd; the overlay keeps them alive until it goes.
@@ -134,21 +148,19 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
     }
     let metacopy = if spec.user_lower { "off" } else { "on" };
     fsconfig_set_string(&fs, "metacopy", metacopy)
-        .map_err(|e| anyhow::anyhow!("overlay metacopy: {}", kernel_hint(e)))?;
+        .map_err(|e| kernel_error("overlay metacopy".into(), e))?;
     fsconfig_set_string(&fs, "redirect_dir", "on")
-        .map_err(|e| anyhow::anyhow!("overlay redirect_dir: {}", kernel_hint(e)))?;
+        .map_err(|e| kernel_error("overlay redirect_dir".into(), e))?;
     if spec.upper.is_some() && !spec.user_lower {
         // The index keeps hard links whole when one name is copied up.
         fsconfig_set_string(&fs, "index", "on")
-            .map_err(|e| anyhow::anyhow!("overlay index: {}", kernel_hint(e)))?;
+            .map_err(|e| kernel_error("overlay index".into(), e))?;
     }
     let readonly = spec.readonly || spec.upper.is_none();
     if readonly {
-        fsconfig_set_flag(&fs, "ro")
-            .map_err(|e| anyhow::anyhow!("overlay ro: {}", kernel_hint(e)))?;
+        fsconfig_set_flag(&fs, "ro").map_err(|e| kernel_error("overlay ro".into(), e))?;
     }
-    fsconfig_create(&fs)
-        .map_err(|e| anyhow::anyhow!("cannot create the overlay: {}", kernel_hint(e)))?;
+    fsconfig_create(&fs).map_err(|e| kernel_error("cannot create the overlay".into(), e))?;
     let mut attrs = MountAttrFlags::empty();
     if readonly {
         attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
@@ -160,7 +172,7 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
         attrs |= MountAttrFlags::MOUNT_ATTR_NODEV;
     }
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-        .map_err(|e| anyhow::anyhow!("fsmount: {}", kernel_hint(e)))?;
+        .map_err(|e| kernel_error("fsmount".into(), e))?;
     let dir = rustix::fs::open(
         target,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -176,10 +188,9 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
     .map_err(|e| {
-        anyhow::anyhow!(
-            "cannot attach the overlay at {}: {}",
-            target.display(),
-            kernel_hint(e)
+        kernel_error(
+            format!("cannot attach the overlay at {}", target.display()),
+            e,
         )
     })?;
     Ok(())

@@ -2,7 +2,7 @@
 //! `STORE/supervisor/` gets a copy per binary (an upgrade makes a new
 //! one), and old copies are kept only while a session runs from them.
 
-use crate::run::{session_dir, SUPERVISOR_AT};
+use crate::run::SUPERVISOR_AT;
 use anyhow::Result;
 use bot::Bot;
 use std::collections::HashSet;
@@ -79,7 +79,7 @@ fn in_use(store: &Store) -> HashSet<PathBuf> {
         };
         // A session that has not ended (or not been reaped) has its state
         // file; its bundle outlives it.
-        let dir = session_dir(&bot);
+        let dir = bot.session_dir();
         if !dir.join("state.json").exists() {
             continue;
         }

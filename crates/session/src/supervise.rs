@@ -5,6 +5,7 @@
 //! file, framing on stdout when it takes a message, its output as it
 //! arrives, and its result.
 
+use crate::ipc::{Frame, Inbox, Status};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -12,10 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
-
-/// Lines framing one result in IPC mode.
-pub const START_MARKER: &str = "---BOTYARD-OUTPUT-START---";
-pub const END_MARKER: &str = "---BOTYARD-OUTPUT-END---";
 
 #[derive(Clone, Debug)]
 pub struct SuperviseOptions {
@@ -138,37 +135,10 @@ pub fn supervise(o: &SuperviseOptions) -> Result<i32> {
     }
 }
 
-/// What the supervisor says on stdout in IPC mode, one JSON object between
-/// the markers per frame: `taken` when it starts the agent on a message,
-/// `output` as the agent's stdout arrives, then one `result`.
-#[derive(serde::Serialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
-enum Frame<'a> {
-    Taken {
-        message: &'a str,
-    },
-    Output {
-        message: &'a str,
-        data: String,
-    },
-    Result {
-        message: &'a str,
-        status: &'a str,
-        exit_code: i32,
-        output: String,
-        truncated: bool,
-    },
-}
-
 fn emit(frame: &Frame) -> Result<()> {
     // One write per frame, so frames from two threads never interleave.
-    let mut buf = Vec::with_capacity(256);
-    writeln!(buf, "{START_MARKER}")?;
-    serde_json::to_writer(&mut buf, frame)?;
-    writeln!(buf)?;
-    writeln!(buf, "{END_MARKER}")?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&buf)?;
+    out.write_all(&frame.encode())?;
     out.flush()?;
     Ok(())
 }
@@ -184,15 +154,6 @@ fn take_text(buf: &mut Vec<u8>) -> String {
     let text = String::from_utf8_lossy(buf).into_owned();
     *buf = rest;
     text
-}
-
-/// Moves a message that cannot be used out of the way, with the reason.
-fn set_aside(dir: &Path, name: &str, why: &str) {
-    let errors = dir.join("errors");
-    let _ = std::fs::create_dir_all(&errors);
-    let _ = std::fs::rename(dir.join("input").join(name), errors.join(name));
-    let _ = std::fs::write(errors.join(format!("{name}.error")), format!("{why}\n"));
-    eprintln!("botyard supervise: message {name} set aside: {why}");
 }
 
 /// Wakes the IPC loop when something lands in `input/` (or a signal
@@ -240,28 +201,14 @@ impl InputWatch {
 }
 
 fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>) -> Result<i32> {
-    let input = dir.join("input");
-    std::fs::create_dir_all(&input)?;
-    let watch = InputWatch::new(&input);
+    let mut inbox = Inbox::open(dir)?;
+    let watch = InputWatch::new(inbox.input());
     let mut idle_since = Instant::now();
-    // Messages that could not be removed are not run again (a new file of
-    // the same name after a removal is a new delivery).
-    let mut stuck = std::collections::HashSet::new();
     loop {
-        if STOP.load(Ordering::Relaxed) {
+        if STOP.load(Ordering::Relaxed) || inbox.take_close() {
             return Ok(0);
         }
-        if input.join("_close").exists() {
-            let _ = std::fs::remove_file(input.join("_close"));
-            return Ok(0);
-        }
-        let mut names: Vec<String> = std::fs::read_dir(&input)?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json") && !stuck.contains(n))
-            .collect();
-        names.sort();
-        let Some(name) = names.into_iter().next() else {
+        let Some(m) = inbox.take_next()? else {
             let left = o.idle.saturating_sub(idle_since.elapsed());
             if left.is_zero() {
                 eprintln!("botyard supervise: idle for {}s; exiting", o.idle.as_secs());
@@ -271,32 +218,25 @@ fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>
             watch.wait(left.min(Duration::from_secs(1)));
             continue;
         };
-        let path = input.join(&name);
-        let data = match std::fs::read(&path) {
-            Ok(d) => d,
-            Err(_) => continue,
-        };
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&data) {
-            set_aside(dir, &name, &format!("not JSON: {e}"));
-            continue;
-        }
-        if let Err(e) = std::fs::remove_file(&path) {
-            eprintln!("botyard supervise: cannot remove message {name} ({e}); it is not run again");
-            stuck.insert(name.clone());
-        }
-        let id = name.trim_end_matches(".json");
-        emit(&Frame::Taken { message: id })?;
-        let frame = match run_once(o, secrets, &data, id) {
+        let message = m.id.clone();
+        emit(&Frame::Taken {
+            message: message.clone(),
+        })?;
+        let frame = match run_once(o, secrets, &m.body, &m.id) {
             Ok((code, output, truncated)) => Frame::Result {
-                message: id,
-                status: if code == 0 { "success" } else { "error" },
+                message,
+                status: if code == 0 {
+                    Status::Success
+                } else {
+                    Status::Error
+                },
                 exit_code: code,
                 output,
                 truncated,
             },
             Err(e) => Frame::Result {
-                message: id,
-                status: "error",
+                message,
+                status: Status::Error,
                 exit_code: 127,
                 output: format!("{e:#}"),
                 truncated: false,
@@ -347,12 +287,18 @@ fn run_once(
             pending.extend_from_slice(keep);
             let data = take_text(&mut pending);
             if !data.is_empty() {
-                let _ = emit(&Frame::Output { message: &id, data });
+                let _ = emit(&Frame::Output {
+                    message: id.clone(),
+                    data,
+                });
             }
         }
         if !pending.is_empty() {
             let data = String::from_utf8_lossy(&pending).into_owned();
-            let _ = emit(&Frame::Output { message: &id, data });
+            let _ = emit(&Frame::Output {
+                message: id.clone(),
+                data,
+            });
         }
         (kept, truncated)
     });

@@ -19,6 +19,7 @@
 
 mod atomic;
 mod df;
+mod error;
 mod fsck;
 mod gc;
 mod hash;
@@ -34,6 +35,7 @@ pub mod walk;
 
 pub use atomic::write_file_atomic;
 pub use df::{DfReport, ImageUsage};
+pub use error::{error, is_kind, kind_of, ErrorKind, KindError};
 pub use fsck::{FsckProblem, FsckReport};
 pub use gc::{GcReport, TreeUsage, UsageMemo};
 pub use hash::{Hash, HashParseError};

@@ -165,9 +165,12 @@ impl Workspace {
     pub fn lock(&self) -> Result<std::fs::File> {
         std::fs::create_dir_all(self.dir())?;
         let f = store::try_lock_file(&self.dir().join("lock"))?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "workspace {} is busy with another botyard command; retry when it is done",
-                self.name
+            store::error(
+                store::ErrorKind::Busy,
+                format!(
+                    "workspace {} is busy with another botyard command; retry when it is done",
+                    self.name
+                ),
             )
         })?;
         let view = self.view_path();

@@ -22,9 +22,10 @@ pub fn create(store: &Store, name: &str, o: &CreateOptions) -> Result<WorkspaceR
     let ws = Workspace::new(store, name)?;
     let _lock = ws.lock()?;
     if ws.exists()? {
-        bail!(
-            "workspace {name} already exists; pick another name or `botyard workspace rm {name}`"
-        );
+        return Err(store::error(
+            store::ErrorKind::AlreadyExists,
+            format!("workspace {name} already exists; pick another name or `botyard workspace rm {name}`"),
+        ));
     }
     let project = std::fs::canonicalize(&o.project).with_context(|| {
         format!(

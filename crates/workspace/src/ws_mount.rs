@@ -185,7 +185,10 @@ pub fn unmount(store: &Store, name: &str) -> Result<u64> {
     let _lock = ws.lock()?;
     let r = ws.load()?;
     let Some(p) = ws.mounted_at() else {
-        bail!("workspace {name} is not mounted");
+        return Err(store::error(
+            store::ErrorKind::NotMounted,
+            format!("workspace {name} is not mounted"),
+        ));
     };
     // What the project already holds is judged through the live mount
     // (the agent's view); a fresh view would stack the upper on a project

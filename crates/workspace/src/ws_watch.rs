@@ -33,7 +33,7 @@ pub fn watch(
                 }
             }
             // Another command holds the workspace: try again next round.
-            Err(e) if e.to_string().contains("is busy") => {}
+            Err(e) if store::is_kind(&e, store::ErrorKind::Busy) => {}
             Err(e) => return Err(e),
         }
         while round.elapsed() < every {

@@ -8,18 +8,20 @@ mod bot_ls;
 mod bot_mount;
 mod bot_reset;
 mod bot_rm;
-mod daemon_client;
 mod df;
 mod fsck;
 mod gc;
+mod group;
 mod image_import;
 mod image_inspect;
 mod image_ls;
 mod image_pull;
 mod image_rm;
 mod init;
+mod message;
 mod run;
 mod serve;
+mod status;
 mod supervise;
 mod workspace_create;
 mod workspace_diff;
@@ -104,13 +106,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(a) => run::run(&ctx, *a),
         Command::Supervise(a) => supervise::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
-        Command::Group(c) => daemon_client::group(&ctx, c),
-        Command::Message(c) => daemon_client::message(&ctx, c),
-        Command::Status(a) => daemon_client::status(&ctx, a),
+        Command::Group(c) => group::run(&ctx, c),
+        Command::Message(c) => message::run(&ctx, c),
+        Command::Status(a) => status::run(&ctx, a),
         Command::Df(a) => df::run(&ctx, a),
         Command::Gc(a) => gc::run(&ctx, a),
         Command::Fsck(a) => fsck::run(&ctx, a),
     }
+}
+
+/// The daemon `addr` names, by default the store's.
+pub fn daemon_client(ctx: &Ctx, addr: &crate::cli::DaemonAddr) -> Result<daemon::Client> {
+    daemon::Client::resolve(&ctx.open()?, addr.daemon.as_deref())
 }
 
 /// Parses NAME:TAG with a one-line error that says what is allowed.

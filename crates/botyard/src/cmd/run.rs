@@ -26,7 +26,6 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     };
     let size =
         |flag: &str, v: &str| workspace::parse_size(v).with_context(|| format!("{flag} {v}"));
-    let (uid, gid) = user(&a.user)?;
     let workspace = match &a.workspace {
         None => None,
         Some(name) => {
@@ -38,43 +37,44 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             })
         }
     };
-    let d = session::Limits::host_default();
-    let memory = match a.memory.as_deref() {
-        Some(m) => session::parse_memory(m, |v| size("--memory", v))
-            .with_context(|| format!("--memory {m}"))?,
-        None => d.memory,
+    let mut opts = session::RunOptions::new(&a.bot, a.command);
+    opts.workspace = workspace;
+    opts.mounts = a.mounts.iter().map(|m| m.parse()).collect::<Result<_>>()?;
+    opts.main = a.main;
+    opts.secrets = a.secrets;
+    opts.timeout = match a.timeout.as_str() {
+        "none" => None,
+        t => Some(duration("--timeout", t)?),
     };
-    let cpus = match a.cpus.as_deref() {
-        Some(c) => session::parse_cpus(c).with_context(|| format!("--cpus {c}"))?,
-        None => d.cpus,
-    };
-    let pids = session::parse_pids(&a.pids).with_context(|| format!("--pids {}", a.pids))?;
-    let opts = session::RunOptions {
-        bot: a.bot.clone(),
-        workspace,
-        mounts: a.mounts.iter().map(|m| m.parse()).collect::<Result<_>>()?,
-        allowlist: session::default_allowlist_path(),
-        main: a.main,
-        secrets: a.secrets,
-        timeout: duration("--timeout", &a.timeout)?,
-        network: a.network.parse()?,
-        memory,
-        cpus,
-        pids,
-        uid,
-        gid,
-        runtime: a.runtime.parse()?,
-        output_cap: size("--output-cap", &a.output_cap)?,
-        ipc: a.ipc,
-        idle: duration("--idle", &a.idle)?,
-        args: a.command,
-    };
+    opts.network = a.network.parse()?;
+    // Each limit is the shared default unless its flag says otherwise.
+    if let Some(m) = a.memory.as_deref() {
+        opts.limits.memory = session::parse_memory(m, |v| size("--memory", v))
+            .with_context(|| format!("--memory {m}"))?;
+    }
+    if let Some(c) = a.cpus.as_deref() {
+        opts.limits.cpus = session::parse_cpus(c).with_context(|| format!("--cpus {c}"))?;
+    }
+    if let Some(p) = a.pids.as_deref() {
+        opts.limits.pids = session::parse_pids(p).with_context(|| format!("--pids {p}"))?;
+    }
+    if let Some(u) = a.user.as_deref() {
+        (opts.uid, opts.gid) = user(u)?;
+    }
+    if let Some(cap) = &a.output_cap {
+        opts.output_cap = size("--output-cap", cap)?;
+    }
+    opts.ipc = a.ipc;
+    if let Some(idle) = &a.idle {
+        opts.idle = duration("--idle", idle)?;
+    }
+    let runtime: session::Runtime = a.runtime.parse()?;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let out = session::run(&store, &opts, &STOP)?;
+    let out = session::run(&store, &runtime, &opts, &STOP)?;
     if out.timed_out {
         eprintln!(
             "botyard: note: the command ran past --timeout {}; the sandbox was stopped",
@@ -84,7 +84,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     if out.output_capped {
         eprintln!(
             "botyard: note: the output passed --output-cap {}; the sandbox was stopped",
-            a.output_cap
+            a.output_cap.as_deref().unwrap_or("10MB")
         );
     }
     if out.interrupted {
