@@ -32,6 +32,21 @@ pub struct FleetUsage {
     pub upper_bytes: u64,
 }
 
+/// `df`: the store's figures and the fleet's, as one report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Df {
+    #[serde(flatten)]
+    pub store: store::DfReport,
+    pub fleet: FleetUsage,
+}
+
+/// The store's figures and the fleet's, its objects walked once.
+pub fn df(store: &Store) -> Result<Df> {
+    let r = store.df()?;
+    let fleet = usage(store, &r)?;
+    Ok(Df { store: r, fleet })
+}
+
 /// Per-bot and fleet-wide figures; `df` is the store's own report, so its
 /// objects are walked once.
 pub fn usage(store: &Store, df: &store::DfReport) -> Result<FleetUsage> {

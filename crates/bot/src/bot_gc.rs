@@ -5,6 +5,26 @@ use fs::walk::du;
 use std::collections::HashSet;
 use store::{Progress, Store};
 
+/// What [`gc`] removed (or would): the store's sweep and the layers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GcReport {
+    #[serde(flatten)]
+    pub store: store::GcReport,
+    pub layers: LayerGcReport,
+}
+
+/// Removes what nothing needs: layers first (a layer going away leaves
+/// nothing else unreachable, but the store's sweep should see the final
+/// set of refs), then the store's unreachable objects and trees and the
+/// leftovers of interrupted writes.
+pub fn gc(store: &Store, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
+    let layers = gc_layers(store, dry_run, progress)?;
+    Ok(GcReport {
+        store: store.gc(dry_run, progress)?,
+        layers,
+    })
+}
+
 /// What [`gc_layers`] removed (or would).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct LayerGcReport {
@@ -45,12 +65,7 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
         if !dry_run {
             // Directories are layers of an older store format.
             let p = e.path();
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            }
-            .with_context(|| format!("cannot remove {}", p.display()))?;
+            fs::walk::remove_path(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
     Ok(report)

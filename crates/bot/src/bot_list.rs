@@ -32,6 +32,7 @@ pub(crate) fn ids(store: &Store) -> Result<Vec<String>> {
 
 pub fn show(store: &Store, id: &str) -> Result<BotInfo> {
     let bot = Bot::new(store, id)?;
+    bot.reap_dead_session()?;
     let r = bot.load()?;
     let uncommitted_bytes = match r.driver {
         Driver::Overlay => du_below(&bot.upper()),

@@ -21,11 +21,13 @@ mod state;
 
 pub use bot_commit::{commit, CommitOutcome};
 pub use bot_create::create;
-pub use bot_df::{usage, BotUsage, FleetUsage};
+pub use bot_df::{df, usage, BotUsage, Df, FleetUsage};
 pub use bot_diff::{diff, under as diff_path_under};
-pub use bot_gc::{gc_layers, LayerGcReport};
+pub use bot_gc::{gc, gc_layers, GcReport, LayerGcReport};
 pub use bot_list::{list, show, using_image, BotInfo};
 pub use bot_mount::{mount, mount_all, unmount, MountOptions};
 pub use bot_reset::{reset, ResetOutcome};
 pub use bot_rm::remove;
-pub use state::{runtime_name, validate_id, Bot, BotRef, Driver};
+pub use state::{
+    runtime_name, set_session_reaper, validate_id, Bot, BotRef, Driver, SessionReaper,
+};

@@ -100,10 +100,30 @@ pub struct BotRef {
     pub committed: Option<String>,
 }
 
-/// A bot's paths in a store.
+/// Cleans up after a dead session of a bot: true if there was one.
+pub type SessionReaper = fn(&Store, &str) -> Result<bool>;
+
+static REAPER: std::sync::OnceLock<SessionReaper> = std::sync::OnceLock::new();
+
+/// Installs the session crate's reaper (the bot crate knows where a
+/// session leaves its state, not how to stop a sandbox). Once per process.
+pub fn set_session_reaper(reap: SessionReaper) {
+    let _ = REAPER.set(reap);
+}
+
+/// A bot's paths in a store: its overlay home (`bots/ID/`, see
+/// [`fs::OverlayHome`], reached through `Deref`) and what only a bot has.
 pub struct Bot {
     pub store: Store,
     pub id: String,
+    home: fs::OverlayHome,
+}
+
+impl std::ops::Deref for Bot {
+    type Target = fs::OverlayHome;
+    fn deref(&self) -> &fs::OverlayHome {
+        &self.home
+    }
 }
 
 impl Bot {
@@ -119,21 +139,10 @@ impl Bot {
         Ok(Bot {
             store: store.clone(),
             id: id.to_string(),
+            home: fs::OverlayHome::new(store.root().join("bots").join(id), format!("bot {id}")),
         })
     }
 
-    pub fn dir(&self) -> PathBuf {
-        self.store.root().join("bots").join(&self.id)
-    }
-    pub fn upper(&self) -> PathBuf {
-        self.dir().join("upper")
-    }
-    pub fn work(&self) -> PathBuf {
-        self.dir().join("work")
-    }
-    pub fn default_mount(&self) -> PathBuf {
-        self.dir().join("root")
-    }
     /// Where a session on the bot keeps what it must leave for the next
     /// command to clean up (its state, bundle and staged mounts).
     pub fn session_dir(&self) -> PathBuf {
@@ -142,11 +151,6 @@ impl Bot {
     /// Held while a session runs on the bot: one at a time.
     pub fn session_lock(&self) -> PathBuf {
         self.dir().join("session.lock")
-    }
-    /// Records where the bot is mounted, so `unmount` and `mount --all`
-    /// after a reboot find it.
-    pub fn mount_record(&self) -> PathBuf {
-        self.dir().join("mountpoint")
     }
 
     pub fn load(&self) -> Result<BotRef> {
@@ -180,26 +184,26 @@ impl Bot {
 
     /// Where the bot is mounted now, if it is.
     pub fn mounted_at(&self) -> Option<PathBuf> {
-        let p = PathBuf::from(
-            std::fs::read_to_string(self.mount_record())
-                .ok()?
-                .trim_end_matches('\n'),
-        );
-        fs::is_overlay_mount(&p).then_some(p)
+        self.recorded_mount().filter(|p| fs::is_overlay_mount(p))
+    }
+
+    /// Cleans up what a dead session of the bot left (its botyard was
+    /// killed), through the reaper the session crate installs; every bot
+    /// verb does this first.
+    pub(crate) fn reap_dead_session(&self) -> Result<()> {
+        if let Some(reap) = REAPER.get() {
+            if self.session_dir().join("state.json").exists() {
+                reap(&self.store, &self.id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes the bot's own lock: one verb at a time per bot.
     pub fn lock(&self) -> Result<std::fs::File> {
-        std::fs::create_dir_all(self.dir())?;
-        let f = store::try_lock_file(&self.dir().join("lock"))?.ok_or_else(|| {
-            store::error(
-                store::ErrorKind::Busy,
-                format!(
-                    "bot {} is busy with another botyard command; retry when it is done",
-                    self.id
-                ),
-            )
-        })?;
+        // Before the lock: reaping unmounts the bot, which takes it.
+        self.reap_dead_session()?;
+        let f = self.home.lock()?;
         self.recover()?;
         Ok(f)
     }
@@ -213,10 +217,6 @@ impl Bot {
     /// so nobody else is working on it): a read-only view still mounted, or
     /// a commit whose ref was written but whose upper was not yet emptied.
     fn recover(&self) -> Result<()> {
-        let view = self.view_path();
-        if fs::is_overlay_mount(&view) {
-            fs::unmount(&view).context("cannot remove a view left by an interrupted command")?;
-        }
         let pending = self.pending_commit();
         if let Ok(data) = std::fs::read_to_string(&pending) {
             if let (Ok(tree), Ok(r)) = (data.trim().parse::<Hash>(), self.load()) {
@@ -243,9 +243,7 @@ impl Bot {
     }
 }
 
-pub(crate) fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
+pub(crate) use store::now_rfc3339 as now;
 
 /// Empties a directory (the upper or work dir), keeping the directory; at
 /// any depth, never through a symlink in it.
@@ -265,32 +263,13 @@ pub(crate) fn too_deep_hint(e: anyhow::Error, id: &str) -> anyhow::Error {
     )
 }
 
-/// A read-only view of a bot's merged root: its live mount, or a private
-/// read-only mount of the same layers (removed on drop).
-pub(crate) struct View {
-    pub path: PathBuf,
-    private: bool,
-}
-
-impl Drop for View {
-    fn drop(&mut self) {
-        if self.private {
-            let _ = fs::unmount(&self.path);
-            let _ = std::fs::remove_dir(&self.path);
-        }
-    }
-}
-
 impl Bot {
     /// Opens a view of the bot. `allow_live` lets a mounted bot's own mount
     /// serve (for reading a diff); otherwise a mounted bot is refused.
-    pub(crate) fn view(&self, r: &BotRef, allow_live: bool) -> Result<View> {
+    pub(crate) fn view(&self, r: &BotRef, allow_live: bool) -> Result<fs::View> {
         if let Some(p) = self.mounted_at() {
             if allow_live {
-                return Ok(View {
-                    path: p,
-                    private: false,
-                });
+                return Ok(fs::View::live(&p));
             }
             bail!(
                 "bot {id} is mounted at {}; unmount it first (`botyard bot unmount {id}`)",
@@ -298,8 +277,6 @@ impl Bot {
                 id = self.id
             );
         }
-        let path = self.view_path();
-        std::fs::create_dir_all(&path)?;
         let spec = fs::OverlaySpec {
             upper: Some((self.upper(), self.work())),
             lowers: self.lowers(r)?,
@@ -309,27 +286,6 @@ impl Bot {
             allow_suid: false,
             allow_dev: false,
         };
-        if let Err(e) = fs::mount_overlay(&spec, &path) {
-            let _ = std::fs::remove_dir(&path);
-            return Err(e).context("cannot mount a read-only view of the bot");
-        }
-        Ok(View {
-            path,
-            private: true,
-        })
-    }
-
-    /// The private read-only view's mount point (outside `tmp/`, which gc
-    /// empties).
-    pub(crate) fn view_path(&self) -> PathBuf {
-        self.dir().join("view")
-    }
-
-    pub(crate) fn upper_is_empty(&self) -> Result<bool> {
-        let u = self.upper();
-        Ok(std::fs::read_dir(&u)
-            .with_context(|| format!("cannot read {}", u.display()))?
-            .next()
-            .is_none())
+        self.private_view(&spec)
     }
 }

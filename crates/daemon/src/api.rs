@@ -148,7 +148,7 @@ async fn add_group(State(d): Ctx, body: Bytes) -> Response {
             );
         }
     }
-    g.created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    g.created = store::now_rfc3339();
     match d.db.lock().unwrap().add_group(&g) {
         Ok(()) => (StatusCode::CREATED, Json(g)).into_response(),
         Err(e) if store::is_kind(&e, store::ErrorKind::AlreadyExists) => {

@@ -82,6 +82,26 @@ pub enum PathChange {
 }
 
 impl PathChange {
+    /// Every kind, in the order `--stat` lists them.
+    pub const ALL: [PathChange; 5] = [
+        PathChange::Added,
+        PathChange::Modified,
+        PathChange::Deleted,
+        PathChange::Metadata,
+        PathChange::TypeChanged,
+    ];
+
+    /// Its name in JSON and in `--stat`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PathChange::Added => "added",
+            PathChange::Deleted => "deleted",
+            PathChange::Modified => "modified",
+            PathChange::Metadata => "metadata",
+            PathChange::TypeChanged => "type-changed",
+        }
+    }
+
     pub fn letter(&self) -> char {
         match self {
             PathChange::Added => 'A',
@@ -246,4 +266,27 @@ fn path_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let ca = a.split(|&c| c == b'/');
     let cb = b.split(|&c| c == b'/');
     ca.cmp(cb)
+}
+
+/// How many paths of one kind of change, and their bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StatRow {
+    pub change: PathChange,
+    pub paths: u64,
+    pub bytes: u64,
+}
+
+/// The totals of `diffs` per kind of change, every kind listed.
+pub fn diff_stat(diffs: &[PathDiff]) -> Vec<StatRow> {
+    PathChange::ALL
+        .iter()
+        .map(|&change| {
+            let of = diffs.iter().filter(|d| d.change == change);
+            StatRow {
+                change,
+                paths: of.clone().count() as u64,
+                bytes: of.map(|d| d.size).sum(),
+            }
+        })
+        .collect()
 }

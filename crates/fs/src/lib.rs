@@ -22,6 +22,8 @@
 mod dedupe;
 mod diff;
 mod erofs;
+mod fsck;
+mod home;
 mod layer;
 mod materialize;
 mod memtree;
@@ -31,7 +33,11 @@ mod statcache;
 mod upper;
 
 pub use dedupe::{can_reflink, dedupe};
-pub use diff::{diff_memtrees, diff_trees, serialize_path, Change, PathChange, PathDiff};
+pub use diff::{
+    diff_memtrees, diff_stat, diff_trees, serialize_path, Change, PathChange, PathDiff, StatRow,
+};
+pub use fsck::{fsck, Fsck};
+pub use home::{OverlayHome, View};
 pub use layer::{
     check_layers, diff_layer, layer, layer_file_name, layer_is_intact, layers_root, LayerCheck,
 };

@@ -264,7 +264,7 @@ impl OciSandbox {
             container_id: held.container_id.clone(),
             runtime: self.runtime.display().to_string(),
             pid: std::process::id(),
-            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            started: store::now_rfc3339(),
             mounted_by_run: held.mounted_by_run,
         };
         store::write_file_atomic(

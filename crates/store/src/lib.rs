@@ -45,7 +45,7 @@ pub use progress::{NoProgress, Progress, Unit};
 pub use quote::{quote_bytes, quote_cow, quote_path, quote_short, quote_str};
 pub use refs::ImageRef;
 pub use staging::{hash_file, is_sparse, Staging, StagingStats, SMALL_FILE};
-pub use store::{default_store_path, Store, STORE_MARKER};
+pub use store::{default_store_path, now_rfc3339, Store, STORE_MARKER};
 pub use tree::{
     known_xattr_namespace, valid_entry_name, Entry, EntryKind, EntryRef, FileData, KindRef, Tree,
     TreeEncoder, TreeError, NAME_MAX, PATH_MAX, XATTRS_MAX, XATTR_VALUE_MAX,

@@ -233,6 +233,7 @@ fn close_to_others(root: &Path) -> Result<()> {
         .with_context(|| format!("cannot close the store {} to other users", root.display()))
 }
 
-pub(crate) fn now_rfc3339() -> String {
+/// Now, as RFC 3339 to the second (what refs record).
+pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

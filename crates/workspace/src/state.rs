@@ -71,10 +71,20 @@ pub struct WorkspaceRef {
     pub base_tree: Option<Hash>,
 }
 
-/// A workspace's paths in a store.
+/// A workspace's paths in a store: its overlay home (`workspaces/NAME/`,
+/// see [`fs::OverlayHome`], reached through `Deref`) and what only a
+/// workspace has.
 pub struct Workspace {
     pub store: Store,
     pub name: String,
+    home: fs::OverlayHome,
+}
+
+impl std::ops::Deref for Workspace {
+    type Target = fs::OverlayHome;
+    fn deref(&self) -> &fs::OverlayHome {
+        &self.home
+    }
 }
 
 impl Workspace {
@@ -83,26 +93,13 @@ impl Workspace {
         Ok(Workspace {
             store: store.clone(),
             name: name.to_string(),
+            home: fs::OverlayHome::new(
+                store.root().join("workspaces").join(name),
+                format!("workspace {name}"),
+            ),
         })
     }
 
-    pub fn dir(&self) -> PathBuf {
-        self.store.root().join("workspaces").join(&self.name)
-    }
-    pub fn upper(&self) -> PathBuf {
-        self.dir().join("upper")
-    }
-    pub fn work(&self) -> PathBuf {
-        self.dir().join("work")
-    }
-    /// The default mount point.
-    pub fn default_mount(&self) -> PathBuf {
-        self.dir().join("root")
-    }
-    /// Where the workspace was last mounted.
-    pub fn mount_record(&self) -> PathBuf {
-        self.dir().join("mountpoint")
-    }
     /// The audit log: one JSON object per line.
     pub fn audit_log(&self) -> PathBuf {
         self.dir().join("audit.log")
@@ -121,10 +118,6 @@ impl Workspace {
     /// at their new place).
     pub(crate) fn settle_list(&self) -> PathBuf {
         self.dir().join("renamed-dirs")
-    }
-
-    pub(crate) fn view_path(&self) -> PathBuf {
-        self.dir().join("view")
     }
 
     pub fn load(&self) -> Result<WorkspaceRef> {
@@ -151,33 +144,10 @@ impl Workspace {
             .write_ref("workspaces", &self.name, &serde_json::to_value(r)?)
     }
 
-    /// Where the workspace is mounted now, if it is.
+    /// Where the workspace is mounted now, if it is (an overlay, or in
+    /// unsafe mode a bind mount of the project).
     pub fn mounted_at(&self) -> Option<PathBuf> {
-        let p = PathBuf::from(
-            std::fs::read_to_string(self.mount_record())
-                .ok()?
-                .trim_end_matches('\n'),
-        );
-        fs::mount_fstype(&p).is_some().then_some(p)
-    }
-
-    /// Takes the workspace's own lock: one verb at a time per workspace.
-    pub fn lock(&self) -> Result<std::fs::File> {
-        std::fs::create_dir_all(self.dir())?;
-        let f = store::try_lock_file(&self.dir().join("lock"))?.ok_or_else(|| {
-            store::error(
-                store::ErrorKind::Busy,
-                format!(
-                    "workspace {} is busy with another botyard command; retry when it is done",
-                    self.name
-                ),
-            )
-        })?;
-        let view = self.view_path();
-        if fs::is_overlay_mount(&view) {
-            fs::unmount(&view).context("cannot remove a view left by an interrupted command")?;
-        }
-        Ok(f)
+        self.recorded_mount()
     }
 
     /// Every workspace name in the store.
@@ -200,19 +170,11 @@ impl Workspace {
     /// read-only overlay of the same layers (removed on drop).
     pub(crate) fn view(&self, r: &WorkspaceRef) -> Result<View> {
         if r.mode == Mode::Unsafe {
-            return Ok(View {
-                path: r.project.clone(),
-                private: false,
-            });
+            return Ok(View::live(&r.project));
         }
         if let Some(p) = self.mounted_at() {
-            return Ok(View {
-                path: p,
-                private: false,
-            });
+            return Ok(View::live(&p));
         }
-        let path = self.view_path();
-        std::fs::create_dir_all(&path)?;
         std::fs::create_dir_all(self.upper())?;
         std::fs::create_dir_all(self.work())?;
         let spec = fs::OverlaySpec {
@@ -224,32 +186,10 @@ impl Workspace {
             allow_suid: false,
             allow_dev: false,
         };
-        if let Err(e) = fs::mount_overlay(&spec, &path) {
-            let _ = std::fs::remove_dir(&path);
-            return Err(e).context("cannot mount a read-only view of the workspace");
-        }
-        Ok(View {
-            path,
-            private: true,
-        })
+        self.private_view(&spec)
     }
 }
 
-/// A read-only view of a workspace's merged project.
-pub(crate) struct View {
-    pub path: PathBuf,
-    private: bool,
-}
+pub(crate) use fs::View;
 
-impl Drop for View {
-    fn drop(&mut self) {
-        if self.private {
-            let _ = fs::unmount(&self.path);
-            let _ = std::fs::remove_dir(&self.path);
-        }
-    }
-}
-
-pub(crate) fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
+pub(crate) use store::now_rfc3339 as now;

@@ -9,43 +9,21 @@ pub fn run(ctx: &Ctx, a: BotDiffArgs) -> Result<i32> {
     let diffs = bot::diff(&store, &a.id, &a.paths, &ctx.bars)?;
     ctx.bars.finish();
     if a.stat {
-        let kinds = [
-            PathChange::Added,
-            PathChange::Modified,
-            PathChange::Deleted,
-            PathChange::Metadata,
-            PathChange::TypeChanged,
-        ];
-        let rows: Vec<(PathChange, u64, u64)> = kinds
-            .iter()
-            .map(|k| {
-                let of: Vec<_> = diffs.iter().filter(|d| d.change == *k).collect();
-                (*k, of.len() as u64, of.iter().map(|d| d.size).sum())
-            })
-            .collect();
+        let rows = fs::diff_stat(&diffs);
         if a.json {
             let m: serde_json::Map<String, serde_json::Value> = rows
                 .iter()
-                .map(|(k, n, b)| {
+                .map(|r| {
                     (
-                        serde_json::to_value(k)
-                            .unwrap()
-                            .as_str()
-                            .unwrap()
-                            .to_string(),
-                        serde_json::json!({"paths": n, "bytes": b}),
+                        r.change.name().to_string(),
+                        serde_json::json!({"paths": r.paths, "bytes": r.bytes}),
                     )
                 })
                 .collect();
             crate::output::json(&m)?;
         } else {
-            for (k, n, b) in rows {
-                println!(
-                    "{:>8} {:<13} {}",
-                    n,
-                    serde_json::to_value(k)?.as_str().unwrap_or(""),
-                    bytes(b)
-                );
+            for r in rows {
+                println!("{:>8} {:<13} {}", r.paths, r.change.name(), bytes(r.bytes));
             }
         }
         return Ok(0);

@@ -5,14 +5,12 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     let store = ctx.open()?;
-    let r = store.df()?;
-    let fleet = bot::usage(&store, &r)?;
+    let d = bot::df(&store)?;
     if a.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["fleet"] = serde_json::to_value(&fleet)?;
-        crate::output::json(&v)?;
+        crate::output::json(&d)?;
         return Ok(0);
     }
+    let (r, fleet) = (&d.store, &d.fleet);
     println!("store {}", r.store);
     println!(
         "{} images: {} as plain copies, {} stored ({} objects, {}; {} trees, {}); dedup ratio {:.2}x",

@@ -5,15 +5,14 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: JsonFlag) -> Result<i32> {
     let store = ctx.open()?;
-    let r = store.fsck(&ctx.bars)?;
-    // Layers are caches: a damaged one is noted, not a store problem.
-    let layers = fs::check_layers(&store)?;
+    let f = fs::fsck(&store, &ctx.bars)?;
     ctx.bars.finish();
-    let code = if r.ok() { 0 } else { 1 };
+    let code = if f.ok { 0 } else { 1 };
     if a.json {
-        crate::output::json(&serde_json::json!({"ok": r.ok(), "report": r, "layers": layers}))?;
+        crate::output::json(&f)?;
         return Ok(code);
     }
+    let (r, layers) = (&f.report, &f.layers);
     for p in &r.problems {
         eprintln!("botyard: fsck: {}", p.message);
     }

@@ -5,15 +5,13 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     let store = ctx.open()?;
-    // Layers first: a layer going away can leave nothing else unreachable,
-    // but the store's sweep should see the final set of refs.
-    let layers = bot::gc_layers(&store, a.dry_run, &ctx.bars)?;
-    let r = store.gc(a.dry_run, &ctx.bars)?;
+    let g = bot::gc(&store, a.dry_run, &ctx.bars)?;
+    // Old copies of the supervisor are apart from the store's data.
     let sup = session::gc_supervisors(&store, a.dry_run)?;
     ctx.bars.finish();
+    let (r, layers) = (&g.store, g.layers);
     if a.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["layers"] = serde_json::to_value(layers)?;
+        let mut v = serde_json::to_value(&g)?;
         v["supervisors"] = serde_json::to_value(sup)?;
         crate::output::json(&v)?;
         return Ok(0);

@@ -66,13 +66,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         quiet: cli.quiet,
         bars: Bars::new(cli.quiet),
     };
-    // A session whose botyard was killed is cleaned up by the next command
-    // that touches bots.
-    if matches!(cli.command, Command::Bot(_)) {
-        if let Ok(store) = ctx.open() {
-            session::reap_all(&store)?;
-        }
-    }
+    // A session whose botyard was killed is cleaned up by the next bot
+    // verb that touches its bot.
+    bot::set_session_reaper(session::reap);
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Image(ImageCommand::Import(a)) => image_import::run(&ctx, a),
