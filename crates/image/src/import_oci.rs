@@ -417,3 +417,40 @@ fn ref_names(index: &Index) -> String {
         .collect();
     names.join(", ")
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A digest names a blob file: one that parses is only lowercase
+        /// hex of its algorithm's length, never a path.
+        #[test]
+        fn digests_that_parse_are_plain_hex(s in prop_oneof![any::<String>(), "sha(256|512):[0-9a-f./]{60,130}"]) {
+            if let Ok(d) = Digest_::parse(&s) {
+                prop_assert!(d.hex.len() == 64 || d.hex.len() == 128);
+                prop_assert!(d.hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            }
+        }
+
+        /// Index, manifest and config documents of any shape decode or
+        /// are refused; an index picks a platform or says why not.
+        #[test]
+        fn oci_documents_decode_or_are_refused(
+            doc in prop_oneof![
+                any::<String>(),
+                "\\{\"manifests\": \\[(\\{\"mediaType\": \"[a-z./+]{0,20}\", \"digest\": \"sha256:[0-9a-f]{0,64}\", \"size\": [0-9]{1,3}(, \"platform\": \\{\"architecture\": \"(amd64|arm64)\", \"os\": \"linux\"\\})?\\}, ?){0,3}\\]\\}",
+            ]
+        ) {
+            let _ = serde_json::from_str::<Manifest>(&doc);
+            let _ = serde_json::from_str::<Config>(&doc);
+            if let Ok(index) = serde_json::from_str::<Index>(&doc) {
+                match pick_platform(&index, "the index") {
+                    Ok(d) => prop_assert!(index.manifests.iter().any(|m| m.digest == d.digest)),
+                    Err(e) => prop_assert!(!index.manifests.is_empty() || e.to_string().contains("no image")),
+                }
+            }
+        }
+    }
+}

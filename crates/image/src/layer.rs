@@ -441,4 +441,83 @@ mod tests {
         assert_eq!(parse_pax_time(b"-1.5").unwrap(), (-2, 500_000_000));
         assert!(parse_pax_time(b"x").is_err());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn raw_path() -> impl Strategy<Value = Vec<u8>> {
+            let comp = prop_oneof![
+                Just(b"a".to_vec()),
+                Just(b"b".to_vec()),
+                Just(b"..".to_vec()),
+                Just(b".".to_vec()),
+                Just(b"".to_vec()),
+                Just(b".wh.a".to_vec()),
+                Just(b".wh..wh..opq".to_vec()),
+                proptest::collection::vec(1u8..=255, 1..6),
+            ];
+            (any::<bool>(), proptest::collection::vec(comp, 1..5)).prop_map(|(abs, c)| {
+                let mut p = if abs { b"/".to_vec() } else { Vec::new() };
+                p.extend(c.join(&b'/'));
+                p.truncate(99);
+                p
+            })
+        }
+
+        /// A tar entry with its name bytes as given, bypassing the
+        /// builder's own checks (a hostile archive has no such checks).
+        fn archive(entries: &[(Vec<u8>, u8, Vec<u8>)]) -> Vec<u8> {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, kind, target) in entries {
+                let mut h = tar::Header::new_old();
+                let name = &mut h.as_old_mut().name;
+                name[..path.len()].copy_from_slice(path);
+                h.set_entry_type(match kind % 4 {
+                    0 => tar::EntryType::Regular,
+                    1 => tar::EntryType::Directory,
+                    2 => tar::EntryType::Symlink,
+                    _ => tar::EntryType::Link,
+                });
+                if kind % 4 >= 2 {
+                    let ln = &mut h.as_old_mut().linkname;
+                    let t = &target[..target.len().min(99)];
+                    ln[..t.len()].copy_from_slice(t);
+                }
+                h.set_mode(0o644 | if kind & 4 != 0 { 0o4000 } else { 0 });
+                h.set_size(if kind % 4 == 0 { 3 } else { 0 });
+                h.set_cksum();
+                let data: &[u8] = if kind % 4 == 0 { b"abc" } else { b"" };
+                b.append(&h, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+            /// Whatever names a hostile archive holds, the tree it makes
+            /// has only plain names below the root (no `..`, `.`, empty or
+            /// `/` component), and nothing panics.
+            #[test]
+            fn hostile_tar_entries_stay_inside_the_root(
+                entries in proptest::collection::vec((raw_path(), any::<u8>(), raw_path()), 1..8),
+                whiteouts in any::<bool>(),
+            ) {
+                let t = tempfile::tempdir().unwrap();
+                let (store, _) = store::Store::init(&t.path().join("s")).unwrap();
+                let staging = Staging::new(&store, &store::NoProgress).unwrap();
+                let mut tree = MemTree::default();
+                let bytes = archive(&entries);
+                let r = apply_tar(&mut tree, &mut &bytes[..], &staging, LayerOptions { whiteouts }, &Budget::unlimited(), "fuzz.tar");
+                if r.is_ok() {
+                    tree.for_each(|_, path| {
+                        for c in path.split(|&b| b == b'/').skip_while(|c| c.is_empty()) {
+                            assert!(store::valid_entry_name(c), "{:?} in {:?}", String::from_utf8_lossy(c), String::from_utf8_lossy(path));
+                        }
+                        Ok(())
+                    }).unwrap();
+                }
+            }
+        }
+    }
 }

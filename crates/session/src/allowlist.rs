@@ -316,4 +316,40 @@ mod tests {
         assert!(a.blocked_component(Path::new("/home/u/.sshfoo")).is_none());
         assert!(a.blocked_component(Path::new("/home/u/my.env")).is_none());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A mount spec that parses never puts its mount outside the
+            /// sandbox's mount base.
+            #[test]
+            fn mount_specs_stay_below_the_base(s in "[/a-z.:]{0,24}") {
+                if let Ok(m) = s.parse::<MountSpec>() {
+                    prop_assert!(m.dest.components().all(|c| matches!(c, Component::Normal(_))), "{s} -> {:?}", m.dest);
+                    prop_assert!(!m.dest.as_os_str().is_empty());
+                }
+            }
+
+            /// Any allowlist file is read or refused, never a panic; none
+            /// can unblock the names blocked by default.
+            #[test]
+            fn any_allowlist_file_loads_or_is_refused(
+                text in prop_oneof![
+                    any::<String>(),
+                    "\\{\"allowed_roots\": \\[\\{\"path\": \"[/a-z.]{0,12}\", \"allow_read_write\": (true|false)\\}\\], \"blocked_names\": \\[\"[a-z.*]{0,6}\"\\], \"non_main_read_only\": (true|false)\\}",
+                ]
+            ) {
+                let t = tempfile::tempdir().unwrap();
+                let p = t.path().join("allow.json");
+                std::fs::write(&p, &text).unwrap();
+                if let Ok(a) = Allowlist::load(&p) {
+                    for b in DEFAULT_BLOCKED {
+                        prop_assert!(a.blocked_component(&Path::new("/home/u").join(b)).is_some(), "{text} unblocked {b}");
+                    }
+                }
+            }
+        }
+    }
 }

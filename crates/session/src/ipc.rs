@@ -452,4 +452,96 @@ mod tests {
         let again = Channel::recreate(t.path(), uid, gid).unwrap();
         assert!(!again.dir().join("errors/0.json").exists());
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn frame() -> impl Strategy<Value = Frame> {
+            let id = "[0-9a-z_-]{1,12}";
+            prop_oneof![
+                id.prop_map(|message| Frame::Taken { message }),
+                (id, any::<String>()).prop_map(|(message, data)| Frame::Output { message, data }),
+                (
+                    id,
+                    any::<bool>(),
+                    any::<i32>(),
+                    any::<String>(),
+                    any::<bool>()
+                )
+                    .prop_map(|(message, ok, exit_code, output, truncated)| {
+                        Frame::Result {
+                            message,
+                            status: if ok { Status::Success } else { Status::Error },
+                            exit_code,
+                            output,
+                            truncated,
+                        }
+                    }),
+            ]
+        }
+
+        proptest! {
+            /// Frames survive any output around them and any cut of the
+            /// stream into writes.
+            #[test]
+            fn frames_round_trip_through_any_noise(
+                frames in proptest::collection::vec(frame(), 0..6),
+                noise in proptest::collection::vec("[^\n]{0,20}\n", 0..4),
+                cuts in proptest::collection::vec(1usize..64, 1..8),
+            ) {
+                let mut stream = Vec::new();
+                for (i, f) in frames.iter().enumerate() {
+                    if let Some(n) = noise.get(i) {
+                        stream.extend(n.as_bytes());
+                    }
+                    stream.extend(f.encode());
+                }
+                let mut got = Vec::new();
+                let mut r = FrameReader::new(|f| got.push(f));
+                let mut at = 0;
+                for c in cuts.iter().cycle() {
+                    if at >= stream.len() {
+                        break;
+                    }
+                    let end = (at + c).min(stream.len());
+                    r.write_all(&stream[at..end]).unwrap();
+                    at = end;
+                }
+                drop(r);
+                let got: Vec<Frame> = got.into_iter().map(|f| f.unwrap()).collect();
+                prop_assert_eq!(got, frames);
+            }
+
+            /// Hostile bytes never panic the reader, and every frame it
+            /// reports parsed from a whole, versioned object.
+            #[test]
+            fn hostile_output_never_panics(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..8), marker in any::<bool>()) {
+                let mut r = FrameReader::new(|f| {
+                    if let Err(e) = f {
+                        assert!(e.line >= 1 && !e.reason.is_empty(), "{e}");
+                    }
+                });
+                for c in &chunks {
+                    if marker {
+                        r.write_all(START_MARKER.as_bytes()).unwrap();
+                        r.write_all(b"\n").unwrap();
+                    }
+                    r.write_all(c).unwrap();
+                    if marker {
+                        r.write_all(b"\n").unwrap();
+                        r.write_all(END_MARKER.as_bytes()).unwrap();
+                        r.write_all(b"\n").unwrap();
+                    }
+                }
+            }
+
+            #[test]
+            fn message_ids_never_name_a_path(id in any::<String>()) {
+                if valid_message_id(&id) {
+                    prop_assert!(!id.contains('/') && id != "." && id != ".." && !id.starts_with('_'));
+                }
+            }
+        }
+    }
 }

@@ -73,7 +73,15 @@ pub fn open_dir_at(dir: &OwnedFd, name: &[u8]) -> std::io::Result<OwnedFd> {
 /// Opens the directory at `comps` below `root` one component at a time,
 /// never through a symlink (so any depth works, unlike one path string).
 /// `Ok(None)`: something on the way is missing, a symlink or not a directory.
+/// A component that is not a plain name (`..`, `.`, empty, with `/` or NUL)
+/// is an error: nothing above `root` is ever reached.
 pub fn open_beneath(root: &OwnedFd, comps: &[&[u8]]) -> std::io::Result<Option<OwnedFd>> {
+    if let Some(c) = comps.iter().find(|c| !crate::valid_entry_name(c)) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a plain name", crate::quote_short(c)),
+        ));
+    }
     let mut dir = root.try_clone()?;
     for c in comps {
         match open_dir_at(&dir, c) {
@@ -426,6 +434,26 @@ pub fn du_below(p: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the workspace's path property test: a `..` component
+    /// climbed out of the root.
+    #[test]
+    fn open_beneath_never_climbs_out() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("root/a")).unwrap();
+        let root = open_dir(&t.path().join("root")).unwrap();
+        for comps in [
+            &[&b".."[..]][..],
+            &[b"a", b"..", b".."],
+            &[b"."],
+            &[b""],
+            &[b"a/b"],
+        ] {
+            let e = open_beneath(&root, comps).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{comps:?}");
+        }
+        assert!(open_beneath(&root, &[b"a"]).unwrap().is_some());
+    }
 
     fn deep(root: &Path, depth: usize) {
         let top = open_dir(root).unwrap();

@@ -807,3 +807,75 @@ pub(crate) fn in_sync_paths(upper: &Path, view: &Path, project: &Path) -> Result
     )?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::PathBuf;
+
+    /// Where an open descriptor really is.
+    fn where_is(fd: &OwnedFd) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+    }
+
+    fn path() -> impl Strategy<Value = Vec<u8>> {
+        let comp = prop_oneof![
+            Just(&b"a"[..]),
+            Just(&b"b"[..]),
+            Just(&b".."[..]),
+            Just(&b"."[..]),
+            Just(&b"esc"[..]),
+            Just(&b"abs"[..]),
+            Just(&b""[..]),
+        ];
+        (
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec(comp, 0..12),
+        )
+            .prop_map(|(lead, long, comps)| {
+                let mut p = Vec::new();
+                if lead {
+                    p.push(b'/');
+                }
+                // Past the kernel's one-string limit, so the component at a
+                // time path is taken too.
+                if long {
+                    p.extend(b"./".repeat(2100));
+                }
+                p.extend(comps.join(&b'/'));
+                p
+            })
+    }
+
+    proptest! {
+        /// No path, however written, opens anything outside the project.
+        #[test]
+        fn no_path_opens_anything_outside_the_project(p in path()) {
+            thread_local! {
+                static SETUP: (tempfile::TempDir, PathBuf) = {
+                    let t = tempfile::tempdir().unwrap();
+                    let proj = t.path().join("proj");
+                    std::fs::create_dir_all(proj.join("a/b")).unwrap();
+                    std::fs::create_dir_all(t.path().join("outside/a")).unwrap();
+                    std::os::unix::fs::symlink("../outside", proj.join("esc")).unwrap();
+                    std::os::unix::fs::symlink("/etc", proj.join("a/abs")).unwrap();
+                    let proj = std::fs::canonicalize(proj).unwrap();
+                    (t, proj)
+                };
+            }
+            SETUP.with(|(_, proj)| {
+                let root = open_root(proj).unwrap();
+                for flags in [OFlags::RDONLY | OFlags::DIRECTORY, OFlags::PATH] {
+                    if let Ok(Some(fd)) = open_beneath(&root, &p, flags) {
+                        let at = where_is(&fd);
+                        prop_assert!(at.starts_with(proj), "{} opened {}", String::from_utf8_lossy(&p), at.display());
+                    }
+                }
+                Ok(())
+            })?;
+        }
+    }
+}

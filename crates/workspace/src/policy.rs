@@ -279,4 +279,34 @@ mod tests {
         assert!(e.contains("size unit"), "{e}");
         assert_eq!(parse_size("512KiB").unwrap(), 524288);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any policy text parses or is refused with a message, never
+            /// a panic.
+            #[test]
+            fn any_policy_parses_or_is_refused(
+                text in prop_oneof![
+                    any::<String>(),
+                    "mode = \"(deny|allowlist|x)\"\ndeny = \\[\"[a-z*/.\\[\\]{}!]{0,10}\"\\]\nmax_file_size = \"[0-9]{0,4}(MB|kb|x|)\"\n",
+                ],
+                path in "[a-z./]{0,16}",
+            ) {
+                match Policy::parse(&text) {
+                    Ok(p) => {
+                        let _ = p.path_refused(&path);
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn sizes_parse_or_are_refused(s in "[0-9. ]{0,8}[a-zA-Z]{0,3}") {
+                let _ = parse_size(&s);
+            }
+        }
+    }
 }
