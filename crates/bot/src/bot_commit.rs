@@ -1,3 +1,6 @@
+//! `bot commit`: the upper (overlay) or the directory (copy) folded into a
+//! new tree, its new files stored once, the layers rebuilt, the upper emptied.
+
 use crate::state::{empty_dir, now, Bot, BotRef, Driver};
 use anyhow::{Context, Result};
 use fs::{MemTree, NodeId, NodeKind, PathChange, PathDiff};

@@ -1,7 +1,7 @@
-use crate::bot_list::ids;
+use crate::bot_ls::ids;
 use fs::walk::du;
 
-use crate::bot_list::BotInfo;
+use crate::bot_ls::BotInfo;
 use anyhow::Result;
 use std::collections::HashMap;
 use store::{Hash, Store};
@@ -52,7 +52,7 @@ pub fn df(store: &Store) -> Result<Df> {
 pub fn usage(store: &Store, df: &store::DfReport) -> Result<FleetUsage> {
     let infos = ids(store)?
         .iter()
-        .map(|id| crate::bot_list::show(store, id))
+        .map(|id| crate::bot_ls::show(store, id))
         .collect::<Result<Vec<_>>>()?;
     usage_of(store, &infos, df.stored_bytes)
 }

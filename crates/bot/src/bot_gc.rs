@@ -1,4 +1,4 @@
-use crate::bot_list::ids;
+use crate::bot_ls::ids;
 use crate::state::{Bot, Driver};
 use anyhow::{Context, Result};
 use fs::walk::du;

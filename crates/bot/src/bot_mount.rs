@@ -71,7 +71,7 @@ pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
 /// was last mounted, or at its default place; `nosuid,nodev`.
 pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
     let mut out = Vec::new();
-    for id in crate::bot_list::ids(store)? {
+    for id in crate::bot_ls::ids(store)? {
         let bot = Bot::new(store, &id)?;
         if bot.mounted_at().is_some() || bot.load()?.driver == Driver::Copy {
             continue;

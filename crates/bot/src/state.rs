@@ -1,3 +1,7 @@
+//! What a bot is on disk: its id rules, its ref (`refs/bots/ID`), its home
+//! (`bots/ID/`, an [`fs::OverlayHome`]), its lock and recovery after an
+//! interrupted command, its view, and the hook that reaps dead sessions.
+
 use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::path::PathBuf;

@@ -1,3 +1,6 @@
+//! The command line's grammar: every verb, flag, default and `--help` text
+//! (clap derive); `cmd/` turns each parsed command into library calls.
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -1,3 +1,6 @@
+//! `gc`: marks what refs reach (trees and objects), sweeps the rest under the
+//! exclusive lock, and the per-tree usage figures `df` shares with it.
+
 use crate::hash::Hash;
 use crate::progress::{Progress, Unit};
 use crate::store::Store;

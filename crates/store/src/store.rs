@@ -1,3 +1,6 @@
+//! Opening and creating a store: its directory layout, permissions, marker,
+//! and where its parts live.
+
 use crate::atomic::write_file_atomic;
 use crate::hash::Hash;
 use crate::lock::StoreLock;

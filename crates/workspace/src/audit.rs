@@ -16,7 +16,7 @@ use rustix::fd::OwnedFd;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::fs::FileType;
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
@@ -126,20 +126,6 @@ impl Log {
         e.message = Some(message.into());
         self.write(&e)
     }
-}
-
-/// The events in a log (unparseable lines are skipped).
-pub fn read_log(path: &Path) -> Result<Vec<Event>> {
-    let Ok(f) = std::fs::File::open(path) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for line in std::io::BufReader::new(f).lines() {
-        if let Ok(e) = serde_json::from_str(&line?) {
-            out.push(e);
-        }
-    }
-    Ok(out)
 }
 
 const WHITEOUT: u8 = 5;

@@ -1,5 +1,5 @@
 use crate::state::{Mode, Workspace};
-use crate::ws_sync::{sync, SyncOptions, SyncReport};
+use crate::workspace_sync::{sync, SyncOptions, SyncReport};
 use anyhow::{bail, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

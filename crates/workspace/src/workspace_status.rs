@@ -1,7 +1,8 @@
-use crate::audit::{read_log, Event};
+use crate::audit::Event;
 use crate::changes::{State, What};
 use crate::state::{Mode, Workspace};
-use crate::ws_list::{info, WorkspaceInfo};
+use crate::workspace_log::read_log;
+use crate::workspace_ls::{info, WorkspaceInfo};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use store::Store;

@@ -1,9 +1,14 @@
+//! `workspace sync`: the gate. Every change is judged (policy, secrets,
+//! size, setuid and new executables, conflicts with the host), held, refused
+//! or applied to the project, and the base tree moves forward with what was
+//! applied.
+
 use crate::apply::{remove_below, Host};
 use crate::changes::{components, open_beneath, open_root, Change, Kind, Side, State, What};
 use crate::policy::Policy;
 use crate::secrets::Hit;
 use crate::state::{Mode, Workspace, WorkspaceRef};
-use crate::ws_diff::is_text;
+use crate::workspace_diff::is_text;
 use anyhow::{bail, Context, Result};
 use fs::{MemKind, MemNode, MemTree, Meta};
 use rustix::fs::{AtFlags, OFlags};
@@ -846,5 +851,5 @@ fn has_overlay_mark(fd: &rustix::fd::OwnedFd) -> bool {
 
 /// An item as the interactive gate shows it on request.
 pub fn render_item(store: &Store, view: &Path, project: &Path, item: &Item) -> Result<String> {
-    crate::ws_diff::render(store, view, project, &item.change, false)
+    crate::workspace_diff::render(store, view, project, &item.change, false)
 }

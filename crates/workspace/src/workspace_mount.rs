@@ -1,3 +1,7 @@
+//! `workspace mount` and `unmount`: the overlay over the project (or in
+//! unsafe mode a bind mount of it), the audit watcher started with it, and
+//! at unmount the settling of moved directories and the stop of the watcher.
+
 use crate::audit::{stop_watcher, Log};
 use crate::changes::components;
 use crate::state::{Mode, Workspace, WorkspaceRef};
@@ -163,7 +167,7 @@ fn wait_for_watcher(
             }
         }
         if let Some(status) = child.try_wait()? {
-            let why = crate::audit::read_log(&ws.audit_log())?
+            let why = crate::workspace_log::read_log(&ws.audit_log())?
                 .into_iter()
                 .rev()
                 .find(|e| e.event == "error")
@@ -207,7 +211,10 @@ pub fn unmount(store: &Store, name: &str) -> Result<u64> {
     if r.mode == Mode::Unsafe {
         return Ok(0);
     }
-    let n = crate::ws_sync::drop_from_upper(&ws, &r, &in_sync)?;
-    crate::ws_sync::settle_renamed_dirs(&ws, &crate::ws_sync::read_renamed_dirs(&ws))?;
+    let n = crate::workspace_sync::drop_from_upper(&ws, &r, &in_sync)?;
+    crate::workspace_sync::settle_renamed_dirs(
+        &ws,
+        &crate::workspace_sync::read_renamed_dirs(&ws),
+    )?;
     Ok(n)
 }

@@ -1,3 +1,6 @@
+//! `workspace diff`: each change the agent made, with a unified diff of text
+//! files, line counts, secrets masked, and names quoted for the terminal.
+
 use crate::changes::{open_beneath, open_root, Change, Kind, Side, What};
 use crate::state::Workspace;
 use anyhow::Result;

@@ -45,6 +45,6 @@ pub fn reset(store: &Store, name: &str, paths: &[Vec<u8>]) -> Result<usize> {
         .iter()
         .flat_map(|c| std::iter::once(c.path.clone()).chain(c.from.clone()))
         .collect();
-    crate::ws_sync::drop_from_upper(&ws, &r, &drop)?;
+    crate::workspace_sync::drop_from_upper(&ws, &r, &drop)?;
     Ok(changes.len())
 }
