@@ -4,7 +4,7 @@
 use crate::state::{empty_dir, now, Bot, BotRef, Driver};
 use anyhow::{Context, Result};
 use fs::{MemTree, NodeId, NodeKind, PathChange, PathDiff};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::OFlags;
 use store::{Hash, Progress, Staging, StagingStats, Store};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -190,17 +190,10 @@ fn share_extents(
     size: u64,
 ) -> Result<u64> {
     let (name, parents) = path.split_last().context("empty path")?;
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut dir = rustix::fs::open(root, flags | OFlags::DIRECTORY, Mode::empty())?;
-    for c in parents {
-        dir = rustix::fs::openat(&dir, c.as_slice(), flags | OFlags::DIRECTORY, Mode::empty())?;
-    }
-    let dest = std::fs::File::from(rustix::fs::openat(
-        &dir,
-        name.as_slice(),
-        flags,
-        Mode::empty(),
-    )?);
+    let parents: Vec<&[u8]> = parents.iter().map(|c| c.as_slice()).collect();
+    let dir = fs::walk::open_beneath(&fs::walk::open_dir(root)?, &parents)?
+        .context("a directory of the file went away")?;
+    let dest = std::fs::File::from(fs::walk::open_at(&dir, name, OFlags::RDONLY)?);
     let src = std::fs::File::open(store.object_path(object))?;
     fs::dedupe(&src, &dest, size)
 }

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use store::walk::join;
 use store::{Entry, EntryKind, Hash, Store};
 
 const OVL: &[u8] = b"trusted.overlay.";
@@ -140,15 +141,6 @@ struct Packer<'a> {
     b: Builder,
     /// Hard-link group leader path → the inode made for the group.
     links: HashMap<Vec<u8>, usize>,
-}
-
-fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = rel.to_vec();
-    if !p.is_empty() {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
 }
 
 fn escape(name: &[u8]) -> Vec<u8> {

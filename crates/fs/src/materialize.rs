@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
+use store::walk::join;
+use store::walk::proc_path;
 use store::{Entry, EntryKind, Hash, Store};
 
 fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
@@ -104,21 +105,6 @@ pub fn materialize(store: &Store, tree: &Hash, dest: &std::path::Path) -> Result
     };
     m.tree_into(fd.as_fd(), &store.read_tree(tree)?, b"")?;
     Ok(m.stats)
-}
-
-fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = rel.to_vec();
-    if !p.is_empty() {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
-}
-
-fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::ffi::CString {
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    std::ffi::CString::new(p).unwrap()
 }
 
 impl Materializer<'_> {

@@ -698,10 +698,8 @@ pub(crate) fn read_xattrs_at(
     dirfd: &OwnedFd,
     name: &[u8],
 ) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    use std::os::fd::AsRawFd;
-    let mut p = format!("/proc/self/fd/{}/", dirfd.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    let path = std::ffi::CString::new(p).unwrap();
+    use std::os::fd::AsFd;
+    let path = store::walk::proc_path(dirfd.as_fd(), name);
     let list = read_sized(|b| ignore_unsupported(rustix::fs::llistxattr(path.as_c_str(), b)))?;
     let mut out = Vec::new();
     for n in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {

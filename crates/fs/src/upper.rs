@@ -17,16 +17,15 @@ use anyhow::{Context, Result};
 use rustix::fd::OwnedFd;
 use rustix::fs::{FileType, Stat};
 use std::collections::HashSet;
-use std::os::fd::AsRawFd;
 use std::path::Path;
+use store::walk::components as comps;
 use store::walk::{self, Visitor, MAX_DEPTH};
 use store::{Progress, Staging};
 
 /// The xattr `key` of `name` in `dir`, without following a symlink.
 pub fn xattr_at(dir: &OwnedFd, name: &[u8], key: &str) -> Option<Vec<u8>> {
-    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    p.extend_from_slice(name);
-    let p = std::ffi::CString::new(p).ok()?;
+    use std::os::fd::AsFd;
+    let p = walk::proc_path(dir.as_fd(), name);
     let mut buf = vec![0u8; 4096];
     let n = rustix::fs::lgetxattr(p.as_c_str(), key, &mut buf[..]).ok()?;
     buf.truncate(n);
@@ -50,10 +49,6 @@ fn is_whiteout(dir: &OwnedFd, name: &[u8], st: &Stat) -> bool {
         }
         _ => false,
     }
-}
-
-fn comps(p: &[u8]) -> Vec<&[u8]> {
-    p.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect()
 }
 
 /// The view's directory at `path`, opened once per directory walked.

@@ -9,10 +9,16 @@
 //! through `..` of its child and must be the same directory (device and
 //! inode) it was. Depth is bounded by the caller; past it the walk stops
 //! with [`TooDeep`], naming the path.
+//!
+//! It also holds the helpers for opening one path beneath a root
+//! ([`open_beneath`] a component at a time, [`open_path`] in one
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` call) and for the
+//! relative byte paths they take ([`components`], [`join`],
+//! [`split_parent`], [`proc_path`]).
 
 use anyhow::{Context, Result};
-use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use std::path::Path;
 
 /// Directory descriptors a walk keeps open at most.
@@ -47,6 +53,89 @@ impl std::error::Error for TooDeep {}
 
 fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
     r.map_err(std::io::Error::from)
+}
+
+/// The components of a relative byte path (`a//b/` is `a`, `b`).
+pub fn components(p: &[u8]) -> Vec<&[u8]> {
+    p.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect()
+}
+
+/// `rel/name` (or `name` at the root).
+pub fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = rel.to_vec();
+    if !p.is_empty() {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// A relative path's parent and last name (`a/b/c`: `a/b`, `c`).
+pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"", path),
+    }
+}
+
+/// `name` in `dir` as a path through `/proc/self/fd`, for the calls that
+/// take only a path (the `l*xattr` family): the directory is the one
+/// opened, whatever happens to its path meanwhile.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> std::ffi::CString {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    std::ffi::CString::new(p).unwrap_or_default()
+}
+
+/// Opens `name` in `dir` with `flags`, never through a symlink.
+pub fn open_at(dir: &OwnedFd, name: &[u8], flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens `rel` below `root` with `flags`, in one call that never follows a
+/// symlink and never leaves `root` (a path too long for one call goes a
+/// component at a time). `Ok(None)`: it does not exist; `Err` with ELOOP
+/// or ENOTDIR: a component is a symlink or not a directory; EXDEV: `..`
+/// would leave the root.
+pub fn open_path(root: &OwnedFd, rel: &[u8], flags: OFlags) -> rustix::io::Result<Option<OwnedFd>> {
+    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+    if rel.len() >= 4000 {
+        let c = components(rel);
+        let Some((last, parents)) = c.split_last() else {
+            return Ok(None);
+        };
+        let dir = match open_beneath(root, parents) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
+            }
+        };
+        if !crate::valid_entry_name(last) {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        return match open_at(&dir, last, flags) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    match rustix::fs::openat2(
+        root,
+        rel,
+        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens a directory the caller named (symlinks in `p` itself are the

@@ -5,8 +5,8 @@
 //! sees the old file or the new one. Temporary names go to a journal first;
 //! the next sync removes what a killed one left.
 
-use crate::changes::{components, open_beneath};
 use anyhow::{bail, Context, Result};
+use fs::walk::{components, open_path};
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use std::io::{Read, Write};
@@ -40,7 +40,7 @@ impl Host {
     /// Opens the project and removes temporary files a killed sync left
     /// (listed in `journal`).
     pub fn open(project: &Path, journal: &Path) -> Result<Host> {
-        let root = crate::changes::open_root(project)?;
+        let root = fs::walk::open_dir(project)?;
         if let Ok(text) = std::fs::read(journal) {
             for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 let Ok((parent, name)) = split(line) else {
@@ -49,8 +49,7 @@ impl Host {
                 if !name.starts_with(TMP_PREFIX.as_bytes()) {
                     continue;
                 }
-                if let Ok(Some(dir)) =
-                    open_beneath(&root, &parent, OFlags::RDONLY | OFlags::DIRECTORY)
+                if let Ok(Some(dir)) = open_path(&root, &parent, OFlags::RDONLY | OFlags::DIRECTORY)
                 {
                     let _ = rustix::fs::unlinkat(&dir, name.as_slice(), AtFlags::empty());
                 }
@@ -73,7 +72,7 @@ impl Host {
     }
 
     fn parent(&self, parent: &[u8], path: &[u8]) -> Result<OwnedFd> {
-        match open_beneath(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+        match open_path(&self.root, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(Some(d)) => Ok(d),
             Ok(None) => bail!(
                 "the directory of {} is gone from the project; sync its directory first",
@@ -91,7 +90,7 @@ impl Host {
     fn temp_name(&mut self, parent: &[u8]) -> Result<Vec<u8>> {
         self.counter += 1;
         let name = format!("{TMP_PREFIX}{}-{}", std::process::id(), self.counter).into_bytes();
-        let mut line = crate::changes::join(parent, &name);
+        let mut line = fs::walk::join(parent, &name);
         line.push(b'\n');
         self.journal.write_all(&line)?;
         Ok(name)
@@ -253,7 +252,7 @@ impl Host {
     }
 
     pub fn chmod(&mut self, path: &[u8], mode: u32) -> Result<()> {
-        let fd = match open_beneath(&self.root, path, OFlags::RDONLY) {
+        let fd = match open_path(&self.root, path, OFlags::RDONLY) {
             Ok(Some(fd)) => fd,
             _ => bail!("{} is gone from the project", shown(path)),
         };
@@ -322,7 +321,7 @@ pub(crate) fn remove_below(root: &OwnedFd, path: &[u8]) -> Result<()> {
         return Ok(());
     };
     let parent = parents.join(&b'/');
-    let Ok(Some(dir)) = open_beneath(root, &parent, OFlags::RDONLY | OFlags::DIRECTORY) else {
+    let Ok(Some(dir)) = open_path(root, &parent, OFlags::RDONLY | OFlags::DIRECTORY) else {
         return Ok(());
     };
     match rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {

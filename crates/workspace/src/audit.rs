@@ -8,10 +8,10 @@
 //! upper dir (the authoritative change set) with the one it kept, so what
 //! changed meanwhile is still recorded.
 
-use crate::changes::join;
 use crate::state::{Mode, Workspace};
 use anyhow::{Context, Result};
-use rustix::fd::AsRawFd;
+use fs::walk::join;
+use rustix::fd::AsFd;
 use rustix::fd::OwnedFd;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::fs::FileType;
@@ -206,7 +206,7 @@ fn snapshot_into(dir: &OwnedFd, rel: &[u8], out: &mut Snapshot) {
 
 fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
-    if let Ok(fd) = crate::changes::open_root(root) {
+    if let Ok(fd) = fs::walk::open_dir(root) {
         snapshot_into(&fd, b"", &mut out);
     }
     out
@@ -258,7 +258,7 @@ impl Watcher {
             return;
         };
         self.wds.insert(wd, rel.to_vec());
-        let Ok(dir) = crate::changes::open_root(&self.abs(rel)) else {
+        let Ok(dir) = fs::walk::open_dir(&self.abs(rel)) else {
             return;
         };
         struct T<'a> {
@@ -286,9 +286,7 @@ impl Watcher {
                 }
                 // Through the parent's descriptor: the path may be longer
                 // than the kernel takes in one string.
-                let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-                p.extend_from_slice(name);
-                let p = std::ffi::OsStr::from_bytes_compat(&p);
+                let p = fs::walk::proc_path(dir.as_fd(), name);
                 match inotify::add_watch(&self.w.fd, p, MASK) {
                     Ok(wd) => {
                         self.w.wds.insert(wd, path);
@@ -322,7 +320,7 @@ impl Watcher {
                 p.push(b'/');
                 p.extend_from_slice(rel);
                 if let Ok(fd) =
-                    crate::changes::open_root(Path::new(std::ffi::OsStr::from_bytes_compat(&p)))
+                    fs::walk::open_dir(Path::new(std::ffi::OsStr::from_bytes_compat(&p)))
                 {
                     let mut sub = Snapshot::new();
                     snapshot_into(&fd, rel, &mut sub);

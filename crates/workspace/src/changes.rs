@@ -8,9 +8,10 @@
 //! base, *in sync* when the host already holds what the agent has, and a
 //! *conflict* when the host changed since the base to something else.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use fs::walk::{components, join, open_dir, open_path, split_parent};
 use rustix::fd::OwnedFd;
-use rustix::fs::{AtFlags, FileType, Mode as FsMode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode as FsMode, OFlags};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use store::{EntryKind, Hash, Store, Tree};
@@ -110,19 +111,6 @@ impl Change {
     }
 }
 
-pub(crate) fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = rel.to_vec();
-    if !p.is_empty() {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
-}
-
-pub(crate) fn components(p: &[u8]) -> Vec<&[u8]> {
-    p.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect()
-}
-
 /// Whether `path` is `filter` or below it.
 pub(crate) fn under(path: &[u8], filter: &[u8]) -> bool {
     let (p, f) = (components(path), components(filter));
@@ -133,84 +121,12 @@ fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
     r.map_err(std::io::Error::from)
 }
 
-pub(crate) fn open_root(p: &Path) -> Result<OwnedFd> {
-    io(rustix::fs::open(
-        p,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        FsMode::empty(),
-    ))
-    .with_context(|| format!("cannot open {}", p.display()))
-}
-
-/// Opens the directory `name` in `dir`, never through a symlink.
-pub(crate) fn open_subdir(dir: &OwnedFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        FsMode::empty(),
-    )
-}
-
-/// Opens `rel` below `root` without following any symlink on the way.
-/// `Ok(None)`: it does not exist; `Err` with ELOOP/ENOTDIR: a component
-/// is a symlink or not a directory.
-pub(crate) fn open_beneath(
-    root: &OwnedFd,
-    rel: &[u8],
-    flags: OFlags,
-) -> rustix::io::Result<Option<OwnedFd>> {
-    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-    if rel.len() >= 4000 {
-        // Longer than the kernel takes in one string: a component at a time.
-        let c = components(rel);
-        let Some((last, parents)) = c.split_last() else {
-            return Ok(None);
-        };
-        let dir = match fs::walk::open_beneath(root, parents) {
-            Ok(Some(d)) => d,
-            Ok(None) => return Ok(None),
-            Err(e) => {
-                return Err(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
-            }
-        };
-        return match rustix::fs::openat(
-            &dir,
-            *last,
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            FsMode::empty(),
-        ) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(rustix::io::Errno::NOENT) => Ok(None),
-            Err(e) => Err(e),
-        };
-    }
-    match rustix::fs::openat2(
-        root,
-        rel,
-        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        FsMode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (b"", path),
-    }
-}
-
 /// What is at `path` below `root`, read without following symlinks. A
 /// parent that is a symlink or not a directory makes the path "other"
 /// (something botyard will not write through).
 pub(crate) fn side_at(root: &OwnedFd, path: &[u8], subtree: bool) -> Result<Option<Side>> {
     let (parent, name) = split_parent(path);
-    let dir = match open_beneath(root, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
+    let dir = match open_path(root, parent, OFlags::RDONLY | OFlags::DIRECTORY) {
         Ok(Some(d)) => d,
         Ok(None) => return Ok(None),
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::XDEV) => {
@@ -264,7 +180,7 @@ fn side_in(dir: &OwnedFd, name: &[u8], subtree: bool) -> Result<Option<Side>> {
         }
         FileType::Directory => {
             let hash = if subtree {
-                let sub = io(open_subdir(dir, name))?;
+                let sub = fs::walk::open_dir_at(dir, name)?;
                 let mut lines = Vec::new();
                 list_fs(&sub, b"", &mut lines)?;
                 Some(digest(lines))
@@ -498,9 +414,7 @@ fn walk_upper(upper: &OwnedFd, view: &OwnedFd, base: &mut Base, c: &mut Candidat
                 c.redirects.insert(path.clone(), origin);
             }
             c.whole.push(path.clone());
-            if let Ok(Some(sub)) =
-                open_beneath(self.view, &path, OFlags::RDONLY | OFlags::DIRECTORY)
-            {
+            if let Ok(Some(sub)) = open_path(self.view, &path, OFlags::RDONLY | OFlags::DIRECTORY) {
                 let mut lines = Vec::new();
                 list_names(&sub, &path, &mut lines)?;
                 c.paths.extend(lines);
@@ -581,11 +495,11 @@ pub fn changes(
     filters: &[Vec<u8>],
 ) -> Result<Vec<Change>> {
     let mut base = Base::new(store, base_tree);
-    let view_fd = open_root(view)?;
-    let host_fd = open_root(project)?;
+    let view_fd = open_dir(view)?;
+    let host_fd = open_dir(project)?;
     let mut c = Candidates::default();
     if upper.exists() {
-        walk_upper(&open_root(upper)?, &view_fd, &mut base, &mut c)?;
+        walk_upper(&open_dir(upper)?, &view_fd, &mut base, &mut c)?;
     }
     let mut out = Vec::new();
     for path in &c.paths {
@@ -761,7 +675,7 @@ pub(crate) fn in_sync_paths(upper: &Path, view: &Path, project: &Path) -> Result
     if !upper.exists() {
         return Ok(out);
     }
-    let (u, v, h) = (open_root(upper)?, open_root(view)?, open_root(project)?);
+    let (u, v, h) = (open_dir(upper)?, open_dir(view)?, open_dir(project)?);
     struct S<'a> {
         view: &'a OwnedFd,
         host: &'a OwnedFd,
@@ -867,9 +781,9 @@ mod fuzz {
                 };
             }
             SETUP.with(|(_, proj)| {
-                let root = open_root(proj).unwrap();
+                let root = open_dir(proj).unwrap();
                 for flags in [OFlags::RDONLY | OFlags::DIRECTORY, OFlags::PATH] {
-                    if let Ok(Some(fd)) = open_beneath(&root, &p, flags) {
+                    if let Ok(Some(fd)) = open_path(&root, &p, flags) {
                         let at = where_is(&fd);
                         prop_assert!(at.starts_with(proj), "{} opened {}", String::from_utf8_lossy(&p), at.display());
                     }

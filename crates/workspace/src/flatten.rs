@@ -11,9 +11,10 @@
 //! directory, which no change to the project can alter. Only while the
 //! workspace is unmounted; copying costs the directory's size.
 
-use crate::changes::{components, open_root, What};
+use crate::changes::What;
 use crate::state::{Workspace, WorkspaceRef};
 use anyhow::{Context, Result};
+use fs::walk::{components, open_dir};
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 
@@ -47,7 +48,7 @@ pub(crate) fn flatten_moved_dirs(ws: &Workspace, r: &WorkspaceRef) -> Result<usi
     if !ws.upper().exists() {
         return Ok(0);
     }
-    let dirs = redirected(&open_root(&ws.upper())?)?;
+    let dirs = redirected(&open_dir(&ws.upper())?)?;
     if dirs.is_empty() {
         return Ok(0);
     }
@@ -78,8 +79,8 @@ pub(crate) fn flatten_moved_dirs(ws: &Workspace, r: &WorkspaceRef) -> Result<usi
     let staging = ws.dir().join("flatten");
     fs::walk::remove_path(&staging)?;
     std::fs::create_dir_all(&staging)?;
-    let st_fd = open_root(&staging)?;
-    let view_fd = open_root(&view.path)?;
+    let st_fd = open_dir(&staging)?;
+    let view_fd = open_dir(&view.path)?;
     for (i, d) in todo.iter().enumerate() {
         let c = components(d);
         let (name, parents) = c.split_last().expect("not the root");
@@ -96,7 +97,7 @@ pub(crate) fn flatten_moved_dirs(ws: &Workspace, r: &WorkspaceRef) -> Result<usi
     }
     drop(view_fd);
     drop(view);
-    let upper = open_root(&ws.upper())?;
+    let upper = open_dir(&ws.upper())?;
     for (i, d) in todo.iter().enumerate() {
         let c = components(d);
         let (name, parents) = c.split_last().expect("not the root");

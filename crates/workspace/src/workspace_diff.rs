@@ -1,9 +1,10 @@
 //! `workspace diff`: each change the agent made, with a unified diff of text
 //! files, line counts, secrets masked, and names quoted for the terminal.
 
-use crate::changes::{open_beneath, open_root, Change, Kind, Side, What};
+use crate::changes::{Change, Kind, Side, What};
 use crate::state::Workspace;
 use anyhow::Result;
+use fs::walk::{open_dir, open_path};
 use rustix::fs::OFlags;
 use std::io::Read;
 use std::path::Path;
@@ -19,8 +20,8 @@ pub fn is_text(data: &[u8]) -> bool {
 
 /// The agent's version of `path` from the view, up to `limit` bytes.
 pub(crate) fn read_view(view: &Path, path: &[u8], limit: u64) -> Result<Vec<u8>> {
-    let root = open_root(view)?;
-    let Ok(Some(fd)) = open_beneath(&root, path, OFlags::RDONLY) else {
+    let root = open_dir(view)?;
+    let Ok(Some(fd)) = open_path(&root, path, OFlags::RDONLY) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();

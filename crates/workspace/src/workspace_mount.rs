@@ -3,9 +3,9 @@
 //! at unmount the settling of moved directories and the stop of the watcher.
 
 use crate::audit::{stop_watcher, Log};
-use crate::changes::components;
 use crate::state::{Mode, Workspace, WorkspaceRef};
 use anyhow::{bail, Context, Result};
+use fs::walk::components;
 use fs::MemTree;
 use std::path::{Path, PathBuf};
 use store::{Progress, Staging, Store};

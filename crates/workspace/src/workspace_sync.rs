@@ -4,12 +4,13 @@
 //! applied.
 
 use crate::apply::{remove_below, Host};
-use crate::changes::{components, open_beneath, open_root, Change, Kind, Side, State, What};
+use crate::changes::{Change, Kind, Side, State, What};
 use crate::policy::Policy;
 use crate::secrets::Hit;
 use crate::state::{Mode, Workspace, WorkspaceRef};
 use crate::workspace_diff::is_text;
 use anyhow::{bail, Context, Result};
+use fs::walk::{components, open_dir, open_path};
 use fs::{MemKind, MemNode, MemTree, Meta};
 use rustix::fs::{AtFlags, OFlags};
 use std::collections::BTreeSet;
@@ -177,7 +178,7 @@ fn gate(policy: &Policy, c: &Change, view: &rustix::fd::OwnedFd) -> Result<(Verd
     let mut approve = None;
     if content_changed {
         let mut data = Vec::new();
-        if let Ok(Some(fd)) = open_beneath(view, &c.path, OFlags::RDONLY) {
+        if let Ok(Some(fd)) = open_path(view, &c.path, OFlags::RDONLY) {
             std::fs::File::from(fd)
                 .take(policy.max_file_size)
                 .read_to_end(&mut data)?;
@@ -247,7 +248,7 @@ pub(crate) fn plan(
         &r.project,
         paths,
     )?;
-    let view_fd = open_root(&view.path)?;
+    let view_fd = open_dir(&view.path)?;
     let mounted = ws.mounted_at().is_some();
     let mut items = Vec::new();
     for c in changes {
@@ -373,7 +374,7 @@ pub fn sync(
             ..Default::default()
         }),
     };
-    let view_fd = open_root(&view.path)?;
+    let view_fd = open_dir(&view.path)?;
     // The agent's side of conflicts settled for the project.
     let mut drop_paths: Vec<Vec<u8>> = Vec::new();
     // Directories the project now holds where the agent renamed them to.
@@ -407,7 +408,7 @@ pub fn sync(
                         "keeping the project's version drops the agent's copy from the upper, which cannot change while the workspace is mounted; unmount it first"
                     ))
                 } else {
-                    let host_fd = open_root(&r.project)?;
+                    let host_fd = open_dir(&r.project)?;
                     record_host(&mut base, &staging, &host_fd, c)?;
                     drop_paths.push(c.path.clone());
                     drop_paths.extend(c.from.clone());
@@ -589,7 +590,7 @@ fn write_agent(
                 host.chmod(&c.path, a.mode)?;
                 return Ok(None);
             }
-            let Ok(Some(fd)) = open_beneath(view, &c.path, OFlags::RDONLY) else {
+            let Ok(Some(fd)) = open_path(view, &c.path, OFlags::RDONLY) else {
                 bail!("{} is gone from the workspace; sync again", c.shown());
             };
             let mut src = std::fs::File::from(fd);
@@ -710,7 +711,7 @@ fn stage_from(
     root: &rustix::fd::OwnedFd,
     path: &[u8],
 ) -> Result<(store::Hash, u64)> {
-    let Ok(Some(fd)) = open_beneath(root, path, OFlags::RDONLY) else {
+    let Ok(Some(fd)) = open_path(root, path, OFlags::RDONLY) else {
         bail!(
             "{} disappeared while syncing; sync again",
             String::from_utf8_lossy(path)
@@ -743,13 +744,13 @@ pub(crate) fn read_renamed_dirs(ws: &Workspace) -> Vec<Vec<u8>> {
 /// cleared, so the upper stacks on the directory at its new place and the
 /// agent sees what it saw. Only while unmounted.
 pub(crate) fn settle_renamed_dirs(ws: &Workspace, dirs: &[Vec<u8>]) -> Result<()> {
-    let upper = open_root(&ws.upper())?;
+    let upper = open_dir(&ws.upper())?;
     // Deepest first, so a renamed directory inside another is reached
     // before its parent's redirect is cleared.
     let mut dirs = dirs.to_vec();
     dirs.sort_by_key(|d| std::cmp::Reverse(components(d).len()));
     for d in dirs {
-        let Ok(Some(fd)) = open_beneath(&upper, &d, OFlags::RDONLY | OFlags::DIRECTORY) else {
+        let Ok(Some(fd)) = open_path(&upper, &d, OFlags::RDONLY | OFlags::DIRECTORY) else {
             continue; // dropped as in sync
         };
         for k in ["trusted.overlay.redirect", "trusted.overlay.origin"] {
@@ -779,13 +780,13 @@ pub(crate) fn drop_from_upper(ws: &Workspace, r: &WorkspaceRef, paths: &[Vec<u8>
     if !upper.exists() {
         return Ok(0);
     }
-    let root = open_root(&upper)?;
+    let root = open_dir(&upper)?;
     let mut n = 0;
     for p in paths {
         remove_below(&root, p)?;
         n += 1;
     }
-    prune(&root, b"", &open_root(&r.project)?)?;
+    prune(&root, b"", &open_dir(&r.project)?)?;
     Ok(n)
 }
 
@@ -811,7 +812,7 @@ fn prune(dir: &rustix::fd::OwnedFd, rel: &[u8], host: &rustix::fd::OwnedFd) -> R
                 self.stack.last_mut().unwrap().0 = false;
                 return Ok(false);
             }
-            let full = crate::changes::join(self.rel, path);
+            let full = fs::walk::join(self.rel, path);
             self.pending_plain = crate::changes::side_at(self.host, &full, false)?
                 .is_some_and(|h| h.kind == Kind::Dir && h.mode == st.st_mode & 0o7777);
             Ok(true)
