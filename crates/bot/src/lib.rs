@@ -17,6 +17,7 @@ mod bot_ls;
 mod bot_mount;
 mod bot_reset;
 mod bot_rm;
+mod image_rm;
 mod state;
 
 pub use bot_commit::{commit, CommitOutcome};
@@ -28,6 +29,7 @@ pub use bot_ls::{list, show, using_image, BotInfo};
 pub use bot_mount::{mount, mount_all, unmount, MountOptions};
 pub use bot_reset::{reset, ResetOutcome};
 pub use bot_rm::remove;
+pub use image_rm::{remove_images, RemovedImage};
 pub use state::{
     runtime_name, set_session_reaper, validate_id, Bot, BotRef, Driver, SessionReaper,
 };

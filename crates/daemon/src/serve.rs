@@ -289,9 +289,11 @@ pub fn serve(
         limits.max = fit;
     }
     let res: Result<()> = rt.block_on(async {
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).unwrap();
+        // Installed before READY is sent: a SIGTERM right after it must
+        // drain, not kill.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => {},
                 _ = int.recv() => {},
