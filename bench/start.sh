@@ -4,10 +4,14 @@
 # and `bwrap` on the same root, in one run; medians and ratios to runc.
 #
 #   bash bench/start.sh [RUNS]     (default 30)
+#   BEFORE=PATH bash bench/start.sh  adds the rows of another botyard build
+#                                    (say, before a change), in the same run
 #
 # The root is a static busybox tree. `botyard run` is measured with the bot
 # already mounted (as a daemon keeps it) and unmounted (the run mounts and
-# unmounts it). Results go to bench/results/start.md.
+# unmounts it). The contenders take turns, one run each per round, so a
+# machine that speeds up or slows down meanwhile shifts them all alike.
+# Results go to bench/results/start.md.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-30}
@@ -35,9 +39,9 @@ c["linux"].pop("uidMappings", None); c["linux"].pop("gidMappings", None)
 c["linux"]["namespaces"] = [{"type": t} for t in ["pid", "ipc", "uts", "mount", "network"]]
 json.dump(c, open(p, "w"))
 PY
-python3 - "$RUNS" "$B" "$W" <<'PY' | tee bench/results/start.md
+python3 - "$RUNS" "$B" "$W" "${BEFORE:-}" <<'PY' | tee bench/results/start.md
 import os, statistics, subprocess, sys, time
-runs, b, w = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+runs, b, w, before = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 env = dict(os.environ)
 def first_output(cmd, **kw):
     t = time.perf_counter()
@@ -54,19 +58,32 @@ contenders = [
     ("`botyard run`, bot mounted", [b, "run", "s", "--", "echo", "hi"], "mount"),
     ("`botyard run`, bot not mounted (mounted for the run)", [b, "run", "s", "--", "echo", "hi"], "unmount"),
 ]
-results = []
-for name, cmd, state in contenders:
-    if state == "mount":
+if before:
+    # Next to the same state's row: the bot is mounted and unmounted once
+    # per round, as without them.
+    contenders.insert(3, ("`botyard run` of the BEFORE build, bot mounted", [before, "run", "s", "--", "echo", "hi"], "mount"))
+    contenders.append(("`botyard run` of the BEFORE build, bot not mounted", [before, "run", "s", "--", "echo", "hi"], "unmount"))
+mounted = False
+def set_state(state):
+    global mounted
+    if state == "mount" and not mounted:
         subprocess.run([b, "bot", "mount", "-q", "s"], check=True, env=env)
-    if state == "unmount":
+        mounted = True
+    if state == "unmount" and mounted:
         subprocess.run([b, "bot", "unmount", "-q", "s"], check=True, env=env)
-    first_output(cmd)  # warm up
-    xs = [first_output(cmd) for _ in range(runs)]
-    results.append((name, statistics.median(xs), min(xs), max(xs)))
+        mounted = False
+times = [[] for _ in contenders]
+for r in range(runs + 1):
+    for i, (name, cmd, state) in enumerate(contenders):
+        set_state(state)
+        t = first_output(cmd)
+        if r > 0:  # the first round warms up
+            times[i].append(t)
+results = [(c[0], statistics.median(xs), min(xs), max(xs)) for c, xs in zip(contenders, times)]
 base = results[0][1]
 print("## Sandbox start")
 print()
-print(f"Time from starting the command to its first byte of output (`echo hi`, static busybox root, non-root user, pid/ipc/uts/mount/network namespaces); median of {runs} runs after one warm-up; {os.cpu_count()} cores.")
+print(f"Time from starting the command to its first byte of output (`echo hi`, static busybox root, non-root user, pid/ipc/uts/mount/network namespaces); median of {runs} runs after one warm-up round, the contenders taking turns; {os.cpu_count()} cores.")
 print()
 print("| contender | median ms | min ms | max ms | vs runc |")
 print("| --- | --- | --- | --- | --- |")
