@@ -152,6 +152,11 @@ impl Bot {
     pub fn session_dir(&self) -> PathBuf {
         self.dir().join("session")
     }
+    /// What a running session records there, so the next command can
+    /// clean up after a killed botyard.
+    pub fn session_state(&self) -> PathBuf {
+        self.session_dir().join("state.json")
+    }
     /// Held while a session runs on the bot: one at a time.
     pub fn session_lock(&self) -> PathBuf {
         self.dir().join("session.lock")
@@ -196,7 +201,7 @@ impl Bot {
     /// verb does this first.
     pub(crate) fn reap_dead_session(&self) -> Result<()> {
         if let Some(reap) = REAPER.get() {
-            if self.session_dir().join("state.json").exists() {
+            if self.session_state().exists() {
                 reap(&self.store, &self.id)?;
             }
         }
@@ -218,8 +223,9 @@ impl Bot {
     }
 
     /// Finishes or undoes what a killed command left (we hold the bot lock,
-    /// so nobody else is working on it): a read-only view still mounted, or
-    /// a commit whose ref was written but whose upper was not yet emptied.
+    /// so nobody else is working on it): a commit whose ref was written but
+    /// whose upper was not yet emptied (the home's lock already removed a
+    /// view left mounted).
     fn recover(&self) -> Result<()> {
         let pending = self.pending_commit();
         if let Ok(data) = std::fs::read_to_string(&pending) {

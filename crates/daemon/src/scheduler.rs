@@ -393,7 +393,9 @@ impl Daemon {
         // Per message, applied by the supervisor.
         opts.output_cap = self.config.output_cap;
         // Nothing of an earlier session of the group is delivered again.
-        session::ipc::Channel::recreate(&opts.ipc.clone().unwrap(), opts.uid, opts.gid)?;
+        if let Some(dir) = &opts.ipc {
+            session::ipc::Channel::recreate(dir, opts.uid, opts.gid)?;
+        }
         let sandbox = self.backend.prepare(&self.store, &opts)?;
         self.metrics.session_starts.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();

@@ -80,7 +80,7 @@ fn in_use(store: &Store) -> HashSet<PathBuf> {
         // A session that has not ended (or not been reaped) has its state
         // file; its bundle outlives it.
         let dir = bot.session_dir();
-        if !dir.join("state.json").exists() {
+        if !bot.session_state().exists() {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(dir.join("bundle/config.json")) else {

@@ -123,6 +123,8 @@ struct Held {
     bot: String,
     runtime: PathBuf,
     dir: PathBuf,
+    /// The session's state file.
+    state: PathBuf,
     container_id: String,
     lock: Option<std::fs::File>,
     staged: Option<Unstage>,
@@ -147,7 +149,7 @@ impl Held {
         } else {
             Ok(())
         };
-        let _ = std::fs::remove_file(self.dir.join("state.json"));
+        let _ = std::fs::remove_file(&self.state);
         drop(self.lock.take());
         r
     }
@@ -267,12 +269,7 @@ impl OciSandbox {
             started: store::now_rfc3339(),
             mounted_by_run: held.mounted_by_run,
         };
-        store::write_file_atomic(
-            dir,
-            &dir.join("state.json"),
-            &serde_json::to_vec(&state)?,
-            0o600,
-        )?;
+        store::write_file_atomic(dir, &held.state, &serde_json::to_vec(&state)?, 0o600)?;
         let mut args = entry;
         args.push("supervise".into());
         if self
@@ -427,7 +424,7 @@ impl Sandbox for OciSandbox {
         let dir = self.bot.session_dir();
         std::fs::create_dir_all(&dir)?;
         let Some(lock) = store::try_lock_file(&self.bot.session_lock())? else {
-            let since = std::fs::read_to_string(dir.join("state.json"))
+            let since = std::fs::read_to_string(self.bot.session_state())
                 .ok()
                 .and_then(|s| serde_json::from_str::<SessionState>(&s).ok())
                 .map(|s| format!(" (started {} by pid {})", s.started, s.pid))
@@ -449,6 +446,7 @@ impl Sandbox for OciSandbox {
             bot: self.opts.bot.clone(),
             runtime: self.runtime.clone(),
             dir,
+            state: self.bot.session_state(),
             container_id: container_id.clone(),
             lock: Some(lock),
             staged: None,
@@ -641,7 +639,7 @@ fn pump(
 /// session (its lock held) is left alone.
 pub fn reap(store: &Store, id: &str) -> Result<bool> {
     let bot = Bot::new(store, id)?;
-    let state_path = bot.session_dir().join("state.json");
+    let state_path = bot.session_state();
     let Ok(text) = std::fs::read_to_string(&state_path) else {
         return Ok(false);
     };
