@@ -57,6 +57,13 @@ pub enum Command {
     /// unless told otherwise; TCP needs the bearer token in
     /// STORE/daemon/token. SIGTERM lets running messages finish, then exits 0.
     Serve(ServeArgs),
+    /// Serve the CSI v1 Identity, Controller and Node services on this
+    /// node's store, so Kubernetes volumes of the `botyard` StorageClass
+    /// are bots: created by CreateVolume, mounted at the pod's path by
+    /// NodePublishVolume, committed when their pod stops. Meant to run in
+    /// the chart's DaemonSet next to node-driver-registrar and
+    /// external-provisioner (with --node-deployment). SIGTERM stops it.
+    Csi(CsiArgs),
     /// Groups: a bot and the agent command the daemon runs for messages.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -622,6 +629,16 @@ pub struct ServeArgs {
     /// commit_on_close, max_message_size, output_cap, grace, runtime (see the README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CsiArgs {
+    /// The socket kubelet and the sidecars talk to.
+    #[arg(long, env = "CSI_ENDPOINT", value_name = "unix:///PATH")]
+    pub endpoint: String,
+    /// This node's name, as Kubernetes knows it [default: the hostname].
+    #[arg(long, env = "NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1102,3 +1102,23 @@ print(status); print("%.1f" % answered); print(closed)
     assert!(waited < 8.0, "the API answered only after {waited} s");
     assert_eq!(lines[2], "16", "{text}");
 }
+
+/// Found by the CSI plugin's tests: a client that hangs up before its
+/// answer is written made the write raise SIGPIPE, which killed the server.
+#[test]
+fn clients_that_hang_up_do_not_kill_the_daemon() {
+    require_root!();
+    let env = setup();
+    let mut d = start(&env, "", &[]);
+    use std::io::Write;
+    for _ in 0..50 {
+        let mut s = std::os::unix::net::UnixStream::connect(socket(&env)).unwrap();
+        let _ = s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n");
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let child = d.child.as_mut().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the daemon died");
+    let (code, _) = curl(&socket(&env), &["GET", "/v1/status"]);
+    assert_eq!(code, 200);
+}

@@ -226,12 +226,23 @@ async fn serve_with_limits(
     }
 }
 
+/// A server must outlive a client that hangs up while it writes: the
+/// write fails with EPIPE instead of SIGPIPE killing the process (the CLI
+/// keeps the default for its own output, `botyard bot diff | head`).
+fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 pub fn serve(
     store: Store,
     listen: Option<Listen>,
     config: Config,
     ready: impl FnOnce(&Listen),
 ) -> Result<()> {
+    ignore_sigpipe();
     let dir = daemon_dir(&store);
     std::fs::create_dir_all(&dir)?;
     let md = std::fs::metadata(&dir)?;

@@ -8,6 +8,7 @@ mod bot_ls;
 mod bot_mount;
 mod bot_reset;
 mod bot_rm;
+mod csi;
 mod df;
 mod fsck;
 mod gc;
@@ -102,6 +103,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Run(a) => run::run(&ctx, *a),
         Command::Supervise(a) => supervise::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::Csi(a) => csi::run(&ctx, a),
         Command::Group(c) => group::run(&ctx, c),
         Command::Message(c) => message::run(&ctx, c),
         Command::Status(a) => status::run(&ctx, a),

@@ -1,0 +1,428 @@
+//! The CSI plugin against the spec, without a cluster: a real `botyard
+//! csi` on a real unix socket, called the way kubelet and the sidecars call
+//! it, with real mounts. Each RPC's idempotency and error codes are the
+//! ones the CSI spec states.
+
+mod common;
+use common::*;
+use csi::proto::{
+    self, controller_client::ControllerClient, identity_client::IdentityClient,
+    node_client::NodeClient, volume_capability,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::Code;
+
+struct Plugin<'a> {
+    env: &'a Env,
+    child: Child,
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+}
+
+impl Drop for Plugin<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        fs::unmount_below(&self.env.path("pods"));
+        let _ = self.env.run(&["bot", "ls"]);
+    }
+}
+
+fn start(env: &Env) -> Plugin<'_> {
+    let sock = env.path("csi/csi.sock");
+    let child = env
+        .cmd()
+        .args(["csi", "--endpoint"])
+        .arg(format!("unix://{}", sock.display()))
+        .args(["--node-id", "node-1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the plugin did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let channel = rt.block_on(async {
+        tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let p = sock.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(p).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap()
+    });
+    Plugin {
+        env,
+        child,
+        rt,
+        channel,
+    }
+}
+
+fn mount_cap(mode: volume_capability::access_mode::Mode) -> proto::VolumeCapability {
+    proto::VolumeCapability {
+        access_type: Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume::default(),
+        )),
+        access_mode: Some(volume_capability::AccessMode { mode: mode as i32 }),
+    }
+}
+
+fn rw() -> proto::VolumeCapability {
+    mount_cap(volume_capability::access_mode::Mode::SingleNodeWriter)
+}
+
+fn params(kv: &[(&str, &str)]) -> HashMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn create_req(name: &str, p: &[(&str, &str)]) -> proto::CreateVolumeRequest {
+    proto::CreateVolumeRequest {
+        name: name.into(),
+        volume_capabilities: vec![rw()],
+        parameters: params(p),
+        ..Default::default()
+    }
+}
+
+fn publish_req(id: &str, target: &Path, readonly: bool) -> proto::NodePublishVolumeRequest {
+    proto::NodePublishVolumeRequest {
+        volume_id: id.into(),
+        target_path: target.to_str().unwrap().into(),
+        volume_capability: Some(rw()),
+        readonly,
+        ..Default::default()
+    }
+}
+
+fn unpublish_req(id: &str, target: &Path) -> proto::NodeUnpublishVolumeRequest {
+    proto::NodeUnpublishVolumeRequest {
+        volume_id: id.into(),
+        target_path: target.to_str().unwrap().into(),
+    }
+}
+
+impl Plugin<'_> {
+    fn controller(&self) -> ControllerClient<Channel> {
+        ControllerClient::new(self.channel.clone())
+    }
+    fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel.clone())
+    }
+    fn create(&self, r: proto::CreateVolumeRequest) -> Result<proto::Volume, tonic::Status> {
+        self.rt
+            .block_on(self.controller().create_volume(r))
+            .map(|r| r.into_inner().volume.unwrap())
+    }
+    fn publish(&self, r: proto::NodePublishVolumeRequest) -> Result<(), tonic::Status> {
+        self.rt
+            .block_on(self.node().node_publish_volume(r))
+            .map(|_| ())
+    }
+    fn unpublish(&self, r: proto::NodeUnpublishVolumeRequest) -> Result<(), tonic::Status> {
+        self.rt
+            .block_on(self.node().node_unpublish_volume(r))
+            .map(|_| ())
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let e = r.expect_err("the call should fail");
+    (e.code(), e.message().to_string())
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    fs::mount_fstype(p).is_some()
+}
+
+#[test]
+fn identity_and_controller_follow_the_spec() {
+    require_root!();
+    let env = busybox_env(&["sh", "cat", "echo"]);
+    let p = start(&env);
+    let info =
+        p.rt.block_on(
+            IdentityClient::new(p.channel.clone()).get_plugin_info(proto::GetPluginInfoRequest {}),
+        )
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, csi::DRIVER_NAME);
+    assert!(!info.vendor_version.is_empty());
+    let probe =
+        p.rt.block_on(IdentityClient::new(p.channel.clone()).probe(proto::ProbeRequest {}))
+            .unwrap()
+            .into_inner();
+    assert_eq!(probe.ready, Some(true));
+
+    // Bad requests: INVALID_ARGUMENT, with the fix named.
+    let (c, m) = code(p.create(create_req("", &[("image", "bb:1")])));
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    let mut no_caps = create_req("pvc-1", &[("image", "bb:1")]);
+    no_caps.volume_capabilities.clear();
+    assert_eq!(code(p.create(no_caps)).0, Code::InvalidArgument);
+    let (c, m) = code(p.create(create_req("pvc-1", &[("image", "bb:1"), ("colour", "red")])));
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.contains("colour") && m.contains("image"), "{m}");
+    let (c, m) = code(p.create(create_req("pvc-1", &[])));
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.contains("image"), "{m}");
+    let (c, m) = code(p.create(create_req("pvc-1", &[("image", "nope:1")])));
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(m.contains("nope:1") && m.contains("import or pull"), "{m}");
+    let (c, _) = code(p.create(create_req("pvc-1", &[("image", "bb:1"), ("driver", "zfs")])));
+    assert_eq!(c, Code::InvalidArgument);
+    let mut block = create_req("pvc-1", &[("image", "bb:1")]);
+    block.volume_capabilities = vec![proto::VolumeCapability {
+        access_type: Some(volume_capability::AccessType::Block(Default::default())),
+        access_mode: rw().access_mode,
+    }];
+    assert_eq!(code(p.create(block)).0, Code::InvalidArgument);
+    let mut multi = create_req("pvc-1", &[("image", "bb:1")]);
+    multi.volume_capabilities = vec![mount_cap(
+        volume_capability::access_mode::Mode::MultiNodeMultiWriter,
+    )];
+    assert_eq!(code(p.create(multi)).0, Code::InvalidArgument);
+    assert!(
+        env.json(&["bot", "ls", "--json"]).as_array().unwrap().len() == 1,
+        "nothing was made"
+    );
+
+    // Create: a bot, the node as topology; again: the same; other
+    // parameters: ALREADY_EXISTS.
+    let v = p.create(create_req("pvc-1", &[("image", "bb:1")])).unwrap();
+    assert_eq!(v.volume_id, "pvc-1");
+    assert_eq!(
+        v.accessible_topology[0]
+            .segments
+            .get(csi::TOPOLOGY_KEY)
+            .map(String::as_str),
+        Some("node-1")
+    );
+    let again = p.create(create_req("pvc-1", &[("image", "bb:1")])).unwrap();
+    assert_eq!(again, v);
+    let (c, m) = code(p.create(create_req(
+        "pvc-1",
+        &[("image", "bb:1"), ("driver", "copy")],
+    )));
+    assert_eq!(c, Code::AlreadyExists, "{m}");
+    assert_eq!(
+        env.json(&["bot", "show", "pvc-1", "--json"])["image"],
+        "bb:1"
+    );
+    // A name that is not a bot id maps to one; two such names never meet.
+    let odd = p
+        .create(create_req("Data_Vol", &[("image", "bb:1")]))
+        .unwrap();
+    let odd2 = p
+        .create(create_req("data_vol", &[("image", "bb:1")]))
+        .unwrap();
+    assert_ne!(odd.volume_id, odd2.volume_id);
+    assert!(bot::validate_id(&odd.volume_id).is_ok());
+
+    // Validate, list, capacity.
+    let ctl = || p.controller();
+    let (c, _) = code(p.rt.block_on(ctl().validate_volume_capabilities(
+        proto::ValidateVolumeCapabilitiesRequest {
+            volume_id: "pvc-nope".into(),
+            volume_capabilities: vec![rw()],
+            ..Default::default()
+        },
+    )));
+    assert_eq!(c, Code::NotFound);
+    let ok =
+        p.rt.block_on(ctl().validate_volume_capabilities(
+            proto::ValidateVolumeCapabilitiesRequest {
+                volume_id: "pvc-1".into(),
+                volume_capabilities: vec![rw()],
+                ..Default::default()
+            },
+        ))
+        .unwrap()
+        .into_inner();
+    assert!(ok.confirmed.is_some(), "{}", ok.message);
+    let listed =
+        p.rt.block_on(ctl().list_volumes(proto::ListVolumesRequest {
+            max_entries: 2,
+            starting_token: String::new(),
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.entries.len(), 2);
+    assert!(!listed.next_token.is_empty());
+    let rest =
+        p.rt.block_on(ctl().list_volumes(proto::ListVolumesRequest {
+            max_entries: 0,
+            starting_token: listed.next_token,
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.entries.len(), 1);
+    let (c, _) = code(p.rt.block_on(ctl().list_volumes(proto::ListVolumesRequest {
+        max_entries: 0,
+        starting_token: "zzz".into(),
+    })));
+    assert_eq!(c, Code::Aborted);
+    let cap =
+        p.rt.block_on(ctl().get_capacity(proto::GetCapacityRequest::default()))
+            .unwrap()
+            .into_inner();
+    assert!(cap.available_capacity > 0);
+
+    // Delete: gone, and again is fine; a missing id is refused.
+    for id in [&odd.volume_id, &odd2.volume_id] {
+        p.rt.block_on(ctl().delete_volume(proto::DeleteVolumeRequest {
+            volume_id: id.clone(),
+            secrets: Default::default(),
+        }))
+        .unwrap();
+    }
+    p.rt.block_on(ctl().delete_volume(proto::DeleteVolumeRequest {
+        volume_id: odd.volume_id.clone(),
+        secrets: Default::default(),
+    }))
+    .unwrap();
+    assert_eq!(
+        code(p.rt.block_on(ctl().delete_volume(proto::DeleteVolumeRequest::default()))).0,
+        Code::InvalidArgument
+    );
+    assert!(env.run(&["bot", "show", &odd.volume_id]).status.code() != Some(0));
+    drop(p);
+    env.fsck_ok();
+}
+
+#[test]
+fn a_published_volume_is_the_bots_root_and_its_writes_are_committed_at_unpublish() {
+    require_root!();
+    let env = busybox_env(&["sh", "cat", "echo"]);
+    let p = start(&env);
+    p.create(create_req("pvc-a", &[("image", "bb:1")])).unwrap();
+    let target = env.path("pods/uid-1/volumes/kubernetes.io~csi/pvc-a/mount");
+
+    // Bad publishes.
+    let mut r = publish_req("pvc-a", &target, false);
+    r.target_path.clear();
+    assert_eq!(code(p.publish(r)).0, Code::InvalidArgument);
+    let mut r = publish_req("pvc-a", &target, false);
+    r.volume_capability = None;
+    assert_eq!(code(p.publish(r)).0, Code::InvalidArgument);
+    assert_eq!(
+        code(p.publish(publish_req("", &target, false))).0,
+        Code::InvalidArgument
+    );
+    let (c, m) = code(p.publish(publish_req("pvc-nope", &target, false)));
+    assert_eq!(c, Code::NotFound, "{m}");
+
+    // Publish: the image's root, writable; twice is the same.
+    p.publish(publish_req("pvc-a", &target, false)).unwrap();
+    p.publish(publish_req("pvc-a", &target, false)).unwrap();
+    assert!(target.join("bin/busybox").exists());
+    std::fs::write(target.join("root/note"), "written in the pod").unwrap();
+    let stats =
+        p.rt.block_on(
+            p.node()
+                .node_get_volume_stats(proto::NodeGetVolumeStatsRequest {
+                    volume_id: "pvc-a".into(),
+                    volume_path: target.to_str().unwrap().into(),
+                    staging_target_path: String::new(),
+                }),
+        )
+        .unwrap()
+        .into_inner();
+    assert!(stats.usage[0].used > 0 && stats.usage[0].available > 0);
+    // Not deletable while published.
+    let (c, _) = code(
+        p.rt.block_on(p.controller().delete_volume(proto::DeleteVolumeRequest {
+            volume_id: "pvc-a".into(),
+            secrets: Default::default(),
+        })),
+    );
+    assert_eq!(c, Code::FailedPrecondition);
+
+    // Unpublish: unmounted and committed; twice is fine.
+    p.unpublish(unpublish_req("pvc-a", &target)).unwrap();
+    p.unpublish(unpublish_req("pvc-a", &target)).unwrap();
+    assert!(!is_mount_point(&target));
+    let show = env.json(&["bot", "show", "pvc-a", "--json"]);
+    assert!(show["mounted_at"].is_null(), "{show}");
+    assert_eq!(show["uncommitted_bytes"], 0, "{show}");
+    assert_ne!(show["tree"], show["image_tree"], "the write was committed");
+
+    // Published again (a new pod): the write is there. Read-only is honoured.
+    let ro = env.path("pods/uid-2/volumes/kubernetes.io~csi/pvc-a/mount");
+    p.publish(publish_req("pvc-a", &ro, true)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ro.join("root/note")).unwrap(),
+        "written in the pod"
+    );
+    let e = std::fs::write(ro.join("root/other"), "x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    p.unpublish(unpublish_req("pvc-a", &ro)).unwrap();
+
+    let info =
+        p.rt.block_on(p.node().node_get_info(proto::NodeGetInfoRequest {}))
+            .unwrap()
+            .into_inner();
+    assert_eq!(info.node_id, "node-1");
+    assert_eq!(
+        info.accessible_topology
+            .unwrap()
+            .segments
+            .get(csi::TOPOLOGY_KEY)
+            .map(String::as_str),
+        Some("node-1")
+    );
+    p.rt.block_on(p.controller().delete_volume(proto::DeleteVolumeRequest {
+        volume_id: "pvc-a".into(),
+        secrets: Default::default(),
+    }))
+    .unwrap();
+    drop(p);
+    assert_eq!(fs::mounts_below(&env.store).len(), 0);
+    env.fsck_ok();
+}
+
+#[test]
+fn an_ephemeral_inline_volume_lives_as_long_as_its_pod() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let p = start(&env);
+    let target = env.path("pods/uid-3/volumes/kubernetes.io~csi/scratch/mount");
+    let mut r = publish_req("csi-0a1b2c", &target, false);
+    r.volume_context = params(&[("image", "bb:1"), ("csi.storage.k8s.io/ephemeral", "true")]);
+    p.publish(r).unwrap();
+    assert!(target.join("bin/busybox").exists());
+    assert_eq!(
+        env.json(&["bot", "show", "csi-0a1b2c", "--json"])["image"],
+        "bb:1"
+    );
+    p.unpublish(unpublish_req("csi-0a1b2c", &target)).unwrap();
+    assert!(
+        env.run(&["bot", "show", "csi-0a1b2c"]).status.code() != Some(0),
+        "the bot went with the pod"
+    );
+    let mut bad = publish_req("csi-0a1b2d", &target, false);
+    bad.volume_context = params(&[("csi.storage.k8s.io/ephemeral", "true")]);
+    assert_eq!(code(p.publish(bad)).0, Code::InvalidArgument);
+    drop(p);
+    env.fsck_ok();
+}

@@ -1,0 +1,516 @@
+//! The CSI calls, one function each, blocking, on the node's store: the
+//! gRPC layer ([`crate::serve`]) runs them off the async threads, one at a
+//! time (they mount and commit; the CO retries what times out).
+
+use crate::proto::{self, volume_capability};
+use crate::volumes::{volume_id, CsiError, CsiResult, VolumeRecord, Volumes};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use store::Store;
+
+/// The driver's name, as the CSIDriver object and the StorageClass's
+/// `provisioner` spell it.
+pub const DRIVER_NAME: &str = "csi.botyard.io";
+/// The topology key: each node provisions its own volumes (the store is
+/// node-local).
+pub const TOPOLOGY_KEY: &str = "topology.csi.botyard.io/node";
+/// What kubelet puts in an ephemeral inline volume's context.
+const EPHEMERAL_KEY: &str = "csi.storage.k8s.io/ephemeral";
+
+/// StorageClass parameters a volume may have; any other is refused.
+const PARAMETERS: [&str; 2] = ["image", "driver"];
+
+pub struct Driver {
+    pub store: Store,
+    pub node_id: String,
+    volumes: Volumes,
+}
+
+fn invalid(msg: impl Into<String>) -> CsiError {
+    CsiError::invalid(msg)
+}
+
+impl Driver {
+    pub fn new(store: Store, node_id: String) -> Driver {
+        Driver {
+            volumes: Volumes {
+                store: store.clone(),
+            },
+            store,
+            node_id,
+        }
+    }
+
+    fn topology(&self) -> proto::Topology {
+        proto::Topology {
+            segments: HashMap::from([(TOPOLOGY_KEY.to_string(), self.node_id.clone())]),
+        }
+    }
+
+    fn volume(&self, id: &str, r: &VolumeRecord) -> proto::Volume {
+        proto::Volume {
+            volume_id: id.to_string(),
+            capacity_bytes: 0,
+            volume_context: HashMap::from([
+                ("image".to_string(), r.image.clone()),
+                ("driver".to_string(), r.driver.clone()),
+            ]),
+            accessible_topology: vec![self.topology()],
+            ..Default::default()
+        }
+    }
+
+    /// Which of `caps` botyard cannot give, if any: a bot is a filesystem
+    /// on one node.
+    fn unsupported(caps: &[proto::VolumeCapability]) -> Option<String> {
+        use volume_capability::access_mode::Mode;
+        for c in caps {
+            match &c.access_type {
+                Some(volume_capability::AccessType::Mount(_)) => {}
+                Some(volume_capability::AccessType::Block(_)) => {
+                    return Some(
+                        "block access: a bot is a filesystem; use volumeMode: Filesystem".into(),
+                    )
+                }
+                None => return Some("a capability without an access type".into()),
+            }
+            let mode = c
+                .access_mode
+                .as_ref()
+                .and_then(|m| Mode::try_from(m.mode).ok())
+                .unwrap_or(Mode::Unknown);
+            match mode {
+                Mode::SingleNodeWriter
+                | Mode::SingleNodeReaderOnly
+                | Mode::SingleNodeSingleWriter
+                | Mode::SingleNodeMultiWriter => {}
+                other => {
+                    return Some(format!(
+                        "access mode {}: a bot lives on one node; use ReadWriteOnce or ReadWriteOncePod",
+                        other.as_str_name()
+                    ))
+                }
+            }
+        }
+        None
+    }
+
+    /// The image and driver a volume asks for, checked.
+    fn wanted(
+        &self,
+        params: &HashMap<String, String>,
+    ) -> CsiResult<(store::ImageName, bot::Driver)> {
+        if let Some(k) = params
+            .keys()
+            .filter(|k| !k.starts_with("csi.storage.k8s.io/"))
+            .find(|k| !PARAMETERS.contains(&k.as_str()))
+        {
+            return Err(invalid(format!(
+                "unknown parameter {}; a botyard StorageClass takes image (NAME:TAG) and driver (overlay or copy)",
+                store::quote_str(k)
+            )));
+        }
+        let image = params
+            .get("image")
+            .ok_or_else(|| invalid("the parameter image (NAME:TAG) is missing; set it in the StorageClass or the inline volume's volumeAttributes"))?;
+        let name: store::ImageName = image
+            .parse()
+            .map_err(|e: store::NameError| invalid(format!("parameter image: {e}")))?;
+        let driver: bot::Driver = match params.get("driver") {
+            Some(d) => d
+                .parse()
+                .map_err(|e: anyhow::Error| invalid(format!("parameter driver: {e}")))?,
+            None => bot::Driver::default(),
+        };
+        match self.store.image(&name) {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(invalid(format!(
+                    "image {name} is not in this node's store ({e:#}); import or pull it on the node first"
+                )))
+            }
+        }
+        Ok((name, driver))
+    }
+
+    pub fn create_volume(
+        &self,
+        req: proto::CreateVolumeRequest,
+    ) -> CsiResult<proto::CreateVolumeResponse> {
+        let id = volume_id(&req.name)?;
+        if req.volume_capabilities.is_empty() {
+            return Err(invalid(
+                "volume_capabilities is missing; ask for a mount capability",
+            ));
+        }
+        if let Some(why) = Self::unsupported(&req.volume_capabilities) {
+            return Err(invalid(why));
+        }
+        if req.volume_content_source.is_some() {
+            return Err(invalid("volumes from snapshots or other volumes are not supported yet; leave dataSource out"));
+        }
+        let (image, driver) = self.wanted(&req.parameters)?;
+        let want = VolumeRecord {
+            name: req.name.clone(),
+            image: image.to_string(),
+            driver: driver.to_string(),
+            ephemeral: false,
+            published: Vec::new(),
+        };
+        if let Some(have) = self.volumes.get(&id)? {
+            if (
+                have.name.as_str(),
+                have.image.as_str(),
+                have.driver.as_str(),
+            ) == (
+                want.name.as_str(),
+                want.image.as_str(),
+                want.driver.as_str(),
+            ) && bot::Bot::new(&self.store, &id)?.exists()?
+            {
+                return Ok(proto::CreateVolumeResponse {
+                    volume: Some(self.volume(&id, &have)),
+                });
+            }
+            if have.name == want.name {
+                return Err(CsiError::new(
+                    tonic::Code::AlreadyExists,
+                    format!(
+                        "volume {} exists with image {} and driver {}; delete it or ask for the same",
+                        store::quote_str(&req.name),
+                        have.image,
+                        have.driver
+                    ),
+                ));
+            }
+        }
+        self.make(&id, &want, &image, driver)?;
+        Ok(proto::CreateVolumeResponse {
+            volume: Some(self.volume(&id, &want)),
+        })
+    }
+
+    /// The record first (so a crash leaves something DeleteVolume finds),
+    /// then the bot; a bot that exists already was made by an earlier,
+    /// interrupted call.
+    fn make(
+        &self,
+        id: &str,
+        r: &VolumeRecord,
+        image: &store::ImageName,
+        driver: bot::Driver,
+    ) -> CsiResult<()> {
+        self.volumes.put(id, r)?;
+        let b = bot::Bot::new(&self.store, id)?;
+        if !b.exists()? {
+            bot::create(&self.store, id, image, driver)?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_volume(
+        &self,
+        req: proto::DeleteVolumeRequest,
+    ) -> CsiResult<proto::DeleteVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is missing"));
+        }
+        let id = &req.volume_id;
+        let Some(r) = self.volumes.get(id)? else {
+            // Gone already: deleting is idempotent.
+            return Ok(proto::DeleteVolumeResponse {});
+        };
+        if !r.published.is_empty() {
+            return Err(CsiError::new(
+                tonic::Code::FailedPrecondition,
+                format!(
+                    "volume {id} is still published at {}; unpublish it first",
+                    r.published[0].display()
+                ),
+            ));
+        }
+        self.remove_bot(id)?;
+        self.volumes.remove(id)?;
+        Ok(proto::DeleteVolumeResponse {})
+    }
+
+    fn remove_bot(&self, id: &str) -> CsiResult<()> {
+        let b = bot::Bot::new(&self.store, id)?;
+        if b.exists()? {
+            if b.mounted_at().is_some() {
+                bot::unmount(&self.store, id)?;
+            }
+            bot::remove(&self.store, id, true)?;
+        }
+        Ok(())
+    }
+
+    pub fn validate_volume_capabilities(
+        &self,
+        req: proto::ValidateVolumeCapabilitiesRequest,
+    ) -> CsiResult<proto::ValidateVolumeCapabilitiesResponse> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is missing"));
+        }
+        if req.volume_capabilities.is_empty() {
+            return Err(invalid("volume_capabilities is missing"));
+        }
+        if self.volumes.get(&req.volume_id)?.is_none() {
+            return Err(CsiError::not_found(format!(
+                "no volume {} on node {}",
+                store::quote_str(&req.volume_id),
+                self.node_id
+            )));
+        }
+        if let Some(why) = Self::unsupported(&req.volume_capabilities) {
+            return Ok(proto::ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: why,
+            });
+        }
+        Ok(proto::ValidateVolumeCapabilitiesResponse {
+            confirmed: Some(proto::validate_volume_capabilities_response::Confirmed {
+                volume_context: req.volume_context,
+                volume_capabilities: req.volume_capabilities,
+                parameters: req.parameters,
+                mutable_parameters: req.mutable_parameters,
+            }),
+            message: String::new(),
+        })
+    }
+
+    pub fn list_volumes(
+        &self,
+        req: proto::ListVolumesRequest,
+    ) -> CsiResult<proto::ListVolumesResponse> {
+        let ids = self.volumes.ids()?;
+        let start = match req.starting_token.as_str() {
+            "" => 0,
+            t => t
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= ids.len())
+                .ok_or_else(|| CsiError::new(tonic::Code::Aborted, format!("starting_token {} is not one this node gave; list again from the start", store::quote_str(t))))?,
+        };
+        let max = if req.max_entries > 0 {
+            req.max_entries as usize
+        } else {
+            usize::MAX
+        };
+        let mut entries = Vec::new();
+        let mut next = String::new();
+        for (i, id) in ids.iter().enumerate().skip(start) {
+            if entries.len() == max {
+                next = i.to_string();
+                break;
+            }
+            if let Some(r) = self.volumes.get(id)? {
+                entries.push(proto::list_volumes_response::Entry {
+                    volume: Some(self.volume(id, &r)),
+                    status: None,
+                });
+            }
+        }
+        Ok(proto::ListVolumesResponse {
+            entries,
+            next_token: next,
+        })
+    }
+
+    /// Free bytes of the store's filesystem.
+    pub fn capacity(&self) -> CsiResult<i64> {
+        let st = rustix::fs::statvfs(self.store.root()).map_err(|e| {
+            CsiError::new(
+                tonic::Code::Internal,
+                format!("cannot read the store's free space: {e}"),
+            )
+        })?;
+        Ok((st.f_bavail.saturating_mul(st.f_frsize)).min(i64::MAX as u64) as i64)
+    }
+
+    pub fn node_publish(&self, req: proto::NodePublishVolumeRequest) -> CsiResult<()> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is missing"));
+        }
+        if req.target_path.is_empty() {
+            return Err(invalid("target_path is missing"));
+        }
+        let Some(cap) = req.volume_capability.as_ref() else {
+            return Err(invalid("volume_capability is missing"));
+        };
+        if let Some(why) = Self::unsupported(std::slice::from_ref(cap)) {
+            return Err(invalid(why));
+        }
+        let id = &req.volume_id;
+        let target = PathBuf::from(&req.target_path);
+        if !target.is_absolute() {
+            return Err(invalid(format!(
+                "target_path {} is not absolute",
+                target.display()
+            )));
+        }
+        let ephemeral = req
+            .volume_context
+            .get(EPHEMERAL_KEY)
+            .is_some_and(|v| v == "true");
+        let mut r = match self.volumes.get(id)? {
+            Some(r) => r,
+            None if ephemeral => {
+                let params: HashMap<String, String> = req
+                    .volume_context
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("csi.storage.k8s.io/"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let (image, driver) = self.wanted(&params)?;
+                let r = VolumeRecord {
+                    name: id.clone(),
+                    image: image.to_string(),
+                    driver: driver.to_string(),
+                    ephemeral: true,
+                    published: Vec::new(),
+                };
+                self.make(id, &r, &image, driver)?;
+                r
+            }
+            None => {
+                return Err(CsiError::not_found(format!(
+                    "no volume {} on node {}; was it created on another node?",
+                    store::quote_str(id),
+                    self.node_id
+                )))
+            }
+        };
+        let readonly = req.readonly
+            || cap.access_mode.as_ref().is_some_and(|m| {
+                m.mode == volume_capability::access_mode::Mode::SingleNodeReaderOnly as i32
+            });
+        std::fs::create_dir_all(&target).map_err(|e| {
+            CsiError::new(
+                tonic::Code::Internal,
+                format!("cannot make the target {}: {e}", target.display()),
+            )
+        })?;
+        if fs::mount_fstype(&target).is_some() {
+            if r.published.contains(&target) {
+                return Ok(()); // published there already
+            }
+            return Err(CsiError::new(
+                tonic::Code::FailedPrecondition,
+                format!(
+                    "{} is already a mount point of something else",
+                    target.display()
+                ),
+            ));
+        }
+        // The bot's own mount, once, at its home; each target is a clone
+        // of it (read-only where asked).
+        let root = self.bot_root(id)?;
+        let fd = fs::walk::open_dir(&root)?;
+        fs::mount_clone(&fd, &target, !readonly)?;
+        if !r.published.contains(&target) {
+            r.published.push(target);
+        }
+        self.volumes.put(id, &r)?;
+        Ok(())
+    }
+
+    /// Where the bot's root is: mounted for an overlay bot (at its default
+    /// place), the directory itself for a copy bot.
+    fn bot_root(&self, id: &str) -> CsiResult<PathBuf> {
+        let b = bot::Bot::new(&self.store, id)?;
+        let r = b.load()?;
+        Ok(match r.driver {
+            bot::Driver::Copy => b.default_mount(),
+            bot::Driver::Overlay => match b.mounted_at() {
+                Some(p) => p,
+                None => bot::mount(&self.store, id, None, bot::MountOptions::default())?,
+            },
+        })
+    }
+
+    pub fn node_unpublish(&self, req: proto::NodeUnpublishVolumeRequest) -> CsiResult<()> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is missing"));
+        }
+        if req.target_path.is_empty() {
+            return Err(invalid("target_path is missing"));
+        }
+        let id = &req.volume_id;
+        let target = PathBuf::from(&req.target_path);
+        let Some(mut r) = self.volumes.get(id)? else {
+            // Unknown: nothing of ours is there (idempotent).
+            return Ok(());
+        };
+        if fs::mount_fstype(&target).is_some() && r.published.contains(&target) {
+            fs::unmount(&target)?;
+        }
+        let _ = std::fs::remove_dir(&target);
+        r.published.retain(|p| p != &target);
+        self.volumes.put(id, &r)?;
+        if r.published.is_empty() {
+            self.settle(id, &r)?;
+        }
+        Ok(())
+    }
+
+    /// The last publication went: the bot's drift is folded into the store
+    /// (or, ephemeral, the bot goes).
+    fn settle(&self, id: &str, r: &VolumeRecord) -> CsiResult<()> {
+        if r.ephemeral {
+            self.remove_bot(id)?;
+            self.volumes.remove(id)?;
+            return Ok(());
+        }
+        let b = bot::Bot::new(&self.store, id)?;
+        if b.mounted_at().is_some() {
+            bot::unmount(&self.store, id)?;
+        }
+        bot::commit(&self.store, id, &store::NoProgress)?;
+        Ok(())
+    }
+
+    pub fn volume_stats(
+        &self,
+        req: proto::NodeGetVolumeStatsRequest,
+    ) -> CsiResult<proto::NodeGetVolumeStatsResponse> {
+        if req.volume_id.is_empty() {
+            return Err(invalid("volume_id is missing"));
+        }
+        if req.volume_path.is_empty() {
+            return Err(invalid("volume_path is missing"));
+        }
+        let Some(r) = self.volumes.get(&req.volume_id)? else {
+            return Err(CsiError::not_found(format!(
+                "no volume {}",
+                store::quote_str(&req.volume_id)
+            )));
+        };
+        if !r.published.iter().any(|p| p == Path::new(&req.volume_path)) {
+            return Err(CsiError::not_found(format!(
+                "volume {} is not published at {}",
+                req.volume_id, req.volume_path
+            )));
+        }
+        let info = bot::show(&self.store, &req.volume_id)?;
+        let used = info.uncommitted_bytes as i64;
+        let available = self.capacity()?;
+        Ok(proto::NodeGetVolumeStatsResponse {
+            usage: vec![proto::VolumeUsage {
+                available,
+                total: available + used,
+                used,
+                unit: proto::volume_usage::Unit::Bytes as i32,
+            }],
+            volume_condition: None,
+        })
+    }
+
+    pub fn node_info(&self) -> proto::NodeGetInfoResponse {
+        proto::NodeGetInfoResponse {
+            node_id: self.node_id.clone(),
+            max_volumes_per_node: 0,
+            accessible_topology: Some(self.topology()),
+        }
+    }
+}
