@@ -2,8 +2,10 @@
 # Installs the Debian packages botyard's quickstart, tests and benchmarks use.
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 PKGS=(debootstrap attr python3 skopeo umoci docker-registry busybox-static zstd xz-utils
-      xfsprogs btrfs-progs e2fsprogs util-linux time rsync rmlint runc bubblewrap systemd)
+      xfsprogs btrfs-progs e2fsprogs util-linux time rsync rmlint runc bubblewrap systemd
+      python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -21,4 +23,13 @@ fi
 # Rust toolchain components used by CI.
 if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+# The Kubernetes checks' tools, pinned, in a virtualenv of the repository's
+# own: the Helm SDK (renders and lints the chart with no cluster and no
+# helm binary) and the Kubernetes schemas (strict validation, 1.25 to 1.37).
+PYTOOLS=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML==6.0.2)
+if ! .venv-tools/bin/python -c "import helm_python, kubernetes_validate, yaml" 2>/dev/null; then
+  echo "deps: installing ${PYTOOLS[*]} into .venv-tools" >&2
+  python3 -m venv .venv-tools
+  .venv-tools/bin/pip install -q --disable-pip-version-check "${PYTOOLS[@]}"
 fi

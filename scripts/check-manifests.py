@@ -1,0 +1,101 @@
+"""Renders the Helm chart with the Helm SDK (no cluster, no helm binary),
+lints it, checks its values schema, and validates every rendered object and
+every example manifest strictly against the Kubernetes schemas of the
+versions given.
+
+    python scripts/check-manifests.py CHART EXAMPLES_DIR VERSION...
+
+Prints one line per check; exits non-zero on the first failure.
+"""
+import json, os, subprocess, sys, tempfile
+
+import helm_python as helm
+import yaml
+
+chart_dir, examples, versions = sys.argv[1], sys.argv[2], sys.argv[3:]
+validator = os.path.join(os.path.dirname(sys.executable), "kubernetes-validate")
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def validate(path, what):
+    for v in versions:
+        r = subprocess.run([validator, "--strict", "--quiet", "-k", v, path], capture_output=True, text=True)
+        out = (r.stdout + r.stderr).strip()
+        if r.returncode != 0 or "ERROR" in out:
+            fail(f"{what} against Kubernetes {v}: {out}")
+    print(f"ok: {what} validates strictly against Kubernetes {', '.join(versions)}")
+
+
+report = helm.lint(chart_dir, {"storageClass": {"image": "debian:bookworm"}}, strict=True)
+errors = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + report.get("errors", [])
+if errors:
+    fail(f"helm lint: {errors}")
+print("ok: helm lint --strict")
+
+chart = helm.Chart.load(chart_dir)
+variants = {
+    "defaults with an image": {"storageClass": {"image": "debian:bookworm"}},
+    "copy driver, default class, node selector": {
+        "storageClass": {"image": "debian:bookworm", "driver": "copy", "isDefault": True},
+        "nodeSelector": {"botyard.io/store": "yes"},
+        "tolerations": [{"operator": "Exists"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+    },
+    "no StorageClass": {"storageClass": {"create": False}},
+}
+kinds = set()
+for name, values in variants.items():
+    chart.validate_schema(values)
+    out = chart.render(values, name="botyard", namespace="kube-system", is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for d in yaml.safe_load_all(text):
+            if d:
+                docs.append(d)
+                kinds.add(d["kind"])
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump_all(docs, f)
+    validate(f.name, f"the chart rendered with {name} ({len(docs)} objects)")
+    os.unlink(f.name)
+    if name == "copy driver, default class, node selector":
+        sc = [d for d in docs if d["kind"] == "StorageClass"][0]
+        if sc["parameters"] != {"image": "debian:bookworm", "driver": "copy"} or sc["volumeBindingMode"] != "WaitForFirstConsumer":
+            fail(f"StorageClass: {sc}")
+        ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+        priv = [c["name"] for c in ds["spec"]["template"]["spec"]["containers"] if c.get("securityContext", {}).get("privileged")]
+        if priv != ["botyard"]:
+            fail(f"privileged containers: {priv} (only the plugin may be)")
+        drv = [d for d in docs if d["kind"] == "CSIDriver"][0]["spec"]
+        if drv["attachRequired"] or sorted(drv["volumeLifecycleModes"]) != ["Ephemeral", "Persistent"]:
+            fail(f"CSIDriver: {drv}")
+for k in ["CSIDriver", "DaemonSet", "StorageClass", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"]:
+    if k not in kinds:
+        fail(f"the chart renders no {k}")
+print("ok: the chart renders " + ", ".join(sorted(kinds)))
+
+# Values the schema must refuse, each with the key named.
+for bad, key in [
+    ({"storageClass": {"image": "debian:bookworm", "driver": "zfs"}}, "driver"),
+    ({"storageClass": {"image": "no tag here"}}, "image"),
+    ({"storageClass": {"create": True}}, "image"),
+    ({"storageClass": {"image": "a:b"}, "storePath": "relative"}, "storePath"),
+    ({"storageClass": {"image": "a:b"}, "colour": "red"}, "colour"),
+]:
+    try:
+        chart.validate_schema(bad)
+    except helm.HelmError as e:
+        if key not in str(e):
+            fail(f"the schema refused {bad} without naming {key}: {e}")
+        continue
+    fail(f"the schema accepted {bad}")
+print("ok: the values schema refuses bad values, naming the key")
+
+for f in sorted(os.listdir(examples)):
+    if f.endswith(".yaml"):
+        validate(os.path.join(examples, f), f"example {f}")
