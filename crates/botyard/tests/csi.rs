@@ -151,6 +151,37 @@ fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
     (e.code(), e.message().to_string())
 }
 
+/// A user namespace mapping 0..65536 to `base`.., held by a child process
+/// (killed when the first value drops), and a descriptor of it.
+fn user_namespace(base: u32) -> (KillOnDrop, std::os::fd::OwnedFd) {
+    let child = std::process::Command::new("unshare")
+        .args(["-U", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t = Instant::now();
+    // Written once the child is in its namespace (its ns link changes).
+    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap() == own {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for m in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{m}"), format!("0 {base} 65536")).unwrap();
+    }
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/user")).unwrap();
+    (KillOnDrop(child), ns.into())
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn is_mount_point(p: &Path) -> bool {
     fs::mount_fstype(p).is_some()
 }
@@ -222,13 +253,22 @@ fn identity_and_controller_follow_the_spec() {
     assert_eq!(again, v);
     let (c, m) = code(p.create(create_req(
         "pvc-1",
-        &[("image", "bb:1"), ("driver", "copy")],
+        &[("image", "bb:1"), ("driver", "overlay")],
     )));
     assert_eq!(c, Code::AlreadyExists, "{m}");
+    let show = env.json(&["bot", "show", "pvc-1", "--json"]);
+    assert_eq!(show["image"], "bb:1");
     assert_eq!(
-        env.json(&["bot", "show", "pvc-1", "--json"])["image"],
-        "bb:1"
+        show["driver"], "copy",
+        "copy is the default: userns pods can use it"
     );
+    let same = p
+        .create(create_req(
+            "pvc-1",
+            &[("image", "bb:1"), ("driver", "copy")],
+        ))
+        .unwrap();
+    assert_eq!(same, v);
     // A name that is not a bot id maps to one; two such names never meet.
     let odd = p
         .create(create_req("Data_Vol", &[("image", "bb:1")]))
@@ -313,9 +353,19 @@ fn identity_and_controller_follow_the_spec() {
 #[test]
 fn a_published_volume_is_the_bots_root_and_its_writes_are_committed_at_unpublish() {
     require_root!();
+    for driver in ["copy", "overlay"] {
+        publish_and_commit(driver);
+    }
+}
+
+fn publish_and_commit(driver: &str) {
     let env = busybox_env(&["sh", "cat", "echo"]);
     let p = start(&env);
-    p.create(create_req("pvc-a", &[("image", "bb:1")])).unwrap();
+    p.create(create_req(
+        "pvc-a",
+        &[("image", "bb:1"), ("driver", driver)],
+    ))
+    .unwrap();
     let target = env.path("pods/uid-1/volumes/kubernetes.io~csi/pvc-a/mount");
 
     // Bad publishes.
@@ -336,6 +386,30 @@ fn a_published_volume_is_the_bots_root_and_its_writes_are_committed_at_unpublish
     p.publish(publish_req("pvc-a", &target, false)).unwrap();
     p.publish(publish_req("pvc-a", &target, false)).unwrap();
     assert!(target.join("bin/busybox").exists());
+    // What a runtime does for a pod with its own user namespace: an
+    // idmapped mount of the volume. The copy driver's directory takes it;
+    // a merged overlay does not (which is why copy is the default).
+    let idmapped = env.path(&format!("idmapped-{driver}"));
+    let (ns_holder, ns) = user_namespace(100_000);
+    let r = fs::mount_clone_idmapped(&fs::walk::open_dir(&target).unwrap(), &idmapped, true, &ns);
+    match driver {
+        "copy" => {
+            r.unwrap();
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(idmapped.join("bin/busybox")).unwrap();
+            assert_eq!(
+                md.uid(),
+                100_000,
+                "root's file shows as the namespace's root"
+            );
+            fs::unmount(&idmapped).unwrap();
+        }
+        _ => {
+            let e = format!("{:#}", r.unwrap_err());
+            assert!(e.contains("merged overlay"), "{e}");
+        }
+    }
+    drop(ns_holder);
     std::fs::write(target.join("root/note"), "written in the pod").unwrap();
     let stats =
         p.rt.block_on(

@@ -18,6 +18,7 @@ pub const TOPOLOGY_KEY: &str = "topology.csi.botyard.io/node";
 const EPHEMERAL_KEY: &str = "csi.storage.k8s.io/ephemeral";
 
 /// StorageClass parameters a volume may have; any other is refused.
+/// `driver` defaults to `copy`, the one `hostUsers: false` pods can use.
 const PARAMETERS: [&str; 2] = ["image", "driver"];
 
 pub struct Driver {
@@ -120,7 +121,10 @@ impl Driver {
             Some(d) => d
                 .parse()
                 .map_err(|e: anyhow::Error| invalid(format!("parameter driver: {e}")))?,
-            None => bot::Driver::default(),
+            // The driver whose volumes pods with user namespaces can use
+            // (a plain directory takes the runtime's idmapped mount; a
+            // merged overlay does not).
+            None => bot::Driver::Copy,
         };
         match self.store.image(&name) {
             Ok(_) => {}

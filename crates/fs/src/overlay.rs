@@ -328,6 +328,29 @@ pub fn mount_fstype(path: &Path) -> Option<String> {
 /// whatever happened to its path since. Read-only unless `writable`;
 /// always `nosuid,nodev`.
 pub fn mount_clone(source: &OwnedFd, target: &Path, writable: bool) -> Result<()> {
+    mount_clone_mapped(source, target, writable, None)
+}
+
+/// [`mount_clone`] seen through the id mapping of the user namespace
+/// `userns` (an idmapped mount, as a container runtime makes for a pod with
+/// its own user namespace): files owned by 0 on disk show as the
+/// namespace's root. Plain directories on ext4, XFS, btrfs, tmpfs and EROFS
+/// take one; a merged overlay does not (EINVAL).
+pub fn mount_clone_idmapped(
+    source: &OwnedFd,
+    target: &Path,
+    writable: bool,
+    userns: &OwnedFd,
+) -> Result<()> {
+    mount_clone_mapped(source, target, writable, Some(userns))
+}
+
+fn mount_clone_mapped(
+    source: &OwnedFd,
+    target: &Path,
+    writable: bool,
+    userns: Option<&OwnedFd>,
+) -> Result<()> {
     use rustix::mount::OpenTreeFlags;
     let st = rustix::fs::fstat(source)?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
@@ -361,13 +384,26 @@ pub fn mount_clone(source: &OwnedFd, target: &Path, writable: bool) -> Result<()
     if !writable {
         attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
     }
-    set_attrs(&tree, attrs).map_err(|e| {
+    set_attrs(&tree, attrs, None).map_err(|e| {
         anyhow::anyhow!(
             "cannot restrict the mount for {}: {}",
             target.display(),
             kernel_hint(e)
         )
     })?;
+    if let Some(ns) = userns {
+        set_attrs(&tree, MountAttrFlags::empty(), Some(ns)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot map the ids of the mount for {}: {e}{}",
+                target.display(),
+                if e == rustix::io::Errno::INVAL {
+                    " (a merged overlay takes no idmapped mount; the copy driver's plain directories do)"
+                } else {
+                    ""
+                }
+            )
+        })?;
+    }
     let to = rustix::fs::open(
         target,
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -391,7 +427,14 @@ pub fn mount_clone(source: &OwnedFd, target: &Path, writable: bool) -> Result<()
 }
 
 /// `mount_setattr` on a whole detached tree (not in rustix yet).
-fn set_attrs(tree: &OwnedFd, set: MountAttrFlags) -> rustix::io::Result<()> {
+/// `mount_setattr` on a detached tree; with `userns`, also idmapped
+/// through that user namespace.
+fn set_attrs(
+    tree: &OwnedFd,
+    set: MountAttrFlags,
+    userns: Option<&OwnedFd>,
+) -> rustix::io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -400,10 +443,15 @@ fn set_attrs(tree: &OwnedFd, set: MountAttrFlags) -> rustix::io::Result<()> {
         userns_fd: u64,
     }
     let a = MountAttr {
-        attr_set: set.bits() as u64,
+        attr_set: set.bits() as u64
+            | if userns.is_some() {
+                MOUNT_ATTR_IDMAP
+            } else {
+                0
+            },
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
     const AT_EMPTY_PATH: libc::c_int = 0x1000;
     const AT_RECURSIVE: libc::c_int = 0x8000;
