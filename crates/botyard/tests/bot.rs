@@ -365,30 +365,6 @@ fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
     env.fsck_ok();
 }
 
-/// Builds a small real .deb with dpkg-deb: files, a conffile, a postinst.
-fn build_deb(dir: &Path, name: &str, depends: Option<&str>) -> PathBuf {
-    let root = dir.join(format!("{name}-pkg"));
-    let dep = depends
-        .map(|d| format!("Depends: {d}\n"))
-        .unwrap_or_default();
-    sh(&format!(
-        r#"set -e
-        r='{r}'
-        mkdir -p "$r/DEBIAN" "$r/usr/share/{name}" "$r/etc"
-        printf 'Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: botyard tests <tests@botyard.invalid>\n{dep}Description: botyard test package\n' > "$r/DEBIAN/control"
-        printf '/etc/{name}.conf\n' > "$r/DEBIAN/conffiles"
-        printf 'setting=1\n' > "$r/etc/{name}.conf"
-        yes {name} | head -c 200000 > "$r/usr/share/{name}/data"
-        printf '#!/bin/sh\nset -e\nmkdir -p /var/lib/{name}\necho installed > /var/lib/{name}/stamp\n' > "$r/DEBIAN/postinst"
-        chmod 755 "$r/DEBIAN/postinst"
-        dpkg-deb --root-owner-group -b "$r" '{out}' >/dev/null
-        "#,
-        r = root.display(),
-        out = dir.join(format!("{name}.deb")).display(),
-    ));
-    dir.join(format!("{name}.deb"))
-}
-
 #[test]
 fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
     require_root!();

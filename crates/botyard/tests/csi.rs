@@ -500,3 +500,181 @@ fn an_ephemeral_inline_volume_lives_as_long_as_its_pod() {
     drop(p);
     env.fsck_ok();
 }
+
+/// The issue's proof, the way kubelet and the runtime do it: a volume
+/// created and published over the socket; a runc container in a new user
+/// namespace (its root is host uid 100000, 65,536 ids) whose /usr, /etc,
+/// /var, /home, /root and /opt are idmapped bind mounts of the volume's
+/// subdirectories (made here as a runtime makes them; runc 1.1 cannot),
+/// with the default capabilities of a pod and none added; inside, as root,
+/// `dpkg -i` of real .debs and a clean `dpkg --audit`. Then unpublish,
+/// publish again for a second container: the packages are there; on the
+/// host the files belong to root, not to the shifted ids.
+#[test]
+fn a_user_namespace_container_installs_packages_on_a_published_volume() {
+    require_root!();
+    if !have_tool("debootstrap", "debootstrap")
+        || !have_tool("dpkg-deb", "dpkg")
+        || !have_tool("runc", "runc")
+    {
+        return;
+    }
+    let rootfs = sh(&format!(
+        "bash '{}/../../scripts/debian-rootfs.sh'",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    let env = Env::new();
+    env.ok(&[
+        "image",
+        "import",
+        "-q",
+        "debian:bookworm",
+        "--dir",
+        rootfs.trim(),
+    ]);
+    let lib = build_deb(env.dir.path(), "botyard-test-lib", None);
+    let app = build_deb(env.dir.path(), "botyard-test-app", Some("botyard-test-lib"));
+    let p = start(&env);
+    let v = p
+        .create(create_req("pvc-deb", &[("image", "debian:bookworm")]))
+        .unwrap();
+    assert_eq!(
+        v.volume_context.get("driver").map(String::as_str),
+        Some("copy")
+    );
+
+    let run_pod = |pod: &str, target: &Path, script: &str| -> String {
+        let (holder, ns) = user_namespace(100_000);
+        let b = env.path(&format!("{pod}/bundle"));
+        let root = b.join("rootfs");
+        for d in [
+            "usr", "etc", "var", "home", "root", "opt", "tmp", "proc", "dev", "sys",
+        ] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for (l, t) in [
+            ("bin", "usr/bin"),
+            ("sbin", "usr/sbin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            std::os::unix::fs::symlink(t, root.join(l)).unwrap();
+        }
+        sh(&format!(
+            "chown -R 100000:100000 '{}'",
+            env.path(pod).display()
+        ));
+        std::fs::copy(&lib, root.join("tmp/lib.deb")).unwrap();
+        std::fs::copy(&app, root.join("tmp/app.deb")).unwrap();
+        sh(&format!(
+            "chown 100000:100000 '{}'/tmp/*.deb",
+            root.display()
+        ));
+        // The runtime's idmapped mounts of the volume's subPaths.
+        let mut mounts = Vec::new();
+        for d in ["usr", "etc", "var", "home", "root", "opt"] {
+            let at = env.path(&format!("{pod}/idmapped/{d}"));
+            let src = fs::walk::open_dir(&target.join(d)).unwrap();
+            fs::mount_clone_idmapped(&src, &at, true, &ns).unwrap();
+            mounts.push(
+                serde_json::json!({"destination": format!("/{d}"), "type": "bind",
+                "source": at, "options": ["rbind", "rw"]}),
+            );
+        }
+        drop(holder);
+        sh(&format!("cd '{}' && runc spec", b.display()));
+        let cfg_path = b.join("config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        c["process"]["terminal"] = false.into();
+        c["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+        c["process"]["env"] =
+            serde_json::json!(["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"]);
+        // A pod's default capabilities (what containerd gives), none added.
+        let caps = serde_json::json!([
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE"
+        ]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = caps.clone();
+        }
+        c["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "user"}, {"type": "pid"},
+            {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]);
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+        let base = c["mounts"].as_array().unwrap().clone();
+        let mut all: Vec<serde_json::Value> = base
+            .into_iter()
+            .filter(|m| m["destination"] != "/sys/fs/cgroup")
+            .collect();
+        all.extend(mounts);
+        c["mounts"] = all.into();
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        let o = std::process::Command::new("runc")
+            .args(["run", "--bundle"])
+            .arg(&b)
+            .arg(format!("botyard-csi-test-{pod}-{}", std::process::id()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        for d in ["usr", "etc", "var", "home", "root", "opt"] {
+            fs::unmount(&env.path(&format!("{pod}/idmapped/{d}"))).unwrap();
+        }
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{pod}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+
+    let target = env.path("pods/uid-1/volumes/kubernetes.io~csi/pvc-deb/mount");
+    p.publish(publish_req("pvc-deb", &target, false)).unwrap();
+    let out = run_pod(
+        "pod1",
+        &target,
+        "id -u; dpkg -i /tmp/lib.deb /tmp/app.deb >/dev/null && dpkg --audit && dpkg -s botyard-test-app | grep Status",
+    );
+    assert_eq!(out, "0\nStatus: install ok installed\n");
+    p.unpublish(unpublish_req("pvc-deb", &target)).unwrap();
+
+    let target2 = env.path("pods/uid-2/volumes/kubernetes.io~csi/pvc-deb/mount");
+    p.publish(publish_req("pvc-deb", &target2, false)).unwrap();
+    let out = run_pod(
+        "pod2",
+        &target2,
+        "dpkg --audit && dpkg -s botyard-test-app | grep Status && cat /var/lib/botyard-test-app/stamp",
+    );
+    assert_eq!(out, "Status: install ok installed\ninstalled\n");
+    use std::os::unix::fs::MetadataExt;
+    for f in [
+        "usr/share/botyard-test-lib/data",
+        "var/lib/botyard-test-app/stamp",
+        "etc/botyard-test-lib.conf",
+    ] {
+        let md = std::fs::metadata(target2.join(f)).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid()),
+            (0, 0),
+            "{f} belongs to root on the host"
+        );
+    }
+    p.unpublish(unpublish_req("pvc-deb", &target2)).unwrap();
+    drop(p);
+    env.fsck_ok();
+}

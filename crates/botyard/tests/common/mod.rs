@@ -562,3 +562,27 @@ pub fn busybox_env(commands: &[&str]) -> Env {
     env.ok(&["bot", "create", "b1", "--image", "bb:1"]);
     env
 }
+
+/// Builds a small real .deb with dpkg-deb: files, a conffile, a postinst.
+pub fn build_deb(dir: &Path, name: &str, depends: Option<&str>) -> PathBuf {
+    let root = dir.join(format!("{name}-pkg"));
+    let dep = depends
+        .map(|d| format!("Depends: {d}\n"))
+        .unwrap_or_default();
+    sh(&format!(
+        r#"set -e
+        r='{r}'
+        mkdir -p "$r/DEBIAN" "$r/usr/share/{name}" "$r/etc"
+        printf 'Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: botyard tests <tests@botyard.invalid>\n{dep}Description: botyard test package\n' > "$r/DEBIAN/control"
+        printf '/etc/{name}.conf\n' > "$r/DEBIAN/conffiles"
+        printf 'setting=1\n' > "$r/etc/{name}.conf"
+        yes {name} | head -c 200000 > "$r/usr/share/{name}/data"
+        printf '#!/bin/sh\nset -e\nmkdir -p /var/lib/{name}\necho installed > /var/lib/{name}/stamp\n' > "$r/DEBIAN/postinst"
+        chmod 755 "$r/DEBIAN/postinst"
+        dpkg-deb --root-owner-group -b "$r" '{out}' >/dev/null
+        "#,
+        r = root.display(),
+        out = dir.join(format!("{name}.deb")).display(),
+    ));
+    dir.join(format!("{name}.deb"))
+}
