@@ -45,9 +45,15 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>, opts: MountOptions) -> 
         allow_suid: opts.suid,
         allow_dev: opts.dev,
     };
-    fs::mount_overlay(&spec, &target).with_context(|| format!("cannot mount bot {id}"))?;
+    // Recorded before the mount is attached: a process killed right after
+    // attaching leaves a record the next command finds (the bot is then
+    // mounted, not mounted a second time over an upper in use).
     let record = target.as_os_str().as_encoded_bytes();
     store::write_file_atomic(&store.tmp_dir(), &bot.mount_record(), record, 0o644)?;
+    if let Err(e) = fs::mount_overlay(&spec, &target) {
+        let _ = std::fs::remove_file(bot.mount_record());
+        return Err(e).with_context(|| format!("cannot mount bot {id}"));
+    }
     Ok(target)
 }
 

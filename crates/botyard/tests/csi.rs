@@ -18,6 +18,8 @@ use tonic::Code;
 
 struct Plugin<'a> {
     env: &'a Env,
+    /// Unmount the pods' volumes when dropped (not when killed on purpose).
+    cleanup: bool,
     child: Child,
     rt: tokio::runtime::Runtime,
     channel: Channel,
@@ -27,8 +29,10 @@ impl Drop for Plugin<'_> {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        fs::unmount_below(&self.env.path("pods"));
-        let _ = self.env.run(&["bot", "ls"]);
+        if self.cleanup {
+            fs::unmount_below(&self.env.path("pods"));
+            let _ = self.env.run(&["bot", "ls"]);
+        }
     }
 }
 
@@ -71,6 +75,7 @@ fn start(env: &Env) -> Plugin<'_> {
     });
     Plugin {
         env,
+        cleanup: true,
         child,
         rt,
         channel,
@@ -676,5 +681,102 @@ fn a_user_namespace_container_installs_packages_on_a_published_volume() {
     }
     p.unpublish(unpublish_req("pvc-deb", &target2)).unwrap();
     drop(p);
+    env.fsck_ok();
+}
+
+/// Mount points exactly at `p` (a volume mounted twice shows twice).
+fn mounts_at(p: &Path) -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+        .count()
+}
+
+/// Sends `call` to a fresh plugin, SIGKILLs the plugin `delay` later
+/// (whether or not the call ended), and returns a new plugin to retry on.
+fn killed_during<'a, F, Fut>(env: &'a Env, delay: Duration, call: F) -> Plugin<'a>
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut p = start(env);
+    let fut = call(p.channel.clone());
+    p.rt.spawn(fut);
+    std::thread::sleep(delay);
+    p.cleanup = false;
+    drop(p);
+    start(env)
+}
+
+/// The plugin killed with SIGKILL in the middle of CreateVolume,
+/// NodePublishVolume and NodeUnpublishVolume, then restarted: the retried
+/// call succeeds, nothing is mounted twice, no byte a pod wrote is lost,
+/// and fsck passes.
+#[test]
+fn a_plugin_killed_in_the_middle_of_a_call_recovers_on_the_retry() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("csi fault test seed {seed}");
+    let mut x = seed | 1;
+    let mut delay = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        Duration::from_micros(x % 60_000)
+    };
+    for (i, driver) in ["copy", "overlay", "copy", "overlay", "copy", "overlay"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("pvc-{i}");
+        let req = create_req(&id, &[("image", "bb:1"), ("driver", driver)]);
+        let r = req.clone();
+        let p = killed_during(&env, delay(), move |ch| async move {
+            let _ = ControllerClient::new(ch).create_volume(r).await;
+        });
+        let v = p
+            .create(req.clone())
+            .expect("the retried CreateVolume succeeds");
+        assert_eq!(p.create(req).unwrap(), v);
+        drop(p);
+
+        let target = env.path(&format!("pods/{i}/volumes/kubernetes.io~csi/{id}/mount"));
+        let r = publish_req(&id, &target, false);
+        let p = killed_during(&env, delay(), move |ch| async move {
+            let _ = NodeClient::new(ch).node_publish_volume(r).await;
+        });
+        p.publish(publish_req(&id, &target, false))
+            .expect("the retried NodePublishVolume succeeds");
+        assert_eq!(mounts_at(&target), 1, "{id} is mounted once at its target");
+        std::fs::write(target.join("root/written"), format!("by pod {i}")).unwrap();
+
+        let r = unpublish_req(&id, &target);
+        let p2 = {
+            let mut p = p;
+            p.cleanup = false;
+            drop(p);
+            killed_during(&env, delay(), move |ch| async move {
+                let _ = NodeClient::new(ch).node_unpublish_volume(r).await;
+            })
+        };
+        p2.unpublish(unpublish_req(&id, &target))
+            .expect("the retried NodeUnpublishVolume succeeds");
+        assert_eq!(mounts_at(&target), 0, "{id} is no longer mounted");
+        let again = env.path(&format!("pods/{i}b/volumes/kubernetes.io~csi/{id}/mount"));
+        p2.publish(publish_req(&id, &again, false)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(again.join("root/written")).unwrap(),
+            format!("by pod {i}"),
+            "the pod's write survived"
+        );
+        p2.unpublish(unpublish_req(&id, &again)).unwrap();
+        drop(p2);
+    }
+    assert!(fs::mounts_below(&env.path("pods")).is_empty());
     env.fsck_ok();
 }

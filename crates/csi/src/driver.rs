@@ -162,16 +162,12 @@ impl Driver {
             published: Vec::new(),
         };
         if let Some(have) = self.volumes.get(&id)? {
-            if (
-                have.name.as_str(),
-                have.image.as_str(),
-                have.driver.as_str(),
-            ) == (
-                want.name.as_str(),
-                want.image.as_str(),
-                want.driver.as_str(),
-            ) && bot::Bot::new(&self.store, &id)?.exists()?
-            {
+            let same =
+                (&have.name, &have.image, &have.driver) == (&want.name, &want.image, &want.driver);
+            if same {
+                // The same request again, or the retry of one cut short
+                // before its bot was made.
+                self.make(&id, &have, &image, driver)?;
                 return Ok(proto::CreateVolumeResponse {
                     volume: Some(self.volume(&id, &have)),
                 });
@@ -407,15 +403,18 @@ impl Driver {
                 ),
             ));
         }
+        // The target is recorded before it is mounted, so a plugin killed
+        // in between finds it on the retry (and unpublish or delete never
+        // miss a mount it made).
+        if !r.published.contains(&target) {
+            r.published.push(target.clone());
+            self.volumes.put(id, &r)?;
+        }
         // The bot's own mount, once, at its home; each target is a clone
         // of it (read-only where asked).
         let root = self.bot_root(id)?;
         let fd = fs::walk::open_dir(&root)?;
         fs::mount_clone(&fd, &target, !readonly)?;
-        if !r.published.contains(&target) {
-            r.published.push(target);
-        }
-        self.volumes.put(id, &r)?;
         Ok(())
     }
 
