@@ -780,3 +780,64 @@ fn a_plugin_killed_in_the_middle_of_a_call_recovers_on_the_retry() {
     assert!(fs::mounts_below(&env.path("pods")).is_empty());
     env.fsck_ok();
 }
+
+/// An image named by its registry is pulled at the first CreateVolume that
+/// needs it (the node's store lacked it), once.
+#[test]
+fn create_volume_pulls_an_image_the_node_lacks_from_its_registry() {
+    require_root!();
+    if !have_tool("skopeo", "skopeo") || !have_tool("docker-registry", "docker-registry") {
+        return;
+    }
+    let env = busybox_env(&["sh"]);
+    let layer = env.path("layer.tar");
+    sh(&format!(
+        "tar -C '{}' -cf '{}' .",
+        env.path("rootfs").display(),
+        layer.display()
+    ));
+    let layout = env.path("layout");
+    write_oci_layout(&layout, "1", &[std::fs::read(&layer).unwrap()]);
+    let reg = Registry::start(env.dir.path());
+    sh(&format!(
+        "skopeo copy -q --dest-tls-verify=false oci:'{}':1 docker://127.0.0.1:{}/bots/bb:1",
+        layout.display(),
+        reg.port
+    ));
+    let reference = format!("127.0.0.1:{}/bots/bb:1", reg.port);
+    let p = start(&env);
+    let params = [("image", reference.as_str()), ("insecure", "true")];
+    let v = p.create(create_req("pvc-r1", &params)).unwrap();
+    assert_eq!(
+        v.volume_context.get("image").map(String::as_str),
+        Some("bots/bb:1")
+    );
+    let images = env.ok(&["image", "ls"]);
+    assert!(images.contains("bots/bb:1"), "{images}");
+    assert_eq!(
+        env.json(&["bot", "show", "pvc-r1", "--json"])["image"],
+        "bots/bb:1"
+    );
+    // The second volume finds it in the store (the registry is gone).
+    drop(reg);
+    p.create(create_req("pvc-r2", &params)).unwrap();
+    let target = env.path("pods/r/volumes/kubernetes.io~csi/pvc-r2/mount");
+    p.publish(publish_req("pvc-r2", &target, false)).unwrap();
+    assert!(target.join("bin/busybox").exists());
+    p.unpublish(unpublish_req("pvc-r2", &target)).unwrap();
+    // A registry that does not answer: UNAVAILABLE (the CO retries), named.
+    let gone = format!("127.0.0.1:{}/bots/other:1", 1);
+    let (c, m) = code(p.create(create_req(
+        "pvc-r3",
+        &[("image", gone.as_str()), ("insecure", "true")],
+    )));
+    assert_eq!(c, Code::Unavailable, "{m}");
+    assert!(m.contains("cannot pull") && m.contains(&gone), "{m}");
+    let (c, _) = code(p.create(create_req(
+        "pvc-r4",
+        &[("image", reference.as_str()), ("insecure", "maybe")],
+    )));
+    assert_eq!(c, Code::InvalidArgument);
+    drop(p);
+    env.fsck_ok();
+}

@@ -5,9 +5,6 @@
 
 mod common;
 use common::*;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 /// Builds an OCI layout with umoci: tag v1 with a base layer, tag v2 adding
 /// a layer that deletes a file, empties a directory and adds new content.
@@ -186,53 +183,4 @@ fn opaque_directories_and_whiteouts_follow_the_oci_rules() {
     ]);
     let m = manifest_of_tree(&env.store(), env.tree_of("p:1"));
     assert!(m.contains_key(b"keep/.wh.a".as_slice()));
-}
-
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let data = dir.join("registry");
-        std::fs::create_dir_all(&data).unwrap();
-        let cfg = dir.join("registry.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Registry { child, port };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("docker-registry did not start on port {port}");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

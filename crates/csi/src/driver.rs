@@ -18,8 +18,18 @@ pub const TOPOLOGY_KEY: &str = "topology.csi.botyard.io/node";
 const EPHEMERAL_KEY: &str = "csi.storage.k8s.io/ephemeral";
 
 /// StorageClass parameters a volume may have; any other is refused.
-/// `driver` defaults to `copy`, the one `hostUsers: false` pods can use.
-const PARAMETERS: [&str; 2] = ["image", "driver"];
+/// `driver` defaults to `copy`, the one `hostUsers: false` pods can use;
+/// `insecure: "true"` pulls over plain HTTP (a registry on loopback).
+const PARAMETERS: [&str; 3] = ["image", "driver", "insecure"];
+
+/// Whether `image` names a registry (`HOST[:PORT]/REPOSITORY:TAG`, the
+/// host having a dot or a port, or being localhost) rather than a store
+/// name.
+fn is_registry_reference(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains('.') || host.contains(':') || host == "localhost")
+}
 
 pub struct Driver {
     pub store: Store,
@@ -107,16 +117,23 @@ impl Driver {
             .find(|k| !PARAMETERS.contains(&k.as_str()))
         {
             return Err(invalid(format!(
-                "unknown parameter {}; a botyard StorageClass takes image (NAME:TAG) and driver (overlay or copy)",
+                "unknown parameter {}; a botyard StorageClass takes image (NAME:TAG or HOST/REPOSITORY:TAG), driver (overlay or copy) and insecure",
                 store::quote_str(k)
             )));
         }
         let image = params
             .get("image")
             .ok_or_else(|| invalid("the parameter image (NAME:TAG) is missing; set it in the StorageClass or the inline volume's volumeAttributes"))?;
-        let name: store::ImageName = image
-            .parse()
-            .map_err(|e: store::NameError| invalid(format!("parameter image: {e}")))?;
+        let insecure = match params.get("insecure").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "parameter insecure is {}; write \"true\" or \"false\"",
+                    store::quote_str(other)
+                )))
+            }
+        };
         let driver: bot::Driver = match params.get("driver") {
             Some(d) => d
                 .parse()
@@ -126,15 +143,44 @@ impl Driver {
             // merged overlay does not).
             None => bot::Driver::Copy,
         };
-        match self.store.image(&name) {
-            Ok(_) => {}
-            Err(e) => {
+        let name = if is_registry_reference(image) {
+            self.pulled(image, insecure)?
+        } else {
+            let name: store::ImageName = image
+                .parse()
+                .map_err(|e: store::NameError| invalid(format!("parameter image: {e}")))?;
+            if let Err(e) = self.store.image(&name) {
                 return Err(invalid(format!(
-                    "image {name} is not in this node's store ({e:#}); import or pull it on the node first"
-                )))
+                    "image {name} is not in this node's store ({e:#}); import or pull it on the node first, or name it by its registry (HOST/REPOSITORY:TAG)"
+                )));
             }
-        }
+            name
+        };
         Ok((name, driver))
+    }
+
+    /// The store's name for a registry image, pulled first if the store
+    /// lacks it.
+    fn pulled(&self, reference: &str, insecure: bool) -> CsiResult<store::ImageName> {
+        let name = image::default_name_for(reference)
+            .map_err(|e| invalid(format!("parameter image: {e:#}")))?;
+        if self.store.image(&name).is_ok() {
+            return Ok(name);
+        }
+        let opts = image::PullOptions {
+            insecure,
+            max_size: None,
+        };
+        image::pull(&self.store, reference, &name, opts, &store::NoProgress).map_err(|e| {
+            let mut err = CsiError::from(e);
+            if err.code == tonic::Code::Internal {
+                // The registry's answer, not ours: the CO retries.
+                err.code = tonic::Code::Unavailable;
+            }
+            err.message = format!("cannot pull {reference}: {}", err.message);
+            err
+        })?;
+        Ok(name)
     }
 
     pub fn create_volume(
