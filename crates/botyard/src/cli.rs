@@ -639,6 +639,10 @@ pub struct CsiArgs {
     /// This node's name, as Kubernetes knows it [default: the hostname].
     #[arg(long, env = "NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// The kubelet's directory: volumes are published only below its
+    /// `pods/` (the chart sets it) [default: anywhere].
+    #[arg(long, env = "KUBELET_DIR", value_name = "DIR")]
+    pub kubelet_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -37,12 +37,17 @@ impl Drop for Plugin<'_> {
 }
 
 fn start(env: &Env) -> Plugin<'_> {
+    start_with(env, &[])
+}
+
+fn start_with<'a>(env: &'a Env, extra: &[&str]) -> Plugin<'a> {
     let sock = env.path("csi/csi.sock");
     let child = env
         .cmd()
         .args(["csi", "--endpoint"])
         .arg(format!("unix://{}", sock.display()))
         .args(["--node-id", "node-1"])
+        .args(extra)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -839,5 +844,37 @@ fn create_volume_pulls_an_image_the_node_lacks_from_its_registry() {
     )));
     assert_eq!(c, Code::InvalidArgument);
     drop(p);
+    env.fsck_ok();
+}
+
+/// With the kubelet's directory given (the chart gives it), a bot is
+/// published only below its pods directory, however the path is written.
+#[test]
+fn targets_outside_the_kubelets_pods_directory_are_refused() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let kubelet = env.path("kubelet");
+    let p = start_with(&env, &["--kubelet-dir", kubelet.to_str().unwrap()]);
+    p.create(create_req("pvc-k", &[("image", "bb:1")])).unwrap();
+    let outside = env.path("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(kubelet.join("pods/uid-9/volumes")).unwrap();
+    std::os::unix::fs::symlink(&outside, kubelet.join("pods/uid-9/volumes/escape")).unwrap();
+    for bad in [
+        outside.join("mount"),
+        kubelet.join("pods/uid-9/volumes/escape/mount"),
+        kubelet.join("pods/../../elsewhere/mount"),
+        kubelet.join("podsx/mount"),
+    ] {
+        let (c, m) = code(p.publish(publish_req("pvc-k", &bad, false)));
+        assert_eq!(c, Code::InvalidArgument, "{}: {m}", bad.display());
+        assert!(fs::mounts_below(&outside).is_empty());
+    }
+    let good = kubelet.join("pods/uid-9/volumes/kubernetes.io~csi/pvc-k/mount");
+    p.publish(publish_req("pvc-k", &good, false)).unwrap();
+    assert!(good.join("bin/busybox").exists());
+    p.unpublish(unpublish_req("pvc-k", &good)).unwrap();
+    drop(p);
+    fs::unmount_below(&kubelet);
     env.fsck_ok();
 }

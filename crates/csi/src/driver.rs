@@ -34,6 +34,9 @@ fn is_registry_reference(image: &str) -> bool {
 pub struct Driver {
     pub store: Store,
     pub node_id: String,
+    /// Targets must be below this (the kubelet's `pods` directory), when
+    /// set: a caller of the socket cannot mount a bot anywhere else.
+    pods_dir: Option<PathBuf>,
     volumes: Volumes,
 }
 
@@ -49,7 +52,69 @@ impl Driver {
             },
             store,
             node_id,
+            pods_dir: None,
         }
+    }
+
+    /// Refuses targets outside `KUBELET_DIR/pods`.
+    pub fn with_kubelet_dir(mut self, kubelet_dir: &Path) -> anyhow::Result<Driver> {
+        let pods = kubelet_dir.join("pods");
+        std::fs::create_dir_all(&pods)?;
+        self.pods_dir = Some(std::fs::canonicalize(&pods).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot resolve the kubelet's pods directory {}: {e}",
+                pods.display()
+            )
+        })?);
+        Ok(self)
+    }
+
+    /// `target` with its existing part resolved, if it is allowed: no
+    /// `..`, and below the pods directory (compared by components) when one
+    /// is set.
+    fn allowed_target(&self, target: &Path) -> CsiResult<PathBuf> {
+        use std::path::Component;
+        if !target.is_absolute()
+            || target
+                .components()
+                .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return Err(invalid(format!(
+                "target_path {} must be absolute, without . or ..",
+                store::quote_path(target)
+            )));
+        }
+        // The deepest part that exists, resolved; the rest is made below it.
+        let mut existing = target.to_path_buf();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            match (existing.file_name(), existing.parent()) {
+                (Some(n), Some(p)) => {
+                    rest.push(n.to_os_string());
+                    existing = p.to_path_buf();
+                }
+                _ => break,
+            }
+        }
+        let mut resolved = std::fs::canonicalize(&existing).map_err(|e| {
+            CsiError::new(
+                tonic::Code::Internal,
+                format!("cannot resolve {}: {e}", existing.display()),
+            )
+        })?;
+        for n in rest.into_iter().rev() {
+            resolved.push(n);
+        }
+        if let Some(pods) = &self.pods_dir {
+            if !resolved.starts_with(pods) {
+                return Err(invalid(format!(
+                    "target_path {} is not below the kubelet's pods directory {}; only kubelet's volume paths are published to",
+                    store::quote_path(target),
+                    pods.display()
+                )));
+            }
+        }
+        Ok(resolved)
     }
 
     fn topology(&self) -> proto::Topology {
@@ -388,13 +453,7 @@ impl Driver {
             return Err(invalid(why));
         }
         let id = &req.volume_id;
-        let target = PathBuf::from(&req.target_path);
-        if !target.is_absolute() {
-            return Err(invalid(format!(
-                "target_path {} is not absolute",
-                target.display()
-            )));
-        }
+        let target = self.allowed_target(Path::new(&req.target_path))?;
         let ephemeral = req
             .volume_context
             .get(EPHEMERAL_KEY)

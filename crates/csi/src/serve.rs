@@ -311,12 +311,7 @@ impl node_server::Node for Plugin {
 
 /// Serves the plugin on `endpoint` until SIGTERM or SIGINT; `ready` is
 /// called once it listens.
-pub fn serve(
-    store: store::Store,
-    endpoint: &str,
-    node_id: String,
-    ready: impl FnOnce(&std::path::Path),
-) -> Result<()> {
+pub fn serve(driver: Driver, endpoint: &str, ready: impl FnOnce(&std::path::Path)) -> Result<()> {
     let path = parse_endpoint(endpoint)?;
     // A client that hangs up mid-write must not kill the plugin.
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
@@ -345,7 +340,7 @@ pub fn serve(
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
     let plugin = Plugin {
-        driver: Arc::new(Mutex::new(Driver::new(store, node_id))),
+        driver: Arc::new(Mutex::new(driver)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

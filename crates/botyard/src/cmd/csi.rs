@@ -13,7 +13,11 @@ pub fn run(ctx: &Ctx, a: CsiArgs) -> Result<i32> {
     };
     let quiet = ctx.quiet;
     let shown = node_id.clone();
-    csi::serve(store, &a.endpoint, node_id, |p| {
+    let mut driver = csi::Driver::new(store, node_id);
+    if let Some(k) = &a.kubelet_dir {
+        driver = driver.with_kubelet_dir(k)?;
+    }
+    csi::serve(driver, &a.endpoint, |p| {
         if !quiet {
             eprintln!(
                 "botyard csi: {} on node {} listening on {}",
