@@ -46,6 +46,10 @@ variants = {
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
     },
     "no StorageClass": {"storageClass": {"create": False}},
+    "a private registry": {
+        "storageClass": {"image": "registry.example:5000/tools/debian:12", "registrySecret": "regcred"},
+        "registrySecrets": ["regcred"],
+    },
 }
 kinds = set()
 for name, values in variants.items():
@@ -63,6 +67,14 @@ for name, values in variants.items():
         yaml.safe_dump_all(docs, f)
     validate(f.name, f"the chart rendered with {name} ({len(docs)} objects)")
     os.unlink(f.name)
+    if name == "a private registry":
+        sc = [d for d in docs if d["kind"] == "StorageClass"][0]
+        ds = [d for d in docs if d["kind"] == "DaemonSet"][0]["spec"]["template"]["spec"]
+        secrets = [v["secret"]["secretName"] for v in ds["volumes"] if "secret" in v]
+        mounts = [m["mountPath"] for m in ds["containers"][0]["volumeMounts"]]
+        if sc["parameters"].get("registrySecret") != "regcred" or secrets != ["regcred"] \
+                or "/etc/botyard/registry-auth/regcred" not in mounts:
+            fail(f"private registry: {sc['parameters']}, {secrets}, {mounts}")
     if name == "copy driver, default class, node selector":
         sc = [d for d in docs if d["kind"] == "StorageClass"][0]
         if sc["parameters"] != {"image": "debian:bookworm", "driver": "copy"} or sc["volumeBindingMode"] != "WaitForFirstConsumer":

@@ -162,6 +162,11 @@ pub struct PullArgs {
     /// Use plain HTTP instead of HTTPS (for a registry on loopback).
     #[arg(long)]
     pub insecure: bool,
+    /// A Docker config file (like ~/.docker/config.json, or a
+    /// dockerconfigjson Secret's file) with a login for the registry; the
+    /// login is read into memory only [default: anonymous].
+    #[arg(long, env = "BOTYARD_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
     /// Refuse an archive whose files add up to more than SIZE (like 20G)
     /// once unpacked: a guard against archive bombs [default: the free
     /// space of the store's filesystem].
@@ -643,6 +648,10 @@ pub struct CsiArgs {
     /// `pods/` (the chart sets it) [default: anywhere].
     #[arg(long, env = "KUBELET_DIR", value_name = "DIR")]
     pub kubelet_dir: Option<PathBuf>,
+    /// Where StorageClasses' `registrySecret: NAME` logins are read from
+    /// (`DIR/NAME/.dockerconfigjson`) [default: /etc/botyard/registry-auth].
+    #[arg(long, env = "BOTYARD_AUTH_DIR", value_name = "DIR")]
+    pub auth_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -878,3 +878,158 @@ fn targets_outside_the_kubelets_pods_directory_are_refused() {
     fs::unmount_below(&kubelet);
     env.fsck_ok();
 }
+
+/// A private registry (htpasswd): the right login pulls, for `image pull
+/// --auth-file` and for a StorageClass's `registrySecret`; a wrong or
+/// missing one is a one-line error naming the registry; the password never
+/// reaches an output, a ref or the store.
+#[test]
+fn private_registries_take_a_docker_config_login() {
+    require_root!();
+    if !have_tool("skopeo", "skopeo")
+        || !have_tool("docker-registry", "docker-registry")
+        || !have_tool("htpasswd", "apache2-utils")
+    {
+        return;
+    }
+    let env = busybox_env(&["sh"]);
+    let layer = env.path("layer.tar");
+    sh(&format!(
+        "tar -C '{}' -cf '{}' .",
+        env.path("rootfs").display(),
+        layer.display()
+    ));
+    let layout = env.path("layout");
+    write_oci_layout(&layout, "1", &[std::fs::read(&layer).unwrap()]);
+    let password = "pw-9f3c1a-not-in-any-file";
+    let reg = Registry::start_with_login(env.dir.path(), "bot", password);
+    let registry = format!("127.0.0.1:{}", reg.port);
+    sh(&format!(
+        "skopeo copy -q --dest-tls-verify=false --dest-creds 'bot:{password}' oci:'{}':1 docker://{registry}/private/bb:1",
+        layout.display()
+    ));
+    let reference = format!("{registry}/private/bb:1");
+    let config = |user: &str, pass: &str| {
+        let auth = sh(&format!("printf '%s' '{user}:{pass}' | base64 -w0"));
+        format!(
+            r#"{{"auths": {{"{registry}": {{"auth": "{}"}}}}}}"#,
+            auth.trim()
+        )
+    };
+    let good = env.path("good.json");
+    std::fs::write(&good, config("bot", password)).unwrap();
+    let bad = env.path("bad.json");
+    std::fs::write(&bad, config("bot", "wrong")).unwrap();
+    let other = env.path("other.json");
+    std::fs::write(
+        &other,
+        r#"{"auths": {"elsewhere.example": {"auth": "eDp5"}}}"#,
+    )
+    .unwrap();
+
+    let mut outputs = String::new();
+    let e = env.fails(&["image", "pull", &reference, "--insecure"]);
+    assert!(
+        e.contains(&registry) && e.contains("needs a login") && e.contains("--auth-file"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    outputs += &e;
+    let e = env.fails(&[
+        "image",
+        "pull",
+        &reference,
+        "--insecure",
+        "--auth-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains(&registry) && e.contains("refused the login"),
+        "{e}"
+    );
+    outputs += &e;
+    let e = env.fails(&[
+        "image",
+        "pull",
+        &reference,
+        "--insecure",
+        "--auth-file",
+        other.to_str().unwrap(),
+    ]);
+    assert!(e.contains("no login for") && e.contains(&registry), "{e}");
+    outputs += &e;
+    outputs += &env.ok(&[
+        "image",
+        "pull",
+        &reference,
+        "--insecure",
+        "--auth-file",
+        good.to_str().unwrap(),
+    ]);
+    assert!(env.ok(&["image", "ls"]).contains("private/bb:1"));
+    env.ok(&["image", "rm", "private/bb:1"]);
+
+    // The same through the plugin, the login from a mounted Secret.
+    let auth_dir = env.path("registry-auth");
+    std::fs::create_dir_all(auth_dir.join("regcred")).unwrap();
+    std::fs::copy(&good, auth_dir.join("regcred/.dockerconfigjson")).unwrap();
+    std::fs::create_dir_all(auth_dir.join("wrong")).unwrap();
+    std::fs::copy(&bad, auth_dir.join("wrong/.dockerconfigjson")).unwrap();
+    let p = start_with(&env, &["--auth-dir", auth_dir.to_str().unwrap()]);
+    let (c, m) = code(p.create(create_req(
+        "pvc-p0",
+        &[("image", &reference), ("insecure", "true")],
+    )));
+    assert_eq!(c, Code::Unavailable, "{m}");
+    assert!(m.contains("needs a login"), "{m}");
+    let (c, m) = code(p.create(create_req(
+        "pvc-p1",
+        &[
+            ("image", &reference),
+            ("insecure", "true"),
+            ("registrySecret", "wrong"),
+        ],
+    )));
+    assert!(m.contains("refused the login"), "{c:?} {m}");
+    outputs += &m;
+    let (c, m) = code(p.create(create_req(
+        "pvc-p2",
+        &[
+            ("image", &reference),
+            ("insecure", "true"),
+            ("registrySecret", "../x"),
+        ],
+    )));
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    let (c, m) = code(p.create(create_req(
+        "pvc-p3",
+        &[
+            ("image", &reference),
+            ("insecure", "true"),
+            ("registrySecret", "absent"),
+        ],
+    )));
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    p.create(create_req(
+        "pvc-p4",
+        &[
+            ("image", &reference),
+            ("insecure", "true"),
+            ("registrySecret", "regcred"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        env.json(&["bot", "show", "pvc-p4", "--json"])["image"],
+        "private/bb:1"
+    );
+    drop(p);
+
+    assert!(!outputs.contains(password), "a password was printed");
+    let found = sh(&format!(
+        "grep -rlF '{password}' '{}' || true",
+        env.store.display()
+    ));
+    assert_eq!(found.trim(), "", "the password reached the store");
+    env.fsck_ok();
+}

@@ -20,7 +20,12 @@ const EPHEMERAL_KEY: &str = "csi.storage.k8s.io/ephemeral";
 /// StorageClass parameters a volume may have; any other is refused.
 /// `driver` defaults to `copy`, the one `hostUsers: false` pods can use;
 /// `insecure: "true"` pulls over plain HTTP (a registry on loopback).
-const PARAMETERS: [&str; 3] = ["image", "driver", "insecure"];
+/// `registrySecret: NAME` logs in with `AUTH_DIR/NAME/.dockerconfigjson`
+/// (a dockerconfigjson Secret mounted into the plugin).
+const PARAMETERS: [&str; 4] = ["image", "driver", "insecure", "registrySecret"];
+
+/// Where the plugin finds the registry Secrets the chart mounts.
+pub const DEFAULT_AUTH_DIR: &str = "/etc/botyard/registry-auth";
 
 /// Whether `image` names a registry (`HOST[:PORT]/REPOSITORY:TAG`, the
 /// host having a dot or a port, or being localhost) rather than a store
@@ -37,6 +42,8 @@ pub struct Driver {
     /// Targets must be below this (the kubelet's `pods` directory), when
     /// set: a caller of the socket cannot mount a bot anywhere else.
     pods_dir: Option<PathBuf>,
+    /// Where `registrySecret` names are looked up.
+    auth_dir: PathBuf,
     volumes: Volumes,
 }
 
@@ -53,7 +60,14 @@ impl Driver {
             store,
             node_id,
             pods_dir: None,
+            auth_dir: PathBuf::from(DEFAULT_AUTH_DIR),
         }
+    }
+
+    /// Looks registry Secrets up in `dir` instead of [`DEFAULT_AUTH_DIR`].
+    pub fn with_auth_dir(mut self, dir: &Path) -> Driver {
+        self.auth_dir = dir.to_path_buf();
+        self
     }
 
     /// Refuses targets outside `KUBELET_DIR/pods`.
@@ -208,8 +222,13 @@ impl Driver {
             // merged overlay does not).
             None => bot::Driver::Copy,
         };
+        let secret = params.get("registrySecret");
+        if let Some(s) = secret {
+            store::validate_segment("parameter registrySecret", s, 253)
+                .map_err(|e| invalid(format!("{e}")))?;
+        }
         let name = if is_registry_reference(image) {
-            self.pulled(image, insecure)?
+            self.pulled(image, insecure, secret.map(String::as_str))?
         } else {
             let name: store::ImageName = image
                 .parse()
@@ -226,15 +245,43 @@ impl Driver {
 
     /// The store's name for a registry image, pulled first if the store
     /// lacks it.
-    fn pulled(&self, reference: &str, insecure: bool) -> CsiResult<store::ImageName> {
+    fn pulled(
+        &self,
+        reference: &str,
+        insecure: bool,
+        secret: Option<&str>,
+    ) -> CsiResult<store::ImageName> {
         let name = image::default_name_for(reference)
             .map_err(|e| invalid(format!("parameter image: {e:#}")))?;
         if self.store.image(&name).is_ok() {
             return Ok(name);
         }
+        let credentials = match secret {
+            None => None,
+            Some(s) => {
+                let file = self.auth_dir.join(s).join(".dockerconfigjson");
+                let registry = image::registry_of(reference)
+                    .map_err(|e| invalid(format!("parameter image: {e:#}")))?;
+                let c = image::credentials_from_file(&file, &registry).map_err(|e| {
+                    invalid(format!(
+                        "registrySecret {}: {e:#}; mount the Secret at {}",
+                        store::quote_str(s),
+                        self.auth_dir.join(s).display()
+                    ))
+                })?;
+                if c.is_none() {
+                    return Err(invalid(format!(
+                        "registrySecret {} has no login for {registry}",
+                        store::quote_str(s)
+                    )));
+                }
+                c
+            }
+        };
         let opts = image::PullOptions {
             insecure,
             max_size: None,
+            credentials,
         };
         image::pull(&self.store, reference, &name, opts, &store::NoProgress).map_err(|e| {
             let mut err = CsiError::from(e);

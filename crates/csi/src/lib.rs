@@ -19,6 +19,6 @@ pub mod proto {
     tonic::include_proto!("csi.v1");
 }
 
-pub use driver::{Driver, DRIVER_NAME, TOPOLOGY_KEY};
+pub use driver::{Driver, DEFAULT_AUTH_DIR, DRIVER_NAME, TOPOLOGY_KEY};
 pub use serve::{parse_endpoint, serve};
 pub use volumes::{volume_id, CsiError, VolumeRecord};

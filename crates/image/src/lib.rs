@@ -11,6 +11,7 @@
 //! This crate knows nothing of bots.
 
 mod compression;
+mod credentials;
 mod docker_archive;
 mod import;
 mod import_dir;
@@ -20,10 +21,11 @@ mod layer;
 mod pull;
 
 pub use compression::{detect, Compression};
+pub use credentials::{credentials_for, credentials_from_file, Credentials};
 pub use docker_archive::import_docker_archive;
 pub use import::{ImportOutcome, Source};
 pub use import_dir::import_dir;
 pub use import_oci::{import_oci, split_oci_arg};
 pub use import_tar::import_tar;
 pub use layer::{apply_tar, apply_tar_stream, Budget, LayerOptions};
-pub use pull::{default_name_for, pull, PullOptions};
+pub use pull::{default_name_for, pull, registry_of, PullOptions};

@@ -18,13 +18,44 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PullOptions {
     /// Talk plain HTTP (a registry on loopback without TLS).
     pub insecure: bool,
     /// Bytes of file data the image may expand to (default: the store's
     /// free space).
     pub max_size: Option<u64>,
+    /// A login for the registry; anonymous without.
+    pub credentials: Option<crate::Credentials>,
+}
+
+/// The registry a reference names (`host[:port]`).
+pub fn registry_of(reference: &str) -> Result<String> {
+    Ok(parse_ref(reference)?.resolve_registry().to_string())
+}
+
+/// Says who the registry turned away and what to do, instead of the
+/// client's own words; anything else is left as it is.
+fn refused(e: anyhow::Error, registry: &str, who: Option<&str>) -> anyhow::Error {
+    use oci_client::errors::OciDistributionError as E;
+    let denied = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<E>(),
+            Some(E::AuthenticationFailure(_) | E::UnauthorizedError { .. })
+        )
+    });
+    if !denied {
+        return e;
+    }
+    match who {
+        Some(u) => anyhow::anyhow!(
+            "registry {registry} refused the login of {}; check the credentials in the auth file",
+            store::quote_str(u)
+        ),
+        None => anyhow::anyhow!(
+            "registry {registry} needs a login; pass --auth-file with a Docker config that has one for {registry}"
+        ),
+    }
 }
 
 fn parse_ref(reference: &str) -> Result<Reference> {
@@ -70,8 +101,11 @@ pub fn pull(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let registry = r.resolve_registry().to_string();
+    let who = opts.credentials.as_ref().map(|c| c.username.clone());
     let top = rt
-        .block_on(fetch(&r, &tmp.0, opts, progress))
+        .block_on(fetch(&r, &tmp.0, &opts, progress))
+        .map_err(|e| refused(e, &registry, who.as_deref()))
         .with_context(|| format!("cannot pull {reference}"))?;
     let index = serde_json::json!({
         "schemaVersion": 2,
@@ -116,7 +150,7 @@ fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf> {
 async fn fetch(
     r: &Reference,
     dir: &Path,
-    opts: PullOptions,
+    opts: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<(String, String, u64)> {
     let client = Client::new(ClientConfig {
@@ -127,7 +161,10 @@ async fn fetch(
         },
         ..Default::default()
     });
-    let auth = RegistryAuth::Anonymous;
+    let auth = match &opts.credentials {
+        Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
     let (raw, digest) = client.pull_manifest_raw(r, &auth, MANIFEST_TYPES).await?;
     let top_type = media_type_of(&raw);
     let top = (top_type.clone(), digest.clone(), raw.len() as u64);

@@ -17,6 +17,9 @@ pub fn run(ctx: &Ctx, a: CsiArgs) -> Result<i32> {
     if let Some(k) = &a.kubelet_dir {
         driver = driver.with_kubelet_dir(k)?;
     }
+    if let Some(d) = &a.auth_dir {
+        driver = driver.with_auth_dir(d);
+    }
     csi::serve(driver, &a.endpoint, |p| {
         if !quiet {
             eprintln!(

@@ -8,6 +8,20 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<i32> {
         None => image::default_name_for(&a.reference)?,
     };
     let store = ctx.open()?;
+    let credentials = match &a.auth_file {
+        Some(f) => {
+            let registry = image::registry_of(&a.reference)?;
+            let c = image::credentials_from_file(f, &registry)?;
+            if c.is_none() {
+                anyhow::bail!(
+                    "auth file {} has no login for {registry}; add one (docker login {registry} writes it) or leave --auth-file out",
+                    f.display()
+                );
+            }
+            c
+        }
+        None => None,
+    };
     let out = image::pull(
         &store,
         &a.reference,
@@ -15,6 +29,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<i32> {
         image::PullOptions {
             insecure: a.insecure,
             max_size: super::image_import::max_size(a.max_size.as_deref())?,
+            credentials,
         },
         &ctx.bars,
     )?;

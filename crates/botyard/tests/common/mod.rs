@@ -595,6 +595,20 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, None)
+    }
+
+    /// A registry that lets in only `user` with `password` (htpasswd).
+    pub fn start_with_login(dir: &Path, user: &str, password: &str) -> Registry {
+        let file = dir.join("htpasswd");
+        sh(&format!(
+            "htpasswd -Bbn '{user}' '{password}' > '{}'",
+            file.display()
+        ));
+        Registry::start_with(dir, Some(&file))
+    }
+
+    fn start_with(dir: &Path, htpasswd: Option<&Path>) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -606,8 +620,11 @@ impl Registry {
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                data.display()
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+                data.display(),
+                htpasswd
+                    .map(|f| format!("auth:\n  htpasswd:\n    realm: botyard-test\n    path: {}\n", f.display()))
+                    .unwrap_or_default()
             ),
         )
         .unwrap();
