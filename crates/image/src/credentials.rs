@@ -65,9 +65,14 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 
 /// The credentials `text` (a Docker config) holds for `registry`, if any.
 pub fn credentials_for(text: &str, registry: &str) -> Result<Option<Credentials>> {
-    let c: DockerConfig = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!("not a Docker config file ({e}); it needs an \"auths\" object")
-    })?;
+    let not_config = |why: String| {
+        anyhow::anyhow!("not a Docker config file ({why}); it needs an \"auths\" object")
+    };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| not_config(e.to_string()))?;
+    if !v.is_object() {
+        return Err(not_config("not a JSON object".into()));
+    }
+    let c: DockerConfig = serde_json::from_value(v).map_err(|e| not_config(e.to_string()))?;
     let Some((_, e)) = c.auths.iter().find(|(k, _)| host_of(k) == registry) else {
         return Ok(None);
     };
