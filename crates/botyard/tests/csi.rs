@@ -853,7 +853,12 @@ fn create_volume_pulls_an_image_the_node_lacks_from_its_registry() {
 fn targets_outside_the_kubelets_pods_directory_are_refused() {
     require_root!();
     let env = busybox_env(&["sh"]);
+    // The kubelet's directory reached through a symlink, as on hosts
+    // that move /var/lib/kubelet.
+    let real = env.path("kubelet-real");
+    std::fs::create_dir_all(&real).unwrap();
     let kubelet = env.path("kubelet");
+    std::os::unix::fs::symlink(&real, &kubelet).unwrap();
     let p = start_with(&env, &["--kubelet-dir", kubelet.to_str().unwrap()]);
     p.create(create_req("pvc-k", &[("image", "bb:1")])).unwrap();
     let outside = env.path("elsewhere");
@@ -873,9 +878,16 @@ fn targets_outside_the_kubelets_pods_directory_are_refused() {
     let good = kubelet.join("pods/uid-9/volumes/kubernetes.io~csi/pvc-k/mount");
     p.publish(publish_req("pvc-k", &good, false)).unwrap();
     assert!(good.join("bin/busybox").exists());
+    let resolved = real.join("pods/uid-9/volumes/kubernetes.io~csi/pvc-k/mount");
+    assert_eq!(mounts_at(&resolved), 1);
     p.unpublish(unpublish_req("pvc-k", &good)).unwrap();
+    assert_eq!(
+        mounts_at(&resolved),
+        0,
+        "unpublished through the same symlink"
+    );
     drop(p);
-    fs::unmount_below(&kubelet);
+    fs::unmount_below(&real);
     env.fsck_ok();
 }
 

@@ -592,7 +592,8 @@ impl Driver {
             return Err(invalid("target_path is missing"));
         }
         let id = &req.volume_id;
-        let target = PathBuf::from(&req.target_path);
+        // Resolved as at publish, so the recorded target is found.
+        let target = self.allowed_target(Path::new(&req.target_path))?;
         let Some(mut r) = self.volumes.get(id)? else {
             // Unknown: nothing of ours is there (idempotent).
             return Ok(());
@@ -641,7 +642,8 @@ impl Driver {
                 store::quote_str(&req.volume_id)
             )));
         };
-        if !r.published.iter().any(|p| p == Path::new(&req.volume_path)) {
+        let path = self.allowed_target(Path::new(&req.volume_path))?;
+        if !r.published.contains(&path) {
             return Err(CsiError::not_found(format!(
                 "volume {} is not published at {}",
                 req.volume_id, req.volume_path
