@@ -1045,3 +1045,56 @@ fn private_registries_take_a_docker_config_login() {
     assert_eq!(found.trim(), "", "the password reached the store");
     env.fsck_ok();
 }
+
+/// A volume whose image pull hangs (a registry that never answers) holds
+/// up only its own calls: Probe, which the liveness probe makes, and calls
+/// on other volumes still answer.
+#[test]
+fn a_hung_pull_does_not_hold_up_the_other_calls() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let p = start(&env);
+    let r = create_req(
+        "pvc-hung",
+        &[
+            ("image", &format!("127.0.0.1:{port}/never/answers:1")),
+            ("insecure", "true"),
+        ],
+    );
+    let ch = p.channel.clone();
+    p.rt.spawn(async move {
+        let _ = ControllerClient::new(ch).create_volume(r).await;
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    // Bounded, so a regression fails instead of hanging.
+    let limit = Duration::from_secs(10);
+    let probe =
+        p.rt.block_on(async {
+            tokio::time::timeout(
+                limit,
+                IdentityClient::new(p.channel.clone()).probe(proto::ProbeRequest {}),
+            )
+            .await
+        })
+        .expect("Probe was held up behind the hung pull")
+        .unwrap()
+        .into_inner();
+    assert_eq!(probe.ready, Some(true));
+    let r = create_req("pvc-other", &[("image", "bb:1")]);
+    p.rt.block_on(async {
+        tokio::time::timeout(
+            limit,
+            ControllerClient::new(p.channel.clone()).create_volume(r),
+        )
+        .await
+    })
+    .expect("CreateVolume of another volume was held up behind the hung pull")
+    .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(silent);
+    drop(p);
+    env.fsck_ok();
+}

@@ -1,6 +1,7 @@
 //! The CSI calls, one function each, blocking, on the node's store: the
-//! gRPC layer ([`crate::serve`]) runs them off the async threads, one at a
-//! time (they mount and commit; the CO retries what times out).
+//! gRPC layer ([`crate::serve`]) runs them off the async threads, the calls
+//! on one volume one at a time (they mount and commit; the CO retries what
+//! times out).
 
 use crate::proto::{self, volume_capability};
 use crate::volumes::{volume_id, CsiError, CsiResult, VolumeRecord, Volumes};

@@ -5,6 +5,7 @@
 use crate::driver::{Driver, DRIVER_NAME};
 use crate::proto::{self, controller_server, identity_server, node_server};
 use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
@@ -23,18 +24,30 @@ pub fn parse_endpoint(s: &str) -> Result<PathBuf> {
 
 #[derive(Clone)]
 struct Plugin {
-    driver: Arc<Mutex<Driver>>,
+    driver: Arc<Driver>,
+    /// One lock per volume: calls on one volume take turns, calls on
+    /// others (and Probe, a long image pull meanwhile) go on.
+    locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
 impl Plugin {
-    /// Runs `f` on the driver off the async threads, one call at a time.
+    /// Runs `f` on the driver off the async threads, holding the lock of
+    /// volume `key` if one is given.
     async fn call<T: Send + 'static>(
         &self,
+        key: Option<String>,
         f: impl FnOnce(&Driver) -> crate::volumes::CsiResult<T> + Send + 'static,
     ) -> Result<Response<T>, Status> {
         let d = self.driver.clone();
+        let locks = self.locks.clone();
         tokio::task::spawn_blocking(move || {
-            let d = d.lock().unwrap_or_else(|e| e.into_inner());
+            let lock = key.map(|k| {
+                let mut all = locks.lock().unwrap_or_else(|e| e.into_inner());
+                all.entry(k).or_default().clone()
+            });
+            let _held = lock
+                .as_ref()
+                .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
             f(&d)
         })
         .await
@@ -83,7 +96,7 @@ impl identity_server::Identity for Plugin {
         &self,
         _: Request<proto::ProbeRequest>,
     ) -> Result<Response<proto::ProbeResponse>, Status> {
-        self.call(|d| {
+        self.call(None, |d| {
             // Ready when the store can be opened.
             store::Store::open(d.store.root())?;
             Ok(proto::ProbeResponse { ready: Some(true) })
@@ -99,7 +112,8 @@ impl controller_server::Controller for Plugin {
         r: Request<proto::CreateVolumeRequest>,
     ) -> Result<Response<proto::CreateVolumeResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| d.create_volume(req)).await
+        let key = crate::volume_id(&req.name).unwrap_or_default();
+        self.call(Some(key), move |d| d.create_volume(req)).await
     }
 
     async fn delete_volume(
@@ -107,7 +121,8 @@ impl controller_server::Controller for Plugin {
         r: Request<proto::DeleteVolumeRequest>,
     ) -> Result<Response<proto::DeleteVolumeResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| d.delete_volume(req)).await
+        self.call(Some(req.volume_id.clone()), move |d| d.delete_volume(req))
+            .await
     }
 
     async fn controller_publish_volume(
@@ -133,8 +148,10 @@ impl controller_server::Controller for Plugin {
         r: Request<proto::ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<proto::ValidateVolumeCapabilitiesResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| d.validate_volume_capabilities(req))
-            .await
+        self.call(Some(req.volume_id.clone()), move |d| {
+            d.validate_volume_capabilities(req)
+        })
+        .await
     }
 
     async fn list_volumes(
@@ -142,14 +159,14 @@ impl controller_server::Controller for Plugin {
         r: Request<proto::ListVolumesRequest>,
     ) -> Result<Response<proto::ListVolumesResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| d.list_volumes(req)).await
+        self.call(None, move |d| d.list_volumes(req)).await
     }
 
     async fn get_capacity(
         &self,
         _: Request<proto::GetCapacityRequest>,
     ) -> Result<Response<proto::GetCapacityResponse>, Status> {
-        self.call(|d| {
+        self.call(None, |d| {
             Ok(proto::GetCapacityResponse {
                 available_capacity: d.capacity()?,
                 maximum_volume_size: None,
@@ -253,7 +270,7 @@ impl node_server::Node for Plugin {
         r: Request<proto::NodePublishVolumeRequest>,
     ) -> Result<Response<proto::NodePublishVolumeResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| {
+        self.call(Some(req.volume_id.clone()), move |d| {
             d.node_publish(req)
                 .map(|()| proto::NodePublishVolumeResponse {})
         })
@@ -265,7 +282,7 @@ impl node_server::Node for Plugin {
         r: Request<proto::NodeUnpublishVolumeRequest>,
     ) -> Result<Response<proto::NodeUnpublishVolumeResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| {
+        self.call(Some(req.volume_id.clone()), move |d| {
             d.node_unpublish(req)
                 .map(|()| proto::NodeUnpublishVolumeResponse {})
         })
@@ -277,7 +294,8 @@ impl node_server::Node for Plugin {
         r: Request<proto::NodeGetVolumeStatsRequest>,
     ) -> Result<Response<proto::NodeGetVolumeStatsResponse>, Status> {
         let req = r.into_inner();
-        self.call(move |d| d.volume_stats(req)).await
+        self.call(Some(req.volume_id.clone()), move |d| d.volume_stats(req))
+            .await
     }
 
     async fn node_expand_volume(
@@ -305,7 +323,7 @@ impl node_server::Node for Plugin {
         &self,
         _: Request<proto::NodeGetInfoRequest>,
     ) -> Result<Response<proto::NodeGetInfoResponse>, Status> {
-        Ok(Response::new(self.driver.lock().unwrap().node_info()))
+        Ok(Response::new(self.driver.node_info()))
     }
 }
 
@@ -340,7 +358,8 @@ pub fn serve(driver: Driver, endpoint: &str, ready: impl FnOnce(&std::path::Path
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
     let plugin = Plugin {
-        driver: Arc::new(Mutex::new(driver)),
+        driver: Arc::new(driver),
+        locks: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
