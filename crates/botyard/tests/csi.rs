@@ -279,6 +279,15 @@ fn identity_and_controller_follow_the_spec() {
         ))
         .unwrap();
     assert_eq!(same, v);
+    // A bot made by hand is never taken over (DeleteVolume would remove it).
+    env.ok(&["bot", "create", "pvc-hand", "--image", "bb:1"]);
+    let (c, m) = code(p.create(create_req("pvc-hand", &[("image", "bb:1")])));
+    assert_eq!(c, Code::AlreadyExists, "{m}");
+    assert!(m.contains("not a volume of this driver"), "{m}");
+    assert_eq!(
+        env.json(&["bot", "show", "pvc-hand", "--json"])["driver"],
+        "overlay"
+    );
     // A name that is not a bot id maps to one; two such names never meet.
     let odd = p
         .create(create_req("Data_Vol", &[("image", "bb:1")]))
@@ -326,7 +335,7 @@ fn identity_and_controller_follow_the_spec() {
         }))
         .unwrap()
         .into_inner();
-    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries.len(), 1, "the bot made by hand is no volume");
     let (c, _) = code(p.rt.block_on(ctl().list_volumes(proto::ListVolumesRequest {
         max_entries: 0,
         starting_token: "zzz".into(),

@@ -326,7 +326,7 @@ impl Driver {
             if same {
                 // The same request again, or the retry of one cut short
                 // before its bot was made.
-                self.make(&id, &have, &image, driver)?;
+                self.make(&id, &have, &image, driver, false)?;
                 return Ok(proto::CreateVolumeResponse {
                     volume: Some(self.volume(&id, &have)),
                 });
@@ -343,7 +343,7 @@ impl Driver {
                 ));
             }
         }
-        self.make(&id, &want, &image, driver)?;
+        self.make(&id, &want, &image, driver, true)?;
         Ok(proto::CreateVolumeResponse {
             volume: Some(self.volume(&id, &want)),
         })
@@ -351,16 +351,24 @@ impl Driver {
 
     /// The record first (so a crash leaves something DeleteVolume finds),
     /// then the bot; a bot that exists already was made by an earlier,
-    /// interrupted call.
+    /// interrupted call. A `fresh` volume never takes over a bot someone
+    /// made by hand (DeleteVolume would remove it).
     fn make(
         &self,
         id: &str,
         r: &VolumeRecord,
         image: &store::ImageName,
         driver: bot::Driver,
+        fresh: bool,
     ) -> CsiResult<()> {
-        self.volumes.put(id, r)?;
         let b = bot::Bot::new(&self.store, id)?;
+        if fresh && b.exists()? {
+            return Err(CsiError::new(
+                tonic::Code::AlreadyExists,
+                format!("bot {id} exists and is not a volume of this driver; name the volume otherwise, or remove the bot (`botyard bot rm {id}`)"),
+            ));
+        }
+        self.volumes.put(id, r)?;
         if !b.exists()? {
             bot::create(&self.store, id, image, driver)?;
         }
@@ -523,7 +531,7 @@ impl Driver {
                     ephemeral: true,
                     published: Vec::new(),
                 };
-                self.make(id, &r, &image, driver)?;
+                self.make(id, &r, &image, driver, true)?;
                 r
             }
             None => {
