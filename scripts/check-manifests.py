@@ -108,6 +108,42 @@ for bad, key in [
     fail(f"the schema accepted {bad}")
 print("ok: the values schema refuses bad values, naming the key")
 
-for f in sorted(os.listdir(examples)):
+def strict(schema):
+    """An OpenAPI schema that refuses unknown fields, as the API server's
+    pruning would drop them (without a word)."""
+    if isinstance(schema, dict):
+        out = {k: strict(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out \
+                and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(v) for v in schema]
+    return schema
+
+
+crds = {}
+crd_dir = os.path.join(examples, "crds")
+for f in sorted(os.listdir(crd_dir)) if os.path.isdir(crd_dir) else []:
     if f.endswith(".yaml"):
+        crd = yaml.safe_load(open(os.path.join(crd_dir, f)))
+        for v in crd["spec"]["versions"]:
+            crds[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+
+import jsonschema
+for f in sorted(os.listdir(examples)):
+    if not f.endswith(".yaml"):
+        continue
+    docs = [d for d in yaml.safe_load_all(open(os.path.join(examples, f))) if d]
+    custom = [d for d in docs if (d["apiVersion"], d["kind"]) in crds]
+    if not custom:
         validate(os.path.join(examples, f), f"example {f}")
+        continue
+    for d in custom:
+        schema = strict(crds[(d["apiVersion"], d["kind"])])
+        schema["properties"]["metadata"] = {"type": "object"}
+        try:
+            jsonschema.validate(d, schema)
+        except jsonschema.ValidationError as e:
+            fail(f"example {f} against its CRD: {e.message} at {list(e.absolute_path)}")
+        print(f"ok: example {f} validates strictly against the {d['kind']} CRD ({d['apiVersion']})")

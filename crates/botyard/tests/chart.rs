@@ -43,6 +43,7 @@ fn the_chart_renders_and_every_object_validates() {
         "the chart renders CSIDriver, ClusterRole, ClusterRoleBinding, DaemonSet, ServiceAccount, StorageClass",
         "refuses bad values",
         "example statefulset.yaml validates strictly",
+        "example sandbox.yaml validates strictly against the Sandbox CRD",
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
