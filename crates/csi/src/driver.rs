@@ -575,8 +575,32 @@ impl Driver {
         // of it (read-only where asked).
         let root = self.bot_root(id)?;
         let fd = fs::walk::open_dir(&root)?;
-        fs::mount_clone(&fd, &target, !readonly)?;
+        let to = self.open_target(&target)?;
+        fs::mount_clone_onto(&fd, &to, &target, !readonly)?;
         Ok(())
+    }
+
+    /// The (made) target, opened for mounting on: beneath the pods
+    /// directory without following any symlink when one is set, so what is
+    /// mounted on is what [`Driver::allowed_target`] checked.
+    fn open_target(&self, target: &Path) -> CsiResult<rustix::fd::OwnedFd> {
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY;
+        let base = self.pods_dir.as_deref().unwrap_or(Path::new("/"));
+        let rel = target.strip_prefix(base).unwrap_or(target);
+        let opened = fs::walk::open_path(
+            &fs::walk::open_dir(base)?,
+            rel.as_os_str().as_encoded_bytes(),
+            flags,
+        );
+        let why = match opened {
+            Ok(Some(fd)) => return Ok(fd),
+            Ok(None) => "it went away".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Err(invalid(format!(
+            "target_path {} changed while it was being published ({why}: a symlink on the way?); retry",
+            store::quote_path(target)
+        )))
     }
 
     /// Where the bot's root is: mounted for an overlay bot (at its default

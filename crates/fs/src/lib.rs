@@ -46,8 +46,8 @@ pub use memtree::{
     split_path, MemKind, MemNode, MemTree, Meta, MetaRef, NodeId, NodeKind, TreeStats,
 };
 pub use overlay::{
-    fstype_of, is_overlay_mount, mount_clone, mount_clone_idmapped, mount_fstype, mount_overlay,
-    mounts_below, unmount, unmount_below, OverlaySpec,
+    fstype_of, is_overlay_mount, mount_clone, mount_clone_idmapped, mount_clone_onto, mount_fstype,
+    mount_overlay, mounts_below, unmount, unmount_below, OverlaySpec,
 };
 pub use scan::{scan_dir, ScanOptions};
 pub use store::walk;

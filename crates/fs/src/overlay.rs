@@ -351,7 +351,6 @@ fn mount_clone_mapped(
     writable: bool,
     userns: Option<&OwnedFd>,
 ) -> Result<()> {
-    use rustix::mount::OpenTreeFlags;
     let st = rustix::fs::fstat(source)?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
         std::fs::create_dir_all(target)?;
@@ -365,6 +364,34 @@ fn mount_clone_mapped(
             .truncate(false)
             .open(target)?;
     }
+    let to = rustix::fs::open(
+        target,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    clone_onto(source, &to, target, writable, userns)
+}
+
+/// [`mount_clone`] onto a mount point the caller opened (and checked):
+/// what is mounted on is exactly that object, whatever its path does
+/// meanwhile. `shown` names it in errors.
+pub fn mount_clone_onto(
+    source: &OwnedFd,
+    to: &OwnedFd,
+    shown: &Path,
+    writable: bool,
+) -> Result<()> {
+    clone_onto(source, to, shown, writable, None)
+}
+
+fn clone_onto(
+    source: &OwnedFd,
+    to: &OwnedFd,
+    target: &Path,
+    writable: bool,
+    userns: Option<&OwnedFd>,
+) -> Result<()> {
+    use rustix::mount::OpenTreeFlags;
     let tree = rustix::mount::open_tree(
         source,
         "",
@@ -404,15 +431,10 @@ fn mount_clone_mapped(
             )
         })?;
     }
-    let to = rustix::fs::open(
-        target,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
     move_mount(
         &tree,
         "",
-        &to,
+        to,
         "",
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
@@ -426,8 +448,7 @@ fn mount_clone_mapped(
     Ok(())
 }
 
-/// `mount_setattr` on a whole detached tree (not in rustix yet).
-/// `mount_setattr` on a detached tree; with `userns`, also idmapped
+/// `mount_setattr` on a detached tree (not in rustix yet); with `userns`, also idmapped
 /// through that user namespace.
 fn set_attrs(
     tree: &OwnedFd,
