@@ -369,6 +369,9 @@ impl Daemon {
             );
         }
         let ipc = self.ipc_dir(&g.name);
+        // The backend makes the channel; nothing of an earlier session
+        // of the group is delivered again.
+        session::ipc::Channel::clear(&ipc)?;
         let stop = Arc::new(AtomicBool::new(false));
         // A group's workspace must be mounted (and so audited) already.
         let workspace = match &g.workspace {
@@ -393,9 +396,6 @@ impl Daemon {
         // Per message, applied by the supervisor.
         opts.output_cap = self.config.output_cap;
         // Nothing of an earlier session of the group is delivered again.
-        if let Some(dir) = &opts.ipc {
-            session::ipc::Channel::recreate(dir, opts.uid, opts.gid)?;
-        }
         let sandbox = self.backend.prepare(&self.store, &opts)?;
         self.metrics.session_starts.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();

@@ -232,15 +232,14 @@ impl Channel {
         })
     }
 
-    /// [`Channel::create`] on an emptied directory: nothing of an earlier
-    /// session is delivered again.
-    pub fn recreate(dir: &Path, uid: u32, gid: u32) -> Result<Channel> {
+    /// Removes what an earlier session left in `dir` (the next
+    /// [`Channel::create`] starts empty: nothing is delivered again).
+    pub fn clear(dir: &Path) -> Result<()> {
         match std::fs::symlink_metadata(dir) {
-            Ok(_) => fs::walk::remove_path(dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            Ok(_) => fs::walk::remove_path(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
         }
-        Channel::create(dir, uid, gid)
     }
 
     pub fn dir(&self) -> &Path {
@@ -449,7 +448,8 @@ mod tests {
         ch.close().unwrap();
         assert!(inbox.take_close());
         assert!(!inbox.take_close());
-        let again = Channel::recreate(t.path(), uid, gid).unwrap();
+        Channel::clear(t.path()).unwrap();
+        let again = Channel::create(t.path(), uid, gid).unwrap();
         assert!(!again.dir().join("errors/0.json").exists());
     }
 
