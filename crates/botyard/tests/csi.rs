@@ -795,6 +795,28 @@ fn a_plugin_killed_in_the_middle_of_a_call_recovers_on_the_retry() {
     env.fsck_ok();
 }
 
+/// Pushes the busybox root of `env` to `reg` as `repo_tag` (with a login
+/// if given); returns its reference.
+fn push_busybox(env: &Env, reg: &Registry, repo_tag: &str, login: Option<(&str, &str)>) -> String {
+    let layer = env.path("layer.tar");
+    sh(&format!(
+        "tar -C '{}' -cf '{}' .",
+        env.path("rootfs").display(),
+        layer.display()
+    ));
+    let layout = env.path("layout");
+    write_oci_layout(&layout, "1", &[std::fs::read(&layer).unwrap()]);
+    let reference = format!("127.0.0.1:{}/{repo_tag}", reg.port);
+    let creds = login
+        .map(|(u, p)| format!("--dest-creds '{u}:{p}'"))
+        .unwrap_or_default();
+    sh(&format!(
+        "skopeo copy -q --dest-tls-verify=false {creds} oci:'{}':1 docker://{reference}",
+        layout.display()
+    ));
+    reference
+}
+
 /// An image named by its registry is pulled at the first CreateVolume that
 /// needs it (the node's store lacked it), once.
 #[test]
@@ -804,21 +826,8 @@ fn create_volume_pulls_an_image_the_node_lacks_from_its_registry() {
         return;
     }
     let env = busybox_env(&["sh"]);
-    let layer = env.path("layer.tar");
-    sh(&format!(
-        "tar -C '{}' -cf '{}' .",
-        env.path("rootfs").display(),
-        layer.display()
-    ));
-    let layout = env.path("layout");
-    write_oci_layout(&layout, "1", &[std::fs::read(&layer).unwrap()]);
     let reg = Registry::start(env.dir.path());
-    sh(&format!(
-        "skopeo copy -q --dest-tls-verify=false oci:'{}':1 docker://127.0.0.1:{}/bots/bb:1",
-        layout.display(),
-        reg.port
-    ));
-    let reference = format!("127.0.0.1:{}/bots/bb:1", reg.port);
+    let reference = push_busybox(&env, &reg, "bots/bb:1", None);
     let p = start(&env);
     let params = [("image", reference.as_str()), ("insecure", "true")];
     let v = p.create(create_req("pvc-r1", &params)).unwrap();
@@ -914,22 +923,10 @@ fn private_registries_take_a_docker_config_login() {
         return;
     }
     let env = busybox_env(&["sh"]);
-    let layer = env.path("layer.tar");
-    sh(&format!(
-        "tar -C '{}' -cf '{}' .",
-        env.path("rootfs").display(),
-        layer.display()
-    ));
-    let layout = env.path("layout");
-    write_oci_layout(&layout, "1", &[std::fs::read(&layer).unwrap()]);
     let password = "pw-9f3c1a-not-in-any-file";
     let reg = Registry::start_with_login(env.dir.path(), "bot", password);
     let registry = format!("127.0.0.1:{}", reg.port);
-    sh(&format!(
-        "skopeo copy -q --dest-tls-verify=false --dest-creds 'bot:{password}' oci:'{}':1 docker://{registry}/private/bb:1",
-        layout.display()
-    ));
-    let reference = format!("{registry}/private/bb:1");
+    let reference = push_busybox(&env, &reg, "private/bb:1", Some(("bot", password)));
     let config = |user: &str, pass: &str| {
         let auth = sh(&format!("printf '%s' '{user}:{pass}' | base64 -w0"));
         format!(
