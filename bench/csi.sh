@@ -13,7 +13,8 @@
 #
 # Both drivers: overlay on the cache's filesystem, and copy (the default of
 # CSI volumes, for pods with user namespaces) on a loop-mounted XFS, where
-# its files are reflinks.
+# its files are reflinks, and on a loop-mounted btrfs, where each volume is
+# a snapshot of the image's root (built by the first volume).
 #
 #   bash bench/csi.sh [N]
 #
@@ -31,22 +32,24 @@ cleanup() {
   sleep 0.3
   for m in $(awk -v w="$W" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 }
-trap cleanup EXIT
-cleanup; rm -rf "$W"; mkdir -p "$W/gen" "$W/xfs"
+# The loop images hold tens of GB once written: gone with the run.
+trap 'cleanup; rm -f "$W"/*.img' EXIT
+cleanup; rm -rf "$W"; mkdir -p "$W/gen" "$W/xfs" "$W/btrfs"
 "$PY" -m grpc_tools.protoc -I crates/csi/proto --python_out="$W/gen" --grpc_python_out="$W/gen" csi.proto
 truncate -s 8G "$W/xfs.img"; mkfs.xfs -q -f "$W/xfs.img"; mount -o loop "$W/xfs.img" "$W/xfs"
+truncate -s 8G "$W/btrfs.img"; mkfs.btrfs -q -f "$W/btrfs.img"; mount -o loop "$W/btrfs.img" "$W/btrfs"
 
-run_driver() { # driver storedir
-  local d=$1 s=$2
+run_driver() { # row driver storedir
+  local row=$1 d=$2 s=$3
   BOTYARD_HOME=$s "$B" init -q
   BOTYARD_HOME=$s "$B" image import -q debian:bookworm --dir "$ROOTFS"
   BOTYARD_HOME=$s "$B" csi -q --endpoint "unix://$s/csi.sock" --node-id bench & PIDS+=($!)
   until [ -S "$s/csi.sock" ]; do sleep 0.05; done
-  "$PY" - "$W/gen" "$s/csi.sock" "$d" "$N" "$s" "$!" <<'PY'
+  "$PY" - "$W/gen" "$s/csi.sock" "$d" "$N" "$s" "$row" <<'PY'
 import os, subprocess, sys, time
 sys.path.insert(0, sys.argv[1])
 import grpc, csi_pb2 as pb, csi_pb2_grpc as rpc
-sock, driver, n, store, pid = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+sock, driver, n, store, row = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
 # A socket path is no authority; Go clients (kubelet, the sidecars) send
 # "localhost" for unix sockets too.
 ch = grpc.insecure_channel("unix://" + sock, options=[("grpc.default_authority", "localhost")])
@@ -77,33 +80,40 @@ total = time.perf_counter() - t0
 subprocess.run(["sync"]); time.sleep(1)
 m1, k1 = meminfo(), mounts()
 times.sort()
-print(f"{driver}\t{first*1000:.1f}\t{times[len(times)//2]*1000:.1f}\t{total/n*1000:.1f}\t{(k1-k0)/n:.1f}\t{(m1-m0)/n/1024/1024:.2f}")
+print(f"{row}\t{first*1000:.1f}\t{times[len(times)//2]*1000:.1f}\t{total/n*1000:.1f}\t{(k1-k0)/n:.1f}\t{(m1-m0)/n/1024/1024:.2f}")
 PY
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 }
 OUT=$W/rows.tsv; : > "$OUT"
-run_driver overlay "$W/overlay-store" >> "$OUT"
-run_driver copy "$W/xfs/store" >> "$OUT"
+run_driver overlay overlay "$W/overlay-store" >> "$OUT"
+run_driver copy-xfs copy "$W/xfs/store" >> "$OUT"
+run_driver copy-btrfs copy "$W/btrfs/store" >> "$OUT"
 # The baseline: rsync of the same root into an empty directory, on each
 # filesystem, the source in the page cache.
 cat "$ROOTFS"/usr/bin/* > /dev/null 2>&1 || true
 rs() { local s e; mkdir -p "$1"; s=$(date +%s.%N); rsync -axH "$ROOTFS/" "$1/"; sync; e=$(date +%s.%N); awk -v a="$s" -v b="$e" 'BEGIN {printf "%.1f", (b-a)*1000}'; }
 RS_EXT=$(rs "$W/rsync-target")
 RS_XFS=$(rs "$W/xfs/rsync-target")
+RS_BTRFS=$(rs "$W/btrfs/rsync-target")
 SIZE=$(du -sh --apparent-size "$ROOTFS" | cut -f1)
 FILES=$(find "$ROOTFS" | wc -l)
-python3 - "$OUT" "$RS_EXT" "$RS_XFS" "$N" "$SIZE" "$FILES" <<'PY' | tee bench/results/csi.md
+python3 - "$OUT" "$RS_EXT" "$RS_XFS" "$RS_BTRFS" "$N" "$SIZE" "$FILES" <<'PY' | tee bench/results/csi.md
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-rs = {"overlay": float(sys.argv[2]), "copy": float(sys.argv[3])}
-n, size, files = sys.argv[4], sys.argv[5], sys.argv[6]
+rs = {"overlay": float(sys.argv[2]), "copy-xfs": float(sys.argv[3]), "copy-btrfs": float(sys.argv[4])}
+n, size, files = sys.argv[5], sys.argv[6], sys.argv[7]
 print("## CSI volumes")
 print()
 print(f"Debian bookworm minbase ({files} files, {size}), image already in the node's store; {n} volumes of it published on one node; 2 cores.")
 print()
-print("| driver (filesystem) | first volume (CreateVolume + NodePublishVolume) | `rsync -axH` of the same root | vs rsync | per volume, median of the next " + n + " | per volume, mean | mounts per volume | node memory per mounted bot, beyond the page cache |")
+print("The first volume of an image on a node also builds what the driver keeps per image: the EROFS layer (overlay) or the read-only image root (copy on btrfs).")
+print()
+print("| driver (filesystem) | first volume (CreateVolume + NodePublishVolume) | per volume, median of the next " + n + " | per volume, mean | `rsync -axH` of the same root | vs rsync, first / next | mounts per volume | node memory per mounted bot, beyond the page cache |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-fsname = {"overlay": "overlay (ext4)", "copy": "copy (XFS, reflinks)"}
+fsname = {"overlay": "overlay (ext4)", "copy-xfs": "copy (XFS, reflinks)", "copy-btrfs": "copy (btrfs, snapshots)"}
+# Below 0.1 MiB a bot's cost is lost in the noise of the node's own use.
+def memory(m):
+    return "< 0.1 MiB" if m < 0.1 else f"{m:.2f} MiB"
 for d, first, med, mean, mounts, mem in rows:
-    print(f"| {fsname[d]} | {float(first):.1f} ms | {rs[d]:.0f} ms | {rs[d]/float(first):.0f}× faster | {float(med):.1f} ms | {float(mean):.1f} ms | {mounts} | {float(mem):.2f} MiB |")
+    print(f"| {fsname[d]} | {float(first):.1f} ms | {float(med):.1f} ms | {float(mean):.1f} ms | {rs[d]:.0f} ms | {rs[d]/float(first):.0f}× / {rs[d]/float(med):.0f}× faster | {mounts} | {memory(float(mem))} |")
 PY

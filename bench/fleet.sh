@@ -13,6 +13,9 @@
 #            would upgrade the base with) and writes 20 MB of its own
 #   year 2   every bot installs the same ~400 MB of packages (python3, gcc,
 #            g++, make, git, curl with their dependencies) and 20 MB more of its own
+# botyard runs with each driver: overlay (XFS), copy on XFS (reflinks) and
+# copy on btrfs (snapshots of the image's root), the choice for pods with
+# user namespaces.
 # In each strategy the first bot runs the real `dpkg -i` in a chroot (that is
 # the "apt works" column); the others receive exactly the files that dpkg run
 # wrote (captured once from a reference root), which costs the same storage.
@@ -21,7 +24,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 N=${1:-12}
 OWN6=${OWN6:-20}; OWN24=${OWN24:-20}
-ALL="rsync rsync+rmlint btrfs-snapshot overlay-upper selective-sync botyard-overlay botyard-copy"
+ALL="rsync rsync+rmlint btrfs-snapshot overlay-upper selective-sync botyard-overlay botyard-copy botyard-copy-btrfs"
 STRATEGIES=${STRATEGIES:-$ALL}
 W=$PWD/bench/cache/fleet
 cleanup() {
@@ -31,7 +34,8 @@ cleanup() {
   done
 }
 trap 'echo "fleet: failed at line $LINENO" >&2; cleanup' ERR
-trap cleanup EXIT
+# The loop images hold tens of GB once written: gone with the run.
+trap 'cleanup; rm -f "$W"/*.img' EXIT
 cleanup; rm -rf "$W"; mkdir -p "$W"
 
 # --- the packages and the exact files they write -------------------------
@@ -200,6 +204,7 @@ for s in $STRATEGIES; do
     selective-sync) run_selective ;;
     botyard-overlay) run_botyard botyard-overlay overlay xfs ;;
     botyard-copy) run_botyard botyard-copy copy xfs ;;
+    botyard-copy-btrfs) run_botyard botyard-copy-btrfs copy btrfs ;;
     *) echo "fleet: unknown strategy $s (one of: $ALL)" >&2; exit 2 ;;
   esac
 done
@@ -218,7 +223,7 @@ minimum=$((base + d6 + d24 + N * (OWN6 + OWN24) * 1048576))
   echo
   echo "| strategy | fs | provision ms/bot | day 1 | month 6 | year 2 | apt works | commit or dedupe pass at year 2 |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  declare -A FS=([rsync]=ext4 [rsync+rmlint]=xfs [btrfs-snapshot]=btrfs [overlay-upper]=ext4 [selective-sync]=ext4 [botyard-overlay]=xfs [botyard-copy]=xfs)
+  declare -A FS=([rsync]=ext4 [rsync+rmlint]=xfs [btrfs-snapshot]=btrfs [overlay-upper]=ext4 [selective-sync]=ext4 [botyard-overlay]=xfs [botyard-copy]=xfs [botyard-copy-btrfs]=btrfs)
   for n in $STRATEGIES; do
     f=${FS[$n]}
     pass=${R[$n,commit_s]:-${R[$n,dedupe_s]:--}}; [ "$pass" = - ] || pass="$pass s"
@@ -229,6 +234,7 @@ minimum=$((base + d6 + d24 + N * (OWN6 + OWN24) * 1048576))
   ratio() { awk -v a="$1" -v b="$2" "BEGIN {printf \"%.${3:-1}f\", a/b}"; }
   [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " botyard-overlay at year 2: $(ratio "${R[botyard-overlay,year2]}" "$minimum" 2)× the minimum."
   [ -n "${R[btrfs-snapshot,year2]:-}" ] && [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " btrfs snapshots / botyard-overlay: $(ratio "${R[btrfs-snapshot,year2]}" "${R[botyard-overlay,year2]}")×; the physical minimum itself is $(ratio "${R[btrfs-snapshot,year2]}" "$minimum")× below btrfs."
+  [ -n "${R[botyard-copy-btrfs,year2]:-}" ] && echo -n " botyard-copy-btrfs (the user-namespace choice) at year 2: $(ratio "${R[botyard-copy-btrfs,year2]}" "$minimum" 2)× the minimum, $(ratio "${R[btrfs-snapshot,year2]:-0}" "${R[botyard-copy-btrfs,year2]}")× smaller than btrfs snapshots."
   [ -n "${R[rsync+rmlint,dedupe_s]:-}" ] && [ -n "${R[botyard-overlay,commit_s]:-}" ] && echo -n " Committing the fleet at year 2 is $(ratio "${R[rsync+rmlint,dedupe_s]}" "${R[botyard-overlay,commit_s]}")× faster than the rmlint + dedupe pass."
   echo
 } | tee bench/results/fleet.md

@@ -38,6 +38,7 @@ fn prepare(
 ) -> Result<BotRef> {
     let id = bot.id.as_str();
     let mut shares_extents = false;
+    let mut snapshot = false;
     match driver {
         Driver::Overlay => {
             fs::layer(store, &img.tree)?;
@@ -46,10 +47,12 @@ fn prepare(
             std::fs::create_dir_all(bot.default_mount())?;
         }
         Driver::Copy => {
-            empty_dir(&bot.default_mount())?;
+            std::fs::create_dir_all(bot.dir())?;
+            fs::walk::remove_path(&bot.default_mount())?;
             shares_extents = fs::can_reflink(&bot.dir());
-            fs::materialize(store, &img.tree, &bot.default_mount())
-                .with_context(|| format!("cannot write the root of bot {id}"))?;
+            snapshot = fs::materialize_root(store, &img.tree, &bot.default_mount())
+                .with_context(|| format!("cannot write the root of bot {id}"))?
+                .snapshot;
         }
     }
     let r = BotRef {
@@ -59,6 +62,7 @@ fn prepare(
         tree: img.tree,
         driver,
         shares_extents,
+        snapshot,
         created: now(),
         committed: None,
     };

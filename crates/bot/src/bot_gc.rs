@@ -30,18 +30,25 @@ pub fn gc(store: &Store, dry_run: bool, progress: &dyn Progress) -> Result<GcRep
 pub struct LayerGcReport {
     pub layers: u64,
     pub bytes: u64,
+    /// Image roots of copy bots on btrfs (`cache/roots/`) of trees no
+    /// image names any more. What they free is counted with the objects:
+    /// their extents are the objects'.
+    pub roots: u64,
 }
 
 /// Removes layers nothing needs: kept are the layer of every image
 /// (so the next bot of it is created in milliseconds) and the layers of
-/// every overlay bot's current tree. Old diff layers, left by commits and
+/// every overlay bot's current tree; likewise image roots (btrfs) are kept
+/// for the trees of images only. Old diff layers, left by commits and
 /// resets, go. Holds the store lock exclusively, like gc, so no layer is
 /// being built meanwhile; a bot's layers change only while it is unmounted.
 pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Result<LayerGcReport> {
     let _lock = store.lock(true, progress)?;
     let mut keep = HashSet::new();
+    let mut image_trees = HashSet::new();
     for r in store.images()?.into_iter().filter_map(|(_, r)| r.ok()) {
         keep.insert(fs::layer_file_name(&r.tree, None));
+        image_trees.insert(r.tree);
     }
     for id in ids(store)? {
         let r = Bot::new(store, &id)?.load()?;
@@ -50,7 +57,10 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
             keep.insert(fs::layer_file_name(&r.tree, Some(&r.image_tree)));
         }
     }
-    let mut report = LayerGcReport::default();
+    let mut report = LayerGcReport {
+        roots: fs::gc_roots(store, &image_trees, dry_run)?,
+        ..Default::default()
+    };
     let root = fs::layers_root(store);
     let Ok(rd) = std::fs::read_dir(&root) else {
         return Ok(report);

@@ -52,8 +52,11 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
                 empty_dir(&bot.work())?;
             }
             Driver::Copy => {
+                // In place: a bind mount of the root (a published volume)
+                // sees the reset rather than a directory no longer used.
                 empty_dir(&bot.default_mount())?;
                 fs::materialize(store, &r.tree, &bot.default_mount())?;
+                r.snapshot = false;
             }
         }
         discarded.push("/".to_string());
@@ -82,7 +85,7 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
             discarded.push(format!("/{}", String::from_utf8_lossy(&c.join(&b'/'))));
         }
     }
-    if to_image {
+    if to_image || parsed.is_empty() {
         bot.save(&r)?;
     }
     Ok(ResetOutcome {

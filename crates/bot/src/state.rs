@@ -100,6 +100,10 @@ pub struct BotRef {
     /// where it cannot (ext4), every copy bot holds a full copy.
     #[serde(default)]
     pub shares_extents: bool,
+    /// Copy driver on btrfs: the root was made as a snapshot of the
+    /// image's root subvolume (O(1)) rather than file by file.
+    #[serde(default)]
+    pub snapshot: bool,
     pub created: String,
     pub committed: Option<String>,
 }

@@ -4,54 +4,13 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-struct LoopFs {
-    mnt: PathBuf,
-}
-
-impl LoopFs {
-    fn new(dir: &Path, kind: &str) -> LoopFs {
-        let img = dir.join(format!("{kind}.img"));
-        let mnt = dir.join(kind);
-        std::fs::create_dir_all(&mnt).unwrap();
-        let mkfs = match kind {
-            "xfs" => "mkfs.xfs -q -m reflink=1",
-            "btrfs" => "mkfs.btrfs -q",
-            _ => "mkfs.ext4 -q -F",
-        };
-        sh(&format!(
-            "truncate -s 400M '{i}' && {mkfs} '{i}' && mount -o loop '{i}' '{m}'",
-            i = img.display(),
-            m = mnt.display()
-        ));
-        LoopFs { mnt }
-    }
-
-    /// Bytes in use, after flushing delayed allocations.
-    fn used(&self) -> u64 {
-        sh(&format!("sync -f '{}'", self.mnt.display()));
-        let s = rustix::fs::statvfs(&self.mnt).unwrap();
-        (s.f_blocks - s.f_bfree) * s.f_frsize
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
-    }
-}
 
 const MIB: u64 = 1 << 20;
 
 fn check_fs(kind: &str, shares: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let lfs = LoopFs::new(tmp.path(), kind);
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-        store: lfs.mnt.join("store"),
-    };
-    env.ok(&["init"]);
+    let lfs = LoopFs::new(tmp.path(), kind, "400M");
+    let env = Env::with_store(lfs.mnt.join("store"));
     // A 24 MiB image of distinct files.
     let src = env.path("src");
     for i in 0..96u32 {
@@ -70,6 +29,15 @@ fn check_fs(kind: &str, shares: bool) {
     let used1 = lfs.used();
     let show = env.json(&["bot", "show", "c1", "--json"]);
     assert_eq!(show["shares_extents"], shares, "{kind}: {show}");
+    // On btrfs a copy bot is a snapshot of the image's read-only root.
+    let btrfs = kind == "btrfs";
+    assert_eq!(show["snapshot"], btrfs, "{kind}: {show}");
+    let roots = env.store.join("cache/roots");
+    assert_eq!(
+        std::fs::read_dir(&roots).map_or(0, |d| d.count()),
+        if btrfs { 2 } else { 0 },
+        "{kind}: one image root and its stamps"
+    );
     if shares {
         assert!(
             used1 - used0 < 8 * MIB,
@@ -91,6 +59,19 @@ fn check_fs(kind: &str, shares: bool) {
         std::fs::write(root.join("opt/pkg/blob"), &package).unwrap();
         std::fs::write(root.join("own"), id).unwrap();
         std::fs::remove_file(root.join("usr/lib/0/f0")).unwrap();
+        // Rewritten in place, same size, its mtime put back: only the
+        // ctime says it changed, and the commit must see it.
+        let f = root.join("usr/lib/1/f1");
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        let mut data = std::fs::read(&f).unwrap();
+        data[0] ^= 0xff;
+        std::fs::write(&f, &data).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
     }
     let used2 = lfs.used();
     let mut shared = 0;
@@ -156,6 +137,21 @@ fn check_fs(kind: &str, shares: bool) {
     assert_eq!(df.contains("nothing can be shared there"), !shares, "{df}");
     let dfj = env.json(&["df", "--json"]);
     assert_eq!(dfj["fleet"]["bots"][0]["full_copy"], !shares);
+    env.fsck_ok();
+    // Bots are independent of the image root: with the image gone, gc
+    // drops the root and the bots keep every file.
+    env.ok(&["bot", "rm", "c1"]);
+    assert!(!env.store.join("bots/c1").exists());
+    env.ok(&["image", "rm", "base:1", "--force"]);
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["layers"]["roots"], if btrfs { 1 } else { 0 }, "{gc}");
+    assert_eq!(
+        std::fs::read_dir(&roots).map_or(0, |d| d.count()),
+        0,
+        "{kind}: roots left after gc"
+    );
+    let tree = json_hash(&env.json(&["bot", "show", "c3", "--json"]), "tree");
+    assert_dir_is_tree(&env, &env.store.join("bots/c3/root"), tree);
     env.fsck_ok();
 }
 

@@ -310,3 +310,85 @@ fn sigkill_of_bot_commits_loses_no_byte_the_bot_wrote() {
     env.ok(&["gc"]);
     env.fsck_ok();
 }
+
+#[test]
+fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
+    require_root!();
+    if !have_tool("mkfs.btrfs", "btrfs-progs") {
+        return;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("copy create crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let loop_dir = tempfile::tempdir().unwrap();
+    let lfs = LoopFs::new(loop_dir.path(), "btrfs", "1G");
+    let env = Env::with_store(lfs.mnt.join("store"));
+    let src = env.path("src");
+    base(&src);
+    let mut took = Duration::from_secs(120);
+    let (mut killed, mut finished) = (0, 0);
+    for round in 0..12u64 {
+        // A new image each round, so each create builds its image root.
+        mutate(&src, round);
+        let image = format!("base:{round}");
+        env.ok(&[
+            "image",
+            "import",
+            "-q",
+            &image,
+            "--dir",
+            src.to_str().unwrap(),
+        ]);
+        let id = format!("c{round}");
+        let args: Vec<String> = ["bot", "create", &id, "--image", &image, "--driver", "copy"]
+            .map(String::from)
+            .to_vec();
+        let delay = if round == 0 {
+            took
+        } else {
+            Duration::from_micros(rng.below(took.as_micros() as u64 * 11 / 10))
+        };
+        match run_killed(&env, &args, delay) {
+            Some(t) => {
+                finished += 1;
+                took = took.min(t);
+            }
+            None => killed += 1,
+        }
+        env.fsck_ok();
+        let made = env
+            .cmd()
+            .args(["bot", "show", &id])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !made {
+            // Killed before the ref: the retry starts clean.
+            env.ok(&["bot", "create", &id, "--image", &image, "--driver", "copy"]);
+        }
+        let show = env.json(&["bot", "show", &id, "--json"]);
+        assert_eq!(show["snapshot"], true, "{show}");
+        let tree = json_hash(&show, "image_tree");
+        assert_dir_is_tree(&env, &env.store.join(format!("bots/{id}/root")), tree);
+        // A second bot of the image snapshots the same, complete root.
+        let twin = format!("t{round}");
+        env.ok(&[
+            "bot", "create", &twin, "--image", &image, "--driver", "copy",
+        ]);
+        assert_dir_is_tree(&env, &env.store.join(format!("bots/{twin}/root")), tree);
+    }
+    eprintln!("{killed} creates killed mid-way, {finished} finished");
+    assert!(killed >= 4, "too few creates were killed ({killed})");
+    env.ok(&["gc"]);
+    let left: Vec<_> = std::fs::read_dir(env.store.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "gc left {left:?} in tmp/");
+    env.fsck_ok();
+}

@@ -542,7 +542,11 @@ fn a_user_namespace_container_installs_packages_on_a_published_volume() {
         "bash '{}/../../scripts/debian-rootfs.sh'",
         env!("CARGO_MANIFEST_DIR")
     ));
-    let env = Env::new();
+    // The store where the chart's docs put it for such pods: on btrfs,
+    // where each copy volume is a snapshot of the image's root.
+    let loop_dir = tempfile::tempdir().unwrap();
+    let lfs = LoopFs::new(loop_dir.path(), "btrfs", "2G");
+    let env = Env::with_store(lfs.mnt.join("store"));
     env.ok(&[
         "image",
         "import",
@@ -561,6 +565,8 @@ fn a_user_namespace_container_installs_packages_on_a_published_volume() {
         v.volume_context.get("driver").map(String::as_str),
         Some("copy")
     );
+    let show = env.json(&["bot", "show", "pvc-deb", "--json"]);
+    assert_eq!(show["snapshot"], true, "{show}");
 
     let run_pod = |pod: &str, target: &Path, script: &str| -> String {
         let (holder, ns) = user_namespace(100_000);

@@ -11,6 +11,7 @@
 //! * [`layer`] and [`diff_layer`]: trees packed as EROFS images of metacopy
 //!   stubs redirecting into the store's objects, for overlayfs;
 //! * [`materialize`]: a tree written out as a plain directory (copy driver);
+//!   [`materialize_root`]: the same as a btrfs snapshot of the image's root;
 //! * [`mount_overlay`]: the overlay mount itself;
 //! * [`fold_upper`]: an overlay upper dir folded back into a tree;
 //!
@@ -28,6 +29,7 @@ mod layer;
 mod materialize;
 mod memtree;
 mod overlay;
+mod roots;
 mod scan;
 mod statcache;
 mod upper;
@@ -49,7 +51,9 @@ pub use overlay::{
     fstype_of, is_overlay_mount, mount_clone, mount_clone_idmapped, mount_clone_onto, mount_fstype,
     mount_overlay, mounts_below, unmount, unmount_below, OverlaySpec,
 };
+pub use roots::{gc_roots, materialize_root, roots_dir};
 pub use scan::{scan_dir, ScanOptions};
+pub use store::btrfs;
 pub use store::walk;
 pub use store::{quote_bytes, quote_cow, quote_path, quote_short, quote_str};
 pub use upper::{fold_upper, xattr_at, FoldStats};

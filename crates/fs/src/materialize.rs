@@ -2,6 +2,8 @@
 //! each file's data is reflinked from its object where the filesystem can
 //! share extents, copied where it cannot.
 
+use crate::scan::FreshCache;
+use crate::statcache::{path_key, Stamp};
 use anyhow::{Context, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, XattrFlags};
@@ -20,6 +22,8 @@ struct Materializer<'a> {
     links: HashMap<Vec<u8>, Vec<u8>>,
     root: BorrowedFd<'a>,
     stats: MaterializeStats,
+    /// Filled when the caller wants a stat cache of what was written.
+    stamps: Option<FreshCache>,
 }
 
 /// What [`materialize`] did.
@@ -32,6 +36,9 @@ pub struct MaterializeStats {
     pub copied_bytes: u64,
     /// Device nodes that could not be created (no CAP_MKNOD).
     pub skipped_devices: u64,
+    /// The root is a btrfs snapshot of the image's root: nothing was
+    /// written for it, whatever its size.
+    pub snapshot: bool,
 }
 
 /// Writes the entry at `path` of `tree` (and what is below it) into the
@@ -81,6 +88,7 @@ pub fn materialize_path(
         links: HashMap::new(),
         root: rootfd.as_fd(),
         stats: Default::default(),
+        stamps: None,
     };
     m.entry(dir.as_fd(), &e, &path.join(&b'/'))?;
     Ok(true)
@@ -97,14 +105,27 @@ pub fn materialize(store: &Store, tree: &Hash, dest: &std::path::Path) -> Result
         Mode::empty(),
     ))
     .with_context(|| format!("cannot open {}", dest.display()))?;
+    Ok(materialize_into(store, tree, fd.as_fd(), false)?.0)
+}
+
+/// [`materialize`] into the open directory `dest`; with `stamps`, also the
+/// stat cache of every regular file written (what a scan of `dest` right
+/// after would find), so the first commit of a clone of it reads nothing.
+pub(crate) fn materialize_into(
+    store: &Store,
+    tree: &Hash,
+    dest: BorrowedFd<'_>,
+    stamps: bool,
+) -> Result<(MaterializeStats, FreshCache)> {
     let mut m = Materializer {
         store,
         links: HashMap::new(),
-        root: fd.as_fd(),
+        root: dest,
         stats: Default::default(),
+        stamps: stamps.then(HashMap::new),
     };
-    m.tree_into(fd.as_fd(), &store.read_tree(tree)?, b"")?;
-    Ok(m.stats)
+    m.tree_into(dest, &store.read_tree(tree)?, b"")?;
+    Ok((m.stats, m.stamps.unwrap_or_default()))
 }
 
 impl Materializer<'_> {
@@ -181,6 +202,12 @@ impl Materializer<'_> {
                     }
                 }
                 self.set_meta(dir, name, Some(fd.as_fd()), e)?;
+                // A hard-link group's ctime moves as members are linked,
+                // so its stamp misses and the scan hashes it: safe.
+                if let Some(stamps) = self.stamps.as_mut().filter(|_| f.size > 0) {
+                    let st = io(rustix::fs::fstat(&fd))?;
+                    stamps.insert(path_key(path), (Stamp::of(&st), f.object));
+                }
             }
             EntryKind::Symlink(t) => {
                 io(rustix::fs::symlinkat(t.as_slice(), dir, name))?;

@@ -441,12 +441,7 @@ impl Scanner<'_> {
         if let Some(g) = group {
             self.links.insert(key, (g, id));
         }
-        let stamp = Stamp {
-            ino: st.st_ino,
-            size,
-            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
-            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
-        };
+        let stamp = Stamp::of(st);
         if size == 0 {
             return Ok(id);
         }
@@ -627,6 +622,14 @@ impl Scanner<'_> {
     }
 }
 
+/// Where the stat cache of scans of the directory `canon` (canonical) lives.
+pub(crate) fn scan_cache_path(store: &store::Store, canon: &Path) -> std::path::PathBuf {
+    store.cache_dir().join(format!(
+        "scan-{}",
+        &Hash::of(canon.as_os_str().as_encoded_bytes()).to_hex()[..32]
+    ))
+}
+
 /// Scans `root` into a tree, adding every file's content to `staging`.
 pub fn scan_dir(
     root: &Path,
@@ -638,10 +641,7 @@ pub fn scan_dir(
         .with_context(|| format!("cannot open directory {}", root.display()))?;
     let fd = walk::open_dir(&canon)?;
     let st = rustix::fs::fstat(&fd)?;
-    let cache_path = staging.store().cache_dir().join(format!(
-        "scan-{}",
-        &Hash::of(canon.as_os_str().as_encoded_bytes()).to_hex()[..32]
-    ));
+    let cache_path = scan_cache_path(staging.store(), &canon);
     let old = if opts.stat_cache {
         StatCache::load(&cache_path)
     } else {

@@ -17,6 +17,17 @@ pub(crate) struct Stamp {
     pub ctime_ns: i64,
 }
 
+impl Stamp {
+    pub fn of(st: &rustix::fs::Stat) -> Stamp {
+        Stamp {
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+        }
+    }
+}
+
 /// A path's key in the cache.
 pub(crate) type PathKey = [u8; 16];
 

@@ -18,6 +18,7 @@
 //! of bots.
 
 mod atomic;
+pub mod btrfs;
 mod df;
 mod error;
 mod fsck;
@@ -28,6 +29,7 @@ mod names;
 mod progress;
 mod quote;
 mod refs;
+mod size;
 mod staging;
 mod store;
 mod tree;
@@ -44,6 +46,7 @@ pub use names::{validate_segment, ImageName, NameError, MAX_NAME_BYTES};
 pub use progress::{NoProgress, Progress, Unit};
 pub use quote::{quote_bytes, quote_cow, quote_path, quote_short, quote_str};
 pub use refs::ImageRef;
+pub use size::parse_size;
 pub use staging::{hash_file, is_sparse, Staging, StagingStats, SMALL_FILE};
 pub use store::{default_store_path, now_rfc3339, Store, STORE_MARKER};
 pub use tree::{

@@ -17,7 +17,7 @@
 //! [`split_parent`], [`proc_path`]).
 
 use anyhow::{Context, Result};
-use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use std::path::Path;
 
@@ -402,10 +402,23 @@ pub fn remove_tree(dir: &OwnedFd, name: &[u8]) -> Result<u64> {
         return Ok(1);
     }
     let sub = open_dir_same_mount(dir, name).map_err(|e| mount_point_error(e, shown_name(name)))?;
+    if destroyed_subvolume(dir, name, &sub) {
+        return Ok(1);
+    }
     let n = remove_contents(&sub)?;
     io(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR))
         .with_context(|| format!("cannot remove the directory {}", shown_name(name)))?;
     Ok(n + 1)
+}
+
+/// The inode number of a btrfs subvolume's root.
+const SUBVOLUME_ROOT_INO: u64 = 256;
+
+/// Deletes `name` in `dir`, opened as `sub` (not a mount point), if it is a
+/// btrfs subvolume that can go in one call; false leaves it to the walk
+/// (not a subvolume, one nested in it, or no privilege).
+fn destroyed_subvolume(dir: &OwnedFd, name: &[u8], sub: &OwnedFd) -> bool {
+    crate::btrfs::is_subvolume(sub) && crate::btrfs::destroy_subvolume(dir.as_fd(), name).is_ok()
 }
 
 fn shown_name(n: &[u8]) -> String {
@@ -420,6 +433,15 @@ pub fn remove_contents(dir: &OwnedFd) -> Result<u64> {
     impl Visitor for Remover {
         fn entry(&mut self, dir: &OwnedFd, name: &[u8], path: &[u8], st: &Stat) -> Result<bool> {
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                // A btrfs subvolume (a copy bot's root) goes in one call.
+                if st.st_ino == SUBVOLUME_ROOT_INO {
+                    let sub = open_dir_same_mount(dir, name)
+                        .map_err(|e| mount_point_error(e, crate::quote_short(path)))?;
+                    if destroyed_subvolume(dir, name, &sub) {
+                        self.0 += 1;
+                        return Ok(false);
+                    }
+                }
                 return Ok(true);
             }
             match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {

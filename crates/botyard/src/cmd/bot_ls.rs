@@ -59,7 +59,9 @@ pub fn show(ctx: &Ctx, a: BotIdArgs) -> Result<i32> {
         b.root.as_deref().unwrap_or("- (not mounted)")
     );
     if b.bot.driver == bot::Driver::Copy {
-        let sharing = if b.bot.shares_extents {
+        let sharing = if b.bot.snapshot {
+            "shares extents with the store (a btrfs snapshot of the image's root)"
+        } else if b.bot.shares_extents {
             "shares extents with the store (reflink)"
         } else {
             "cannot share extents here (no reflink): a full copy"

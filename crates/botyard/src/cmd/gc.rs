@@ -28,5 +28,11 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
         bytes(sup.bytes),
         crate::output::n(r.tmp_entries, "leftover", "leftovers")
     ));
+    if layers.roots > 0 {
+        ctx.say(format!(
+            "{verb} {} of images no longer named (their bytes are counted with the objects)",
+            crate::output::n(layers.roots, "copy-bot image root", "copy-bot image roots"),
+        ));
+    }
     Ok(0)
 }

@@ -55,7 +55,81 @@ impl Drop for Env {
     }
 }
 
+/// The hash a `--json` output gives at `key` (with or without `blake3:`).
+pub fn json_hash(v: &serde_json::Value, key: &str) -> Hash {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .trim_start_matches("blake3:")
+        .parse()
+        .unwrap()
+}
+
+/// Asserts that the directory `dir` holds exactly `tree` of `env`'s store.
+pub fn assert_dir_is_tree(env: &Env, dir: &Path, tree: Hash) {
+    assert_same(&manifest_of_tree(&env.store(), tree), &manifest_of_dir(dir));
+}
+
+/// A filesystem of `kind` (xfs with reflink, btrfs, else ext4) on a loop
+/// device, mounted until dropped.
+pub struct LoopFs {
+    pub mnt: PathBuf,
+}
+
+impl LoopFs {
+    pub fn new(dir: &Path, kind: &str, size: &str) -> LoopFs {
+        let img = dir.join(format!("{kind}.img"));
+        let mnt = dir.join(kind);
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mkfs = match kind {
+            "xfs" => "mkfs.xfs -q -m reflink=1",
+            "btrfs" => "mkfs.btrfs -q",
+            _ => "mkfs.ext4 -q -F",
+        };
+        sh(&format!(
+            "truncate -s {size} '{i}' && {mkfs} '{i}' && mount -o loop '{i}' '{m}'",
+            i = img.display(),
+            m = mnt.display()
+        ));
+        LoopFs { mnt }
+    }
+
+    /// Bytes in use, after flushing delayed allocations.
+    pub fn used(&self) -> u64 {
+        sh(&format!("sync -f '{}'", self.mnt.display()));
+        let s = rustix::fs::statvfs(&self.mnt).unwrap();
+        (s.f_blocks - s.f_bfree) * s.f_frsize
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+}
+
 impl Env {
+    /// An initialised store at `store` (on a filesystem of the test's
+    /// choosing), the rest of the test's files in a temporary directory.
+    pub fn with_store(store: PathBuf) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("botyard-test-")
+            .tempdir()
+            .unwrap();
+        let e = Env { dir, store };
+        e.ok(&["init"]);
+        e
+    }
+
     pub fn new() -> Env {
         let dir = tempfile::Builder::new()
             .prefix("botyard-test-")
@@ -651,5 +725,69 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running `botyard serve`, killed when dropped.
+pub struct Daemon<'a> {
+    pub env: &'a Env,
+    pub child: Option<std::process::Child>,
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Sandboxes a killed daemon left are reaped by the next bot command.
+        let _ = self.env.run(&["bot", "ls"]);
+    }
+}
+
+/// The daemon's default socket in `env`'s store.
+pub fn socket(env: &Env) -> PathBuf {
+    env.store.join("daemon/daemon.sock")
+}
+
+/// Starts the daemon with `config` (TOML) and `extra` arguments; returns
+/// once it listens.
+pub fn start<'a>(env: &'a Env, config: &str, extra: &[&str]) -> Daemon<'a> {
+    start_with_vars(env, config, extra, &[])
+}
+
+/// [`start`] with these environment variables set for the daemon.
+pub fn start_with_vars<'a>(
+    env: &'a Env,
+    config: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Daemon<'a> {
+    let cfg = env.path("daemon.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut args = vec!["serve", "--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let child = env
+        .cmd()
+        .envs(vars.iter().copied())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let tcp = extra.iter().any(|a| a.starts_with("tcp:"));
+    // Listening, not just a socket file a killed daemon left.
+    while !tcp && std::os::unix::net::UnixStream::connect(socket(env)).is_err()
+        || tcp && t.elapsed() < std::time::Duration::from_millis(500)
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "the daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Daemon {
+        env,
+        child: Some(child),
     }
 }
