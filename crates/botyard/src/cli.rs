@@ -51,7 +51,7 @@ pub enum Command {
     /// secrets from stdin to the agent's environment only, signals
     /// forwarded, and in --ipc mode one agent run per message file.
     #[command(args_conflicts_with_subcommands = true)]
-    Supervise(SuperviseArgs),
+    Supervise(session::SuperviseArgs),
     /// Run the daemon: a durable group queue over sessions, an HTTP API
     /// and metrics. Listens on a unix socket under the store (owner-only)
     /// unless told otherwise; TCP needs the bearer token in
@@ -64,6 +64,9 @@ pub enum Command {
     /// the chart's DaemonSet next to node-driver-registrar and
     /// external-provisioner (with --node-deployment). SIGTERM stops it.
     Csi(CsiArgs),
+    /// Kubernetes: what the daemon creates on a cluster.
+    #[command(subcommand)]
+    Kube(KubeCommand),
     /// Groups: a bot and the agent command the daemon runs for messages.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -591,34 +594,6 @@ pub struct RunArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct SuperviseArgs {
-    #[command(subcommand)]
-    pub action: Option<SuperviseAction>,
-    /// Read a JSON object of secrets from the first line of stdin.
-    #[arg(long)]
-    pub secrets_on_stdin: bool,
-    /// Wait for DIR/input/*.json and run the agent once per message.
-    #[arg(long, value_name = "DIR")]
-    pub ipc: Option<PathBuf>,
-    /// IPC mode: exit after this long without a message.
-    #[arg(long, default_value = "30m", value_name = "DURATION")]
-    pub idle: String,
-    /// IPC mode: bytes of output kept per message.
-    #[arg(long, default_value = "10MB", value_name = "SIZE")]
-    pub output_cap: String,
-    /// The agent and its arguments.
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SuperviseAction {
-    /// Copy this binary, with the loader and libraries it runs with, into
-    /// DIR (for an init container); prints the command line that starts it.
-    CopySelf { dir: PathBuf },
-}
-
-#[derive(Args, Debug)]
 pub struct DaemonAddr {
     /// Where the daemon listens [default: unix:STORE/daemon/daemon.sock].
     #[arg(long, env = "BOTYARD_DAEMON", value_name = "unix:PATH|tcp:ADDR")]
@@ -631,9 +606,17 @@ pub struct ServeArgs {
     #[arg(long, env = "BOTYARD_LISTEN", value_name = "unix:PATH|tcp:ADDR")]
     pub listen: Option<String>,
     /// A TOML file: max_sessions, idle_keepalive, deadline, turn, max_tries,
-    /// commit_on_close, max_message_size, output_cap, grace, runtime (see the README).
+    /// commit_on_close, max_message_size, output_cap, grace, runtime, and a
+    /// [kubernetes] table (see the README).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// What runs sessions: runc, crun, youki, a path to an OCI runtime, or
+    /// kubernetes (each session a pod; in-cluster config or KUBECONFIG)
+    /// [default: the config's runtime, else runc].
+    #[arg(long, env = "BOTYARD_RUNTIME", value_name = "RUNTIME", value_parser = choice::<daemon::Runtime>)]
+    pub runtime: Option<daemon::Runtime>,
+    #[command(flatten)]
+    pub kube: KubeChoices,
 }
 
 #[derive(Args, Debug)]
@@ -652,6 +635,58 @@ pub struct CsiArgs {
     /// (`DIR/NAME/.dockerconfigjson`) [default: /etc/botyard/registry-auth].
     #[arg(long, env = "BOTYARD_AUTH_DIR", value_name = "DIR")]
     pub auth_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KubeCommand {
+    /// Print, as YAML, exactly the objects the daemon would create on a
+    /// cluster for a session of a group (the bot's claim, then the Job or
+    /// warm pod), with the settings the daemon would use: its config file,
+    /// flags and environment. Reads the group from the store's daemon
+    /// state; needs no cluster and no running daemon.
+    Manifests(KubeManifestsArgs),
+}
+
+/// Parses one of botyard's choice enums, with its own error message.
+fn choice<T: std::str::FromStr<Err = anyhow::Error>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+/// The Kubernetes choices `serve` and `kube manifests` share; each beats
+/// the config file's `[kubernetes]` table.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubeChoices {
+    /// job (a Job per session) or warm (a pod per active group) [default: job].
+    #[arg(long = "kube-mode", env = "BOTYARD_KUBE_MODE", value_name = "MODE", value_parser = choice::<kube::Mode>)]
+    pub mode: Option<kube::Mode>,
+    /// How the supervisor reaches the pod: image-volume (mount its OCI
+    /// image) or init-container (copy it into an emptyDir)
+    /// [default: image-volume].
+    #[arg(
+        long = "supervisor-sideload",
+        env = "BOTYARD_SUPERVISOR_SIDELOAD",
+        value_name = "METHOD",
+        value_parser = choice::<kube::Sideload>
+    )]
+    pub sideload: Option<kube::Sideload>,
+}
+
+#[derive(Args, Debug)]
+pub struct KubeManifestsArgs {
+    /// The group, as `botyard group add` named it.
+    #[arg(long, value_name = "NAME")]
+    pub group: String,
+    /// The daemon's TOML config (its `[kubernetes]` table and limits).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub choices: KubeChoices,
+    /// The session number the objects are named with.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub session: u64,
+    /// Print a JSON array instead of YAML.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -684,6 +719,11 @@ pub struct GroupAddArgs {
     pub secrets: Vec<String>,
     #[arg(long, value_name = "NAME")]
     pub workspace: Option<String>,
+    /// On Kubernetes: whose workspace it is; the group then gets
+    /// `users/USER/WORKSPACE` of the shared volume at /workspace
+    /// (one host ignores it).
+    #[arg(long, value_name = "USER", requires = "workspace")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub addr: DaemonAddr,
 }

@@ -6,68 +6,8 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Daemon<'a> {
-    env: &'a Env,
-    child: Option<Child>,
-}
-
-impl Drop for Daemon<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        // Sandboxes a killed daemon left are reaped by the next bot command.
-        let _ = self.env.run(&["bot", "ls"]);
-    }
-}
-
-fn socket(env: &Env) -> PathBuf {
-    env.store.join("daemon/daemon.sock")
-}
-
-fn start<'a>(env: &'a Env, config: &str, extra: &[&str]) -> Daemon<'a> {
-    start_with_vars(env, config, extra, &[])
-}
-
-/// [`start`] with these environment variables set for the daemon.
-fn start_with_vars<'a>(
-    env: &'a Env,
-    config: &str,
-    extra: &[&str],
-    vars: &[(&str, &str)],
-) -> Daemon<'a> {
-    let cfg = env.path("daemon.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let mut args = vec!["serve", "--config", cfg.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let child = env
-        .cmd()
-        .envs(vars.iter().copied())
-        .args(&args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let tcp = extra.iter().any(|a| a.starts_with("tcp:"));
-    // Listening, not just a socket file a killed daemon left.
-    while !tcp && std::os::unix::net::UnixStream::connect(socket(env)).is_err()
-        || tcp && t.elapsed() < Duration::from_millis(500)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        env,
-        child: Some(child),
-    }
-}
 
 /// A store with image bb:1 (busybox) and bot b1.
 fn setup() -> Env {

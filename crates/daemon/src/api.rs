@@ -116,14 +116,16 @@ async fn add_group(State(d): Ctx, body: Bytes) -> Response {
     if g.agent.is_empty() {
         return err(StatusCode::BAD_REQUEST, "the group needs an agent command");
     }
-    if bot::Bot::new(&d.store, &g.bot)
-        .and_then(|b| b.load())
-        .is_err()
-    {
-        return err(
-            StatusCode::BAD_REQUEST,
-            format!("no bot {} in the store", g.bot),
-        );
+    if let Some(u) = &g.user {
+        if g.workspace.is_none() {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "a user names the owner of the group's workspace; give --workspace too",
+            );
+        }
+        if let Err(e) = store::validate_segment("user", u, store::MAX_NAME_BYTES) {
+            return err(StatusCode::BAD_REQUEST, e.to_string());
+        }
     }
     for m in &g.mounts {
         if let Err(e) = m.parse::<session::MountSpec>() {
@@ -149,12 +151,33 @@ async fn add_group(State(d): Ctx, body: Bytes) -> Response {
         }
     }
     g.created = store::now_rfc3339();
-    match d.db.lock().unwrap().add_group(&g) {
-        Ok(()) => (StatusCode::CREATED, Json(g)).into_response(),
-        Err(e) if store::is_kind(&e, store::ErrorKind::AlreadyExists) => {
+    // The backend checks what only it knows (the bot in this store, or
+    // names on a cluster) and may call out, so off the async threads; the
+    // database lock is held so no other group is added meanwhile.
+    let d2 = d.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let db = d2.db.lock().unwrap();
+        let others = db.groups()?;
+        if others.iter().any(|o| o.name == g.name) {
+            return Ok(Err((
+                StatusCode::CONFLICT,
+                format!("group {} already exists", store::quote_str(&g.name)),
+            )));
+        }
+        if let Err(e) = d2.backend.admit_group(&d2.store, &g, &others) {
+            return Ok(Err((StatusCode::BAD_REQUEST, format!("{e:#}"))));
+        }
+        db.add_group(&g).map(|()| Ok(g))
+    })
+    .await;
+    match res {
+        Ok(Ok(Ok(g))) => (StatusCode::CREATED, Json(g)).into_response(),
+        Ok(Ok(Err((code, msg)))) => err(code, msg),
+        Ok(Err(e)) if store::is_kind(&e, store::ErrorKind::AlreadyExists) => {
             err(StatusCode::CONFLICT, e.to_string())
         }
-        Err(e) => internal(e),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(anyhow::anyhow!("{e}")),
     }
 }
 

@@ -5,6 +5,45 @@ use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::Duration;
 
+/// What runs the daemon's sessions: an OCI runtime on this host (runc by
+/// default), or a Kubernetes cluster (`kubernetes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Host(session::Runtime),
+    /// Each session a pod; the `[kubernetes]` table says how.
+    Kubernetes,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::Host(session::Runtime::default())
+    }
+}
+
+impl std::str::FromStr for Runtime {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Runtime> {
+        match s {
+            "kubernetes" => Ok(Runtime::Kubernetes),
+            other => other.parse().map(Runtime::Host).map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown runtime {}; use runc, crun, youki, a path to an OCI runtime, or kubernetes",
+                    store::quote_str(other)
+                )
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runtime::Host(r) => r.fmt(f),
+            Runtime::Kubernetes => f.write_str("kubernetes"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Live sandboxes at once, over all groups.
@@ -28,9 +67,12 @@ pub struct Config {
     /// SIGTERM: how long running messages may take to finish.
     pub grace: Duration,
     /// What runs sessions' sandboxes.
-    pub runtime: session::Runtime,
+    pub runtime: Runtime,
     /// What each session's sandbox may use (default: a share of the machine).
     pub limits: session::Limits,
+    /// Only the limits the config file set: what a pod on a cluster gets,
+    /// where this machine's share means nothing.
+    pub configured_limits: session::Limits,
     /// A request's headers must arrive within this long (and the next
     /// request on a kept-alive connection too), or the connection closes.
     pub header_timeout: Duration,
@@ -39,6 +81,9 @@ pub struct Config {
     /// Environment variables of the daemon that groups may hand to their
     /// agents as secrets; no other is ever read for a group.
     pub secrets: Vec<String>,
+    /// The `[kubernetes]` table as written: the Kubernetes backend reads
+    /// and checks it (the daemon does not know the backends' settings).
+    pub kubernetes: toml::Table,
 }
 
 impl Default for Config {
@@ -53,11 +98,17 @@ impl Default for Config {
             max_message_size: 1_000_000,
             output_cap: session::DEFAULT_OUTPUT_CAP,
             grace: Duration::from_secs(30),
-            runtime: session::Runtime::default(),
+            runtime: Runtime::default(),
             limits: session::Limits::host_default(),
+            configured_limits: session::Limits {
+                memory: None,
+                cpus: None,
+                pids: None,
+            },
             secrets: Vec::new(),
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            kubernetes: toml::Table::new(),
         }
     }
 }
@@ -81,6 +132,7 @@ struct Raw {
     secrets: Option<Vec<String>>,
     header_timeout: Option<String>,
     max_connections: Option<usize>,
+    kubernetes: Option<toml::Table>,
 }
 
 impl Config {
@@ -122,6 +174,7 @@ impl Config {
         if let Some(m) = raw.memory {
             c.limits.memory =
                 session::parse_memory(&m, workspace::parse_size).map_err(|e| bad("memory", e))?;
+            c.configured_limits.memory = c.limits.memory;
         }
         let text = |v: toml::Value| match v {
             toml::Value::String(s) => s,
@@ -129,9 +182,11 @@ impl Config {
         };
         if let Some(v) = raw.cpus {
             c.limits.cpus = session::parse_cpus(&text(v)).map_err(|e| bad("cpus", e))?;
+            c.configured_limits.cpus = c.limits.cpus;
         }
         if let Some(v) = raw.pids {
             c.limits.pids = session::parse_pids(&text(v)).map_err(|e| bad("pids", e))?;
+            c.configured_limits.pids = c.limits.pids;
         }
         if let Some(s) = raw.secrets {
             for n in &s {
@@ -144,6 +199,9 @@ impl Config {
                 }
             }
             c.secrets = s;
+        }
+        if let Some(k) = raw.kubernetes {
+            c.kubernetes = k;
         }
         Ok(c)
     }

@@ -38,24 +38,7 @@ CREATE INDEX IF NOT EXISTS messages_by_state ON messages(state, group_name, id);
 /// The states a message ends in.
 pub const FINAL_STATES: [&str; 2] = ["done", "failed"];
 
-/// A group: a bot, the agent command, and how its sessions run.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Group {
-    pub name: String,
-    pub bot: String,
-    /// The agent's argv.
-    pub agent: Vec<String>,
-    #[serde(default)]
-    pub main: bool,
-    #[serde(default)]
-    pub mounts: Vec<String>,
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    #[serde(default)]
-    pub workspace: Option<String>,
-    #[serde(default)]
-    pub created: String,
-}
+pub use session::Group;
 
 /// A message's state: `queued` → `running` → `done` or `failed` (after
 /// the last retry), or back to `queued` for a retry.
@@ -133,6 +116,7 @@ fn group_row(r: &rusqlite::Row) -> rusqlite::Result<Group> {
         mounts: j(r.get("mounts")?),
         secrets: j(r.get("secrets")?),
         workspace: r.get("workspace")?,
+        user: r.get("user")?,
         created: r.get("created")?,
     })
 }
@@ -178,13 +162,22 @@ impl Db {
                 "ALTER TABLE messages ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
             )?;
         }
+        // And before `user`.
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('groups') WHERE name = 'user'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has {
+            conn.execute_batch("ALTER TABLE groups ADD COLUMN user TEXT")?;
+        }
         Ok(Db { conn })
     }
 
     pub fn add_group(&self, g: &Group) -> Result<()> {
         let n = self.exec(
-            "INSERT OR IGNORE INTO groups (name, bot, agent, main, mounts, secrets, workspace, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO groups (name, bot, agent, main, mounts, secrets, workspace, created, user)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 g.name,
                 g.bot,
@@ -193,7 +186,8 @@ impl Db {
                 serde_json::to_string(&g.mounts)?,
                 serde_json::to_string(&g.secrets)?,
                 g.workspace,
-                g.created
+                g.created,
+                g.user
             ],
         )?;
         if n == 0 {
@@ -373,6 +367,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_database_from_before_users_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let old = Connection::open(&path).unwrap();
+        // SCHEMA is the table as it was; `user` comes by migration.
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO groups (name, bot, agent, created) VALUES ('g', 'b', '[\"cat\"]', '')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path).unwrap();
+        let g = db.group("g").unwrap().unwrap();
+        assert_eq!((g.user, g.agent), (None, vec!["cat".to_string()]));
+    }
+
+    #[test]
     fn an_accepted_message_is_synced_with_or_without_a_log() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("state.db")).unwrap();
@@ -383,10 +395,15 @@ mod tests {
             main: false,
             mounts: vec![],
             secrets: vec![],
-            workspace: None,
+            workspace: Some("w".into()),
+            user: Some("alice".into()),
             created: String::new(),
         })
         .unwrap();
+        assert_eq!(
+            db.group("g").unwrap().unwrap().user.as_deref(),
+            Some("alice")
+        );
         let id = db.enqueue("g", b"{}").unwrap();
         assert!(dir.path().join("state.db-wal").exists());
         sync(&db.path()).unwrap();

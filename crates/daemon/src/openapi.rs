@@ -77,7 +77,7 @@ pub fn document() -> Value {
                     "name": {"type": "string"}, "bot": {"type": "string"},
                     "agent": {"type": "array", "items": {"type": "string"}},
                     "main": {"type": "boolean"}, "mounts": {"type": "array", "items": {"type": "string"}},
-                    "secrets": {"type": "array", "items": {"type": "string"}}, "workspace": {"type": "string", "nullable": true}}},
+                    "secrets": {"type": "array", "items": {"type": "string"}}, "workspace": {"type": "string", "nullable": true}, "user": {"type": "string", "nullable": true}}},
                 "Message": {"description": "Any JSON value; the agent reads it on stdin."}
             }
         }

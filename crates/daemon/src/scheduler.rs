@@ -124,9 +124,9 @@ const REPLAY_CAP: usize = 1 << 20;
 use crate::db::FINAL_STATES as FINAL;
 
 impl Daemon {
-    pub fn new(store: Store, db: Db, config: Config) -> Daemon {
+    pub fn new(store: Store, db: Db, config: Config, backend: Arc<dyn session::Backend>) -> Daemon {
         Daemon {
-            backend: session::backend(&config.runtime),
+            backend,
             store,
             db: Mutex::new(db),
             config,
@@ -369,18 +369,22 @@ impl Daemon {
             );
         }
         let ipc = self.ipc_dir(&g.name);
-        // The backend makes the channel; nothing of an earlier session
-        // of the group is delivered again.
-        session::ipc::Channel::clear(&ipc)?;
+        let on_host = self.backend.runs_on_host();
+        if on_host {
+            // The backend makes the channel; nothing of an earlier session
+            // of the group is delivered again.
+            session::ipc::Channel::clear(&ipc)?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
-        // A group's workspace must be mounted (and so audited) already.
+        // A group's workspace on this host must be mounted (and so
+        // audited) already; elsewhere the backend finds it.
         let workspace = match &g.workspace {
-            None => None,
-            Some(w) => Some(
+            Some(w) if on_host => Some(
                 workspace::Workspace::new(&self.store, w)?
                     .mounted_at()
                     .ok_or_else(|| anyhow::anyhow!("workspace {w} of group {} is not mounted; `botyard workspace mount {w}`", g.name))?,
             ),
+            _ => None,
         };
         let mut opts = session::RunOptions::kept_alive(
             &g.bot,
@@ -395,6 +399,7 @@ impl Daemon {
         opts.limits = self.config.limits;
         // Per message, applied by the supervisor.
         opts.output_cap = self.config.output_cap;
+        opts.group = Some(g.clone());
         // Nothing of an earlier session of the group is delivered again.
         let sandbox = self.backend.prepare(&self.store, &opts)?;
         self.metrics.session_starts.fetch_add(1, Ordering::Relaxed);
@@ -440,7 +445,9 @@ impl Daemon {
         };
         let res = sandbox.start(io).and_then(|()| sandbox.wait(&stop));
         // While the slot is still held, so no new session mounts the bot.
-        if self.config.commit_on_close && res.is_ok() {
+        // Elsewhere the backend commits (on Kubernetes, the CSI driver
+        // when the pod's volume is unpublished).
+        if self.config.commit_on_close && res.is_ok() && self.backend.runs_on_host() {
             let _ = bot::commit(&self.store, &bot, &store::NoProgress);
         }
         let why = match &res {

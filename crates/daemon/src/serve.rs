@@ -236,10 +236,24 @@ fn ignore_sigpipe() {
     }
 }
 
+/// Opens the daemon's state of `store` to read it (the daemon may run or
+/// not). Fails, saying what to do, when the daemon never ran there.
+pub fn open_state(store: &Store) -> Result<Db> {
+    let path = daemon_dir(store).join("state.db");
+    if !path.exists() {
+        anyhow::bail!(
+            "no daemon state in {}; start `botyard serve` and add the group with `botyard group add` first",
+            store.root().display()
+        );
+    }
+    Db::open(&path)
+}
+
 pub fn serve(
     store: Store,
     listen: Option<Listen>,
     config: Config,
+    backend: Arc<dyn session::Backend>,
     ready: impl FnOnce(&Listen),
 ) -> Result<()> {
     ignore_sigpipe();
@@ -258,7 +272,7 @@ pub fn serve(
     if requeued > 0 {
         eprintln!("botyard serve: {requeued} messages that were running when the daemon stopped are queued again");
     }
-    let daemon = Daemon::new(store, db, config);
+    let daemon = Daemon::new(store, db, config, backend);
     let reaped = daemon.backend.reap_all(&daemon.store)?;
     if reaped > 0 {
         eprintln!("botyard serve: removed {reaped} sandboxes left behind");

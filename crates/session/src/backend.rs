@@ -26,6 +26,31 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Bytes of output kept: of a run, or of each message's answer.
 pub const DEFAULT_OUTPUT_CAP: u64 = 10_000_000;
 
+/// A group as the daemon keeps it: a bot, the agent command, and how its
+/// sessions run. Backends read it to check a group and to name what they
+/// make for it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub bot: String,
+    /// The agent's argv.
+    pub agent: Vec<String>,
+    #[serde(default)]
+    pub main: bool,
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// On Kubernetes: whose workspace it is (`users/USER/WORKSPACE` on the
+    /// shared volume). One host ignores it.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub created: String,
+}
+
 /// What a session runs, on which bot, with what it may see and use.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -51,6 +76,9 @@ pub struct RunOptions {
     pub ipc: Option<PathBuf>,
     pub idle: Duration,
     pub args: Vec<String>,
+    /// The daemon's group this session serves (`None` for `botyard run`):
+    /// a backend that makes objects for it names them after the group.
+    pub group: Option<Group>,
 }
 
 impl RunOptions {
@@ -74,6 +102,7 @@ impl RunOptions {
             ipc: None,
             idle: DEFAULT_IDLE,
             args,
+            group: None,
         }
     }
 
@@ -145,6 +174,22 @@ pub trait Backend: Send + Sync {
     /// Its name, for messages.
     fn name(&self) -> String;
 
+    /// Whether sandboxes run on this host and see this store: its bots,
+    /// workspaces and IPC directories. The daemon then resolves a group's
+    /// workspace and commits its bot itself; elsewhere (a cluster) the
+    /// backend's own machinery does both.
+    fn runs_on_host(&self) -> bool {
+        true
+    }
+
+    /// Checks group `g` before the daemon keeps it, and makes what must
+    /// outlive its sessions (on a cluster, the bot's claim). `others` are
+    /// the groups kept already. The error is the API caller's to read.
+    fn admit_group(&self, store: &Store, g: &Group, others: &[Group]) -> Result<()> {
+        let _ = (store, g, others);
+        Ok(())
+    }
+
     /// Checks what a session needs that can be checked at once (the bot,
     /// the secrets, the runtime) and opens its message channel; nothing
     /// runs and nothing is mounted yet, so this is quick.
@@ -185,4 +230,24 @@ pub trait Sandbox: Send + Sync {
 /// The backend for a runtime choice.
 pub fn backend(runtime: &Runtime) -> Arc<dyn Backend> {
     Arc::new(crate::oci::Oci::new(runtime.clone()))
+}
+
+/// The values of secrets `names` from this process's environment, for a
+/// sandbox's supervisor to read on its stdin. They go there and nowhere
+/// else: never through a file or an argument; until then only in memory.
+pub fn secrets_from_env(names: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut secrets = serde_json::Map::new();
+    for name in names {
+        if !crate::oci::valid_env_name(name) {
+            anyhow::bail!(
+                "secret name {} is not a valid environment variable name",
+                store::quote_str(name)
+            );
+        }
+        let Some(v) = std::env::var_os(name) else {
+            anyhow::bail!("secret {name} is not set in botyard's environment; export it first");
+        };
+        secrets.insert(name.clone(), v.to_string_lossy().into_owned().into());
+    }
+    Ok(secrets)
 }

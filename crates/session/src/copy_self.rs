@@ -38,12 +38,18 @@ fn mapped_files() -> Result<(PathBuf, Vec<PathBuf>)> {
     Ok((exe, libs.into_iter().collect()))
 }
 
+/// Whether this process maps no shared object: a static binary, which
+/// starts where there is no libc or loader.
+pub(crate) fn is_static() -> Result<bool> {
+    Ok(mapped_files()?.1.is_empty())
+}
+
 /// The loader's file name among the shared objects.
 fn loader_name(libs: &[PathBuf]) -> Result<String> {
     libs.iter()
         .filter_map(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
         .find(|n| n.starts_with("ld-linux") || n.starts_with("ld-musl") || n.starts_with("ld64"))
-        .context("this botyard is not dynamically linked; copy the binary alone")
+        .context("this botyard maps shared objects but no loader; copy the binary alone")
 }
 
 /// Copies the binary (as `botyard`) and its loader and libraries into
@@ -68,8 +74,12 @@ pub fn copy_self(dir: &Path, at: &Path) -> Result<Vec<String>> {
 }
 
 fn entrypoint(libs: &[PathBuf], at: &Path) -> Result<Vec<String>> {
-    let loader = loader_name(libs)?;
     let at = at.to_string_lossy();
+    // A static binary (the supervisor image's) starts by itself.
+    if libs.is_empty() {
+        return Ok(vec![format!("{at}/botyard")]);
+    }
+    let loader = loader_name(libs)?;
     Ok(vec![
         format!("{at}/{loader}"),
         "--library-path".into(),

@@ -232,6 +232,19 @@ impl Channel {
         })
     }
 
+    /// The channel at `dir` as it is, making `input/` and `errors/` if
+    /// missing and changing no owner (inside a sandbox, or a directory
+    /// whose owner the caller cannot know).
+    pub fn open(dir: &Path) -> Result<Channel> {
+        for d in [dir.join("input"), dir.join("errors")] {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create the IPC directory {}", d.display()))?;
+        }
+        Ok(Channel {
+            dir: dir.to_path_buf(),
+        })
+    }
+
     /// Removes what an earlier session left in `dir` (the next
     /// [`Channel::create`] starts empty: nothing is delivered again).
     pub fn clear(dir: &Path) -> Result<()> {
@@ -269,6 +282,25 @@ impl Channel {
     pub fn close(&self) -> Result<()> {
         std::fs::write(self.dir.join("input").join(CLOSE), b"")
             .with_context(|| format!("cannot close the session at {}", self.dir.display()))
+    }
+}
+
+/// A line on the supervisor's stdin after the secrets, when messages
+/// come that way (`supervise --ipc-stdin`): the daemon cannot reach the
+/// IPC directory of a pod whose IPC is an emptyDir.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum StdinFrame {
+    Deliver { v: u32, id: String, body: String },
+    Close { v: u32 },
+}
+
+impl StdinFrame {
+    /// The frame as one line.
+    pub fn line(&self) -> Vec<u8> {
+        let mut l = serde_json::to_vec(self).expect("frames serialize");
+        l.push(b'\n');
+        l
     }
 }
 

@@ -17,14 +17,16 @@ mod oci;
 mod run;
 mod runtime;
 mod supervise;
+mod supervise_cli;
+mod supervisor_image;
 
 pub use allowlist::{
     default_path as default_allowlist_path, AllowedRoot, Allowlist, MountSpec, DEFAULT_BLOCKED,
     MOUNT_BASE,
 };
 pub use backend::{
-    backend, Backend, RunIo, RunOptions, RunOutcome, Sandbox, Signal, DEFAULT_GID, DEFAULT_IDLE,
-    DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT, DEFAULT_UID,
+    backend, secrets_from_env, Backend, Group, RunIo, RunOptions, RunOutcome, Sandbox, Signal,
+    DEFAULT_GID, DEFAULT_IDLE, DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT, DEFAULT_UID,
 };
 pub use bundle::{config, BindMount, Network, SandboxSpec};
 pub use copy_self::{copy_self, supervisor_dir};
@@ -34,3 +36,5 @@ pub use oci::{reap, reap_all, valid_env_name, Oci};
 pub use run::{run, run_with, IPC_AT, SUPERVISOR_AT, WORKSPACE_AT};
 pub use runtime::Runtime;
 pub use supervise::{supervise, SuperviseOptions};
+pub use supervise_cli::{run_supervise, SuperviseAction, SuperviseArgs};
+pub use supervisor_image::{write_supervisor_image, SupervisorImage};

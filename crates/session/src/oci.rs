@@ -57,6 +57,16 @@ impl Backend for Oci {
         self.runtime.to_string()
     }
 
+    fn admit_group(&self, store: &Store, g: &crate::Group, _others: &[crate::Group]) -> Result<()> {
+        if Bot::new(store, &g.bot).and_then(|b| b.load()).is_err() {
+            bail!(
+                "no bot {} in the store; make it with `botyard bot create`",
+                store::quote_str(&g.bot)
+            );
+        }
+        Ok(())
+    }
+
     fn prepare(&self, store: &Store, opts: &RunOptions) -> Result<Arc<dyn Sandbox>> {
         if opts.args.is_empty() {
             bail!("no command to run; put it after --, like `botyard run BOT -- sh -c 'echo hi'`");
@@ -64,22 +74,7 @@ impl Backend for Oci {
         let bot = Bot::new(store, &opts.bot)?;
         bot.load()?;
         let runtime = self.runtime.resolve()?;
-        // Secrets come from this process's environment and go to the
-        // sandbox on the supervisor's stdin, never through a file or an
-        // argument; until then they are only in memory.
-        let mut secrets = serde_json::Map::new();
-        for name in &opts.secrets {
-            if !valid_env_name(name) {
-                bail!(
-                    "secret name {} is not a valid environment variable name",
-                    store::quote_str(name)
-                );
-            }
-            let Some(v) = std::env::var_os(name) else {
-                bail!("secret {name} is not set in botyard's environment; export it first");
-            };
-            secrets.insert(name.clone(), v.to_string_lossy().into_owned().into());
-        }
+        let secrets = crate::backend::secrets_from_env(&opts.secrets)?;
         let channel = match &opts.ipc {
             Some(dir) => Some(Channel::create(dir, opts.uid, opts.gid)?),
             None => None,

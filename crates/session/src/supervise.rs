@@ -5,7 +5,7 @@
 //! file, framing on stdout when it takes a message, its output as it
 //! arrives, and its result.
 
-use crate::ipc::{Frame, Inbox, Status};
+use crate::ipc::{Frame, Inbox, Status, StdinFrame};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -21,6 +21,10 @@ pub struct SuperviseOptions {
     pub idle: Duration,
     /// IPC mode: bytes of an agent's output kept per message.
     pub output_cap: u64,
+    /// IPC mode: messages also come on stdin, after the secrets line, and
+    /// are put into the IPC directory (a pod whose IPC directory is an
+    /// emptyDir the daemon cannot reach).
+    pub ipc_stdin: bool,
     pub args: Vec<String>,
 }
 
@@ -131,8 +135,36 @@ pub fn supervise(o: &SuperviseOptions) -> Result<i32> {
             AGENT.store(pid, Ordering::Relaxed);
             Ok(wait_for(pid))
         }
-        Some(dir) => ipc_loop(o, dir, &secrets),
+        Some(dir) => {
+            if o.ipc_stdin {
+                relay_stdin(dir)?;
+            }
+            ipc_loop(o, dir, &secrets)
+        }
     }
+}
+
+/// Puts the messages that come on stdin (one [`StdinFrame`] a line) into
+/// the IPC directory, on a thread of their own; the end of stdin closes
+/// the session, as the daemon that held it is gone.
+fn relay_stdin(dir: &Path) -> Result<()> {
+    let channel = crate::ipc::Channel::open(dir)?;
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin().lock();
+        for line in std::io::BufRead::lines(stdin) {
+            let Ok(line) = line else { break };
+            let res = match serde_json::from_str::<StdinFrame>(&line) {
+                Ok(StdinFrame::Deliver { id, body, .. }) => channel.deliver(&id, body.as_bytes()),
+                Ok(StdinFrame::Close { .. }) => channel.close(),
+                Err(e) => Err(anyhow::anyhow!("a line on stdin is not a message: {e}")),
+            };
+            if let Err(e) = res {
+                eprintln!("botyard supervise: {e:#}");
+            }
+        }
+        let _ = channel.close();
+    });
+    Ok(())
 }
 
 fn emit(frame: &Frame) -> Result<()> {
@@ -157,7 +189,10 @@ fn take_text(buf: &mut Vec<u8>) -> String {
 }
 
 /// Wakes the IPC loop when something lands in `input/` (or a signal
-/// comes), instead of looking every few milliseconds.
+/// comes), instead of looking every few milliseconds. inotify is only a
+/// fast path: on a network filesystem (a shared volume written from
+/// another node) it sees nothing, so the loop looks at least every
+/// [`POLL_FLOOR`] too.
 struct InputWatch {
     fd: Option<std::os::fd::OwnedFd>,
 }
@@ -191,7 +226,7 @@ impl InputWatch {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = max.as_millis().min(60_000) as libc::c_int;
+        let ms = max.min(POLL_FLOOR).as_millis() as libc::c_int;
         // SAFETY: one pollfd we own.
         unsafe { libc::poll(&mut p, 1, ms) };
         let mut buf = [0u8; 4096];
@@ -199,6 +234,10 @@ impl InputWatch {
         while unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 }
+
+/// How long the IPC loop waits at most before looking at `input/` again,
+/// whatever inotify says.
+const POLL_FLOOR: Duration = Duration::from_millis(250);
 
 fn ipc_loop(o: &SuperviseOptions, dir: &Path, secrets: &BTreeMap<String, String>) -> Result<i32> {
     let mut inbox = Inbox::open(dir)?;

@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, c: GroupCommand) -> Result<i32> {
             let agent = daemon::shell_words(&a.agent)?;
             let body = serde_json::json!({
                 "name": a.name, "bot": a.bot, "agent": agent, "main": a.main,
-                "mounts": a.mounts, "secrets": a.secrets, "workspace": a.workspace,
+                "mounts": a.mounts, "secrets": a.secrets, "workspace": a.workspace, "user": a.user,
             });
             cl.json("POST", "/v1/groups", Some(body.to_string().as_bytes()))?;
             ctx.say(format!("added group {}", a.name));

@@ -19,6 +19,7 @@ mod image_ls;
 mod image_pull;
 mod image_rm;
 mod init;
+mod kube_manifests;
 mod message;
 mod run;
 mod serve;
@@ -104,6 +105,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Supervise(a) => supervise::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Csi(a) => csi::run(&ctx, a),
+        Command::Kube(crate::cli::KubeCommand::Manifests(a)) => kube_manifests::run(&ctx, a),
         Command::Group(c) => group::run(&ctx, c),
         Command::Message(c) => message::run(&ctx, c),
         Command::Status(a) => status::run(&ctx, a),
