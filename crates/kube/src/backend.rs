@@ -544,6 +544,14 @@ impl Sandbox for KubeSandbox {
     }
 }
 
+/// `e`, or the reason behind it when the pod is gone.
+async fn gone_or(pods: &Api<Pod>, name: &str, e: anyhow::Error) -> anyhow::Error {
+    match pods.get_opt(name).await {
+        Ok(None) => anyhow!("the session's pod {name} was deleted under the session"),
+        _ => e,
+    }
+}
+
 /// The task that makes a session's pod and follows it to its end.
 struct Follow {
     client: Client,
@@ -664,10 +672,16 @@ impl Follow {
                     PodState::Pending(why) => last_pending = why,
                     PodState::Running => {
                         if attached.is_none() {
-                            let (a, p) = self.attach(&pods, &name).await?;
+                            let (a, p) = match self.attach(&pods, &name).await {
+                                Ok(a) => a,
+                                Err(e) => return Err(gone_or(&pods, &name, e).await),
+                            };
                             attached = Some(a);
                             pump = p;
-                            logs = Some(self.stream_logs(&pods, &name).await?);
+                            logs = match self.stream_logs(&pods, &name).await {
+                                Ok(l) => Some(l),
+                                Err(e) => return Err(gone_or(&pods, &name, e).await),
+                            };
                             if let Some(tx) = started.take() {
                                 let _ = tx.send(Ok(()));
                             }
