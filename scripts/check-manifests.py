@@ -46,6 +46,16 @@ variants = {
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
     },
     "no StorageClass": {"storageClass": {"create": False}},
+    "the daemon, Jobs, image volume, shared claim": {
+        "storageClass": {"image": "debian:bookworm"},
+        "daemon": {"enabled": True, "sharedClaim": "agents-shared", "secrets": ["API_KEY"],
+                   "secretsFrom": "agent-keys", "limits": {"memory": "1GiB", "cpus": "1.5"}},
+    },
+    "the daemon, warm pods, init container, no shared claim": {
+        "storageClass": {"image": "debian:bookworm"},
+        "daemon": {"enabled": True, "mode": "warm", "sideload": "init-container",
+                   "agentImage": "registry.example/agent:3", "sessionNamespace": "agents"},
+    },
     "a private registry": {
         "storageClass": {"image": "registry.example:5000/tools/debian:12", "registrySecret": "regcred"},
         "registrySecrets": ["regcred"],
@@ -86,7 +96,39 @@ for name, values in variants.items():
         drv = [d for d in docs if d["kind"] == "CSIDriver"][0]["spec"]
         if drv["attachRequired"] or sorted(drv["volumeLifecycleModes"]) != ["Ephemeral", "Persistent"]:
             fail(f"CSIDriver: {drv}")
-for k in ["CSIDriver", "DaemonSet", "StorageClass", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"]:
+    if name.startswith("the daemon"):
+        import tomllib
+        cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
+        cfg = tomllib.loads(cm["data"]["daemon.toml"])
+        dump = os.environ.get("BOTYARD_DUMP_DAEMON_CONFIG")
+        if dump:
+            # For the caller to load with the daemon's own parser.
+            with open(os.path.join(dump, f"{len(os.listdir(dump))}.toml"), "w") as f:
+                f.write(cm["data"]["daemon.toml"])
+        k = cfg["kubernetes"]
+        want = values["daemon"]
+        if cfg["runtime"] != "kubernetes" or k["mode"] != want.get("mode", "job") \
+                or k["sideload"] != want.get("sideload", "image-volume") \
+                or k.get("shared_claim") != want.get("sharedClaim") \
+                or k["namespace"] != want.get("sessionNamespace", "kube-system"):
+            fail(f"daemon config: {cfg}")
+        roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole") and "daemon" in d["metadata"]["name"]]
+        if [r["kind"] for r in roles] != ["Role"] or roles[0]["metadata"]["namespace"] != k["namespace"]:
+            fail(f"the daemon's role must be one namespaced Role: {roles}")
+        granted = {(g, r) for rule in roles[0]["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+        if granted != {("", "pods"), ("", "pods/attach"), ("", "pods/log"), ("batch", "jobs"), ("", "persistentvolumeclaims")}:
+            fail(f"the daemon's role grants {sorted(granted)}")
+        dep = [d for d in docs if d["kind"] == "Deployment"][0]["spec"]
+        pod = dep["template"]["spec"]
+        c = pod["containers"][0]
+        if dep["replicas"] != 1 or dep["strategy"]["type"] != "Recreate" or not pod["securityContext"]["runAsNonRoot"] \
+                or c["securityContext"]["capabilities"]["drop"] != ["ALL"] or c["securityContext"]["allowPrivilegeEscalation"]:
+            fail(f"daemon Deployment: {dep}")
+        if want.get("secretsFrom") and c["envFrom"] != [{"secretRef": {"name": want["secretsFrom"]}}]:
+            fail(f"daemon secrets: {c.get('envFrom')}")
+        print(f"ok: the daemon's config, Role and Deployment with {name[12:]}")
+for k in ["CSIDriver", "DaemonSet", "StorageClass", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+          "Deployment", "Role", "RoleBinding", "ConfigMap", "Secret", "Service", "PersistentVolumeClaim"]:
     if k not in kinds:
         fail(f"the chart renders no {k}")
 print("ok: the chart renders " + ", ".join(sorted(kinds)))
@@ -98,6 +140,10 @@ for bad, key in [
     ({"storageClass": {"create": True}}, "image"),
     ({"storageClass": {"image": "a:b"}, "storePath": "relative"}, "storePath"),
     ({"storageClass": {"image": "a:b"}, "colour": "red"}, "colour"),
+    ({"storageClass": {"image": "a:b"}, "daemon": {"mode": "cron"}}, "mode"),
+    ({"storageClass": {"image": "a:b"}, "daemon": {"sideload": "sidecar"}}, "sideload"),
+    ({"storageClass": {"image": "a:b"}, "daemon": {"sharedClaim": "Not/A/Claim"}}, "sharedClaim"),
+    ({"storageClass": {"image": "a:b"}, "daemon": {"deadline": "soon"}}, "deadline"),
 ]:
     try:
         chart.validate_schema(bad)

@@ -25,7 +25,9 @@ fn the_chart_renders_and_every_object_validates() {
         );
         return;
     }
+    let dump = tempfile::tempdir().unwrap();
     let o = Command::new(&python)
+        .env("BOTYARD_DUMP_DAEMON_CONFIG", dump.path())
         .arg(root.join("scripts/check-manifests.py"))
         .arg(root.join("deploy/helm/botyard"))
         .arg(root.join("deploy/examples"))
@@ -40,11 +42,24 @@ fn the_chart_renders_and_every_object_validates() {
     );
     for want in [
         "helm lint --strict",
-        "the chart renders CSIDriver, ClusterRole, ClusterRoleBinding, DaemonSet, ServiceAccount, StorageClass",
+        "the chart renders CSIDriver, ClusterRole, ClusterRoleBinding, ConfigMap, DaemonSet, Deployment, PersistentVolumeClaim, Role, RoleBinding, Secret, Service, ServiceAccount, StorageClass",
+        "the daemon's config, Role and Deployment with Jobs",
+        "the daemon's config, Role and Deployment with warm pods",
         "refuses bad values",
         "example statefulset.yaml validates strictly",
         "example sandbox.yaml validates strictly against the Sandbox CRD",
     ] {
         assert!(out.contains(want), "{want}: {out}");
     }
+    // The daemon's config as the chart renders it is one the daemon and
+    // its Kubernetes backend take.
+    let mut n = 0;
+    for f in std::fs::read_dir(dump.path()).unwrap() {
+        let f = f.unwrap().path();
+        let cfg = daemon::Config::load(Some(&f)).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(cfg.runtime, daemon::Runtime::Kubernetes);
+        kube::Settings::from_table(&cfg.kubernetes).unwrap_or_else(|e| panic!("{e:#}"));
+        n += 1;
+    }
+    assert_eq!(n, 2, "both daemon variants were rendered");
 }

@@ -280,7 +280,12 @@ pub fn serve(
     let store = daemon.store.clone();
     let listen = listen.unwrap_or_else(|| Listen::Unix(default_socket(&store)));
     let token = match &listen {
-        Listen::Tcp(_) => Some(token(&store)?),
+        // A deployment hands the token in (a Kubernetes Secret); else the
+        // store keeps one.
+        Listen::Tcp(_) => Some(match std::env::var("BOTYARD_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => token(&store)?,
+        }),
         Listen::Unix(_) => None,
     };
     let daemon = Arc::new(daemon);

@@ -22,3 +22,18 @@ app.kubernetes.io/component: node-plugin
 {{- define "botyard.socketDir" -}}
 {{- printf "%s/plugins/%s" .Values.kubeletDir (include "botyard.driverName" .) -}}
 {{- end -}}
+
+{{- define "botyard.daemonName" -}}
+{{- printf "%s-daemon" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "botyard.daemonSelector" -}}
+app.kubernetes.io/name: botyard
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: daemon
+{{- end -}}
+
+{{/* The namespace sessions run in: the daemon's own unless set. */}}
+{{- define "botyard.sessionNamespace" -}}
+{{- .Values.daemon.sessionNamespace | default .Release.Namespace -}}
+{{- end -}}
