@@ -178,6 +178,9 @@ fn round_trip(mode: &str, sideload: &str, shared: bool) {
         let name = p["metadata"]["name"].as_str().unwrap();
         assert!(!fake.log("botyard", name).contains(SECRET));
     }
+    let st = env.ok(&["status"]);
+    assert!(st.contains("sessions run on kubernetes"), "{st}");
+    assert_eq!(st.contains("emptyDir"), !shared, "{st}");
     let err = daemon_stderr(&mut d);
     assert!(!err.contains(SECRET), "{err}");
 }
@@ -318,4 +321,49 @@ fn a_restarted_daemon_removes_the_pods_it_left_and_runs_the_message_again() {
     let next = send(&env, "g", "\"fast\"");
     let m = wait_done(&env, &next);
     assert_eq!(m["state"], "done", "{m}");
+}
+
+#[test]
+fn sigterm_lets_the_running_message_finish_and_ends_the_pods() {
+    require_root!();
+    let (env, fake, dir) = setup(Duration::ZERO);
+    let mut d = serve(
+        &env,
+        &config(Some(&dir), "grace = \"30s\""),
+        &["--kube-mode", "warm"],
+    );
+    env.ok(&[
+        "group",
+        "add",
+        "g",
+        "--bot",
+        "b1",
+        "--agent",
+        "sh -c 'read m; sleep 2; echo \"finished $m\"'",
+    ]);
+    let id = send(&env, "g", "\"work\"");
+    wait_for("the message runs", || {
+        env.json(&["message", "show", &id, "--json"])["state"] == "running"
+    });
+    let c = d.child.as_mut().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(c.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let t = Instant::now();
+    while c.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.child = None;
+    let store = env.store();
+    let db = daemon::open_state(&store).unwrap();
+    let m = db.message(id.parse().unwrap()).unwrap().unwrap();
+    assert_eq!(m.state, "done", "{m:?}");
+    // The warm pod was closed and deleted on the way out.
+    assert!(session_pods(&fake).is_empty(), "{:?}", session_pods(&fake));
 }

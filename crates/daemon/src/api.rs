@@ -457,6 +457,8 @@ async fn status(State(d): Ctx) -> Response {
     Json(json!({
         "sessions": sessions_json(&d),
         "max_sessions": d.config.max_sessions,
+        "backend": d.backend.name(),
+        "notes": d.backend.notes(),
         "queued": queued,
         "running": running,
         "draining": d.draining.load(std::sync::atomic::Ordering::Relaxed),

@@ -357,6 +357,11 @@ fn route(path: &str) -> Option<(Kind, String, Option<String>, Option<String>)> {
 async fn handle(State(s): State<St>, RawQuery(q): RawQuery, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if path == "/fake/calls" {
+        // The fake's own: how many calls it answered (not counted).
+        let n = s.inner.lock().unwrap().calls.len();
+        return axum::Json(json!({ "calls": n })).into_response();
+    }
     let body = axum::body::to_bytes(req.into_body(), 64 << 20)
         .await
         .unwrap_or_default();

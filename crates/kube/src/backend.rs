@@ -143,6 +143,21 @@ impl Backend for KubeBackend {
         false
     }
 
+    fn notes(&self) -> Vec<String> {
+        let mut n = vec![format!(
+            "sessions are {} with the supervisor by {}",
+            match self.settings.mode {
+                Mode::Job => "Jobs",
+                Mode::Warm => "warm pods",
+            },
+            self.settings.sideload
+        )];
+        if self.settings.shared_claim.is_none() {
+            n.push("no kubernetes.shared_claim: each pod's IPC is an emptyDir, so messages a pod holds are lost with it (the daemon delivers them again), and groups get no workspace".into());
+        }
+        n
+    }
+
     fn admit_group(&self, store: &Store, g: &Group, others: &[Group]) -> Result<()> {
         let label = names::group_label(&g.name);
         if let Some(o) = others

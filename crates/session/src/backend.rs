@@ -174,6 +174,12 @@ pub trait Backend: Send + Sync {
     /// Its name, for messages.
     fn name(&self) -> String;
 
+    /// What a person running the daemon should know of how it runs
+    /// sessions (`botyard status` prints it).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Whether sandboxes run on this host and see this store: its bots,
     /// workspaces and IPC directories. The daemon then resolves a group's
     /// workspace and commits its bot itself; elsewhere (a cluster) the

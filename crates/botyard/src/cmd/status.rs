@@ -24,6 +24,12 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
             ""
         }
     );
+    if let Some(b) = v["backend"].as_str() {
+        println!("  sessions run on {b}");
+    }
+    for n in v["notes"].as_array().into_iter().flatten() {
+        println!("  note: {}", n.as_str().unwrap_or_default());
+    }
     for s in sessions {
         let what = match s["busy_with"].as_i64() {
             Some(id) => format!("answering message {id}"),
