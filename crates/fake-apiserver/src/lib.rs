@@ -211,9 +211,7 @@ impl FakeApi {
 
     /// What pod `name` wrote (stdout and stderr), so far.
     pub fn log(&self, ns: &str, name: &str) -> String {
-        let i = self.shared.inner.lock().unwrap();
-        i.pods
-            .get(&(ns.to_string(), name.to_string()))
+        pod_io(&self.shared, ns, name)
             .map(|p| String::from_utf8_lossy(&p.log.lock().unwrap()).into_owned())
             .unwrap_or_default()
     }
@@ -425,13 +423,7 @@ async fn handle(State(s): State<St>, RawQuery(q): RawQuery, req: Request) -> Res
             None => not_found(kind, &name),
         },
         ("GET", Some(name), Some("log")) if kind == Kind::Pod => {
-            let io = s
-                .inner
-                .lock()
-                .unwrap()
-                .pods
-                .get(&(ns, name.clone()))
-                .cloned();
+            let io = pod_io(&s, &ns, &name);
             match io {
                 Some(io) => log_stream(io, q.get("follow").map(String::as_str) == Some("true")),
                 None => status(
@@ -447,6 +439,15 @@ async fn handle(State(s): State<St>, RawQuery(q): RawQuery, req: Request) -> Res
             format!("the fake API server does not serve {method} {path}"),
         ),
     }
+}
+
+fn pod_io(s: &St, ns: &str, name: &str) -> Option<Arc<PodIo>> {
+    s.inner
+        .lock()
+        .unwrap()
+        .pods
+        .get(&(ns.to_string(), name.to_string()))
+        .cloned()
 }
 
 fn not_found(kind: Kind, name: &str) -> Response {
@@ -717,13 +718,7 @@ async fn attach(
         tokio::time::sleep(s.opts.latency).await;
     }
     let q = query(&q);
-    let io = s
-        .inner
-        .lock()
-        .unwrap()
-        .pods
-        .get(&(ns, name.clone()))
-        .cloned();
+    let io = pod_io(&s, &ns, &name);
     let Some(io) = io else {
         return not_found(Kind::Pod, &name);
     };
@@ -837,14 +832,7 @@ async fn kubelet(s: St, ns: String, name: String) {
     let Some(pod) = get(&s, Kind::Pod, &ns, &name) else {
         return;
     };
-    let Some(io) = s
-        .inner
-        .lock()
-        .unwrap()
-        .pods
-        .get(&(ns.clone(), name.clone()))
-        .cloned()
-    else {
+    let Some(io) = pod_io(&s, &ns, &name) else {
         return;
     };
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("x").to_string();

@@ -259,29 +259,60 @@ impl Channel {
         &self.dir
     }
 
+    /// `input/`, opened without following a symlink at either step: the
+    /// sandbox owns the directory and may have put one there, and what
+    /// the host writes must land in this directory and nowhere else.
+    fn input(&self) -> Result<rustix::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
+        let dir = rustix::fs::open(&self.dir, flags, Mode::empty())
+            .with_context(|| format!("cannot open the IPC directory {}", self.dir.display()))?;
+        rustix::fs::openat(&dir, "input", flags, Mode::empty()).with_context(|| {
+            format!(
+                "cannot open {}/input (not a directory, or a symlink the sandbox made)",
+                self.dir.display()
+            )
+        })
+    }
+
     /// Delivers message `id`: written under a dot-name, then renamed, so
     /// the supervisor never reads half of it.
     pub fn deliver(&self, id: &str, body: &[u8]) -> Result<()> {
+        use rustix::fs::{Mode, OFlags};
         if !valid_message_id(id) {
             bail!(
                 "message id {} cannot name a file; use letters, digits, - and _",
                 store::quote_str(id)
             );
         }
-        let input = self.dir.join("input");
-        let tmp = input.join(format!(".{id}.tmp"));
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write message {id} to {}", input.display()))?;
-        f.write_all(body)?;
-        drop(f);
-        std::fs::rename(&tmp, input.join(format!("{id}.json")))?;
+        let input = self.input()?;
+        let tmp = format!(".{id}.tmp");
+        let _ = rustix::fs::unlinkat(&input, &tmp, rustix::fs::AtFlags::empty());
+        let fd = rustix::fs::openat(
+            &input,
+            &tmp,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .with_context(|| format!("cannot write message {id} to {}/input", self.dir.display()))?;
+        std::fs::File::from(fd).write_all(body)?;
+        rustix::fs::renameat(&input, &tmp, &input, format!("{id}.json"))
+            .with_context(|| format!("cannot deliver message {id}"))?;
         Ok(())
     }
 
     /// Asks the supervisor to exit once idle.
     pub fn close(&self) -> Result<()> {
-        std::fs::write(self.dir.join("input").join(CLOSE), b"")
-            .with_context(|| format!("cannot close the session at {}", self.dir.display()))
+        use rustix::fs::{Mode, OFlags};
+        let input = self.input()?;
+        rustix::fs::openat(
+            &input,
+            CLOSE,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .with_context(|| format!("cannot close the session at {}", self.dir.display()))?;
+        Ok(())
     }
 }
 
@@ -394,6 +425,34 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symlink_the_sandbox_puts_in_its_channel_is_never_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("ipc");
+        let c = Channel::open(&dir).unwrap();
+        c.deliver("1", b"{}").unwrap();
+        assert!(dir.join("input/1.json").is_file());
+        // The sandbox owns the directory: it swaps input/ for a symlink.
+        let elsewhere = t.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::rename(dir.join("input"), dir.join("old")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("input")).unwrap();
+        assert!(c.deliver("2", b"{}").is_err());
+        assert!(c.close().is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // A symlink named like the message or the sentinel is not followed.
+        std::fs::remove_file(dir.join("input")).unwrap();
+        std::fs::rename(dir.join("old"), dir.join("input")).unwrap();
+        let target = elsewhere.join("x");
+        std::os::unix::fs::symlink(&target, dir.join("input").join(CLOSE)).unwrap();
+        assert!(c.close().is_err());
+        assert!(!target.exists());
+        std::os::unix::fs::symlink(&target, dir.join("input/.3.tmp")).unwrap();
+        c.deliver("3", b"{}").unwrap();
+        assert!(!target.exists());
+        assert!(dir.join("input/3.json").is_file());
+    }
 
     fn read_all(bytes: &[u8]) -> Vec<std::result::Result<Frame, FrameError>> {
         let mut got = Vec::new();
