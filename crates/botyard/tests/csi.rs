@@ -41,12 +41,17 @@ fn start(env: &Env) -> Plugin<'_> {
 }
 
 fn start_with<'a>(env: &'a Env, extra: &[&str]) -> Plugin<'a> {
+    start_on(env, "node-1", extra)
+}
+
+/// The plugin of node `node`, whose store is `env`'s.
+fn start_on<'a>(env: &'a Env, node: &str, extra: &[&str]) -> Plugin<'a> {
     let sock = env.path("csi/csi.sock");
     let child = env
         .cmd()
         .args(["csi", "--endpoint"])
         .arg(format!("unix://{}", sock.display()))
-        .args(["--node-id", "node-1"])
+        .args(["--node-id", node])
         .args(extra)
         .stderr(Stdio::null())
         .spawn()
@@ -518,6 +523,30 @@ fn an_ephemeral_inline_volume_lives_as_long_as_its_pod() {
     assert_eq!(code(p.publish(bad)).0, Code::InvalidArgument);
     drop(p);
     env.fsck_ok();
+}
+
+/// Stores are node-local: a volume another node made is not on this one,
+/// and publishing it here says so instead of making an empty bot.
+#[test]
+fn a_volume_of_another_node_is_not_found_here() {
+    require_root!();
+    let (one, two) = (busybox_env(&["sh"]), busybox_env(&["sh"]));
+    let p1 = start_on(&one, "node-1", &[]);
+    let p2 = start_on(&two, "node-2", &[]);
+    let v = p1
+        .create(create_req("pvc-x", &[("image", "bb:1")]))
+        .unwrap();
+    let topo = &v.accessible_topology[0].segments;
+    assert!(topo.values().any(|n| n == "node-1"), "{topo:?}");
+    let target = two.path("pods/uid-9/volumes/kubernetes.io~csi/pvc-x/mount");
+    let (c, m) = code(p2.publish(publish_req(&v.volume_id, &target, false)));
+    assert_eq!(c, Code::NotFound, "{m}");
+    assert!(m.contains("node-2") && m.contains("another node"), "{m}");
+    assert!(!target.exists() || std::fs::read_dir(&target).unwrap().next().is_none());
+    assert!(two.run(&["bot", "show", &v.volume_id]).status.code() != Some(0));
+    drop((p1, p2));
+    one.fsck_ok();
+    two.fsck_ok();
 }
 
 /// The proof, the way kubelet and the runtime do it: a volume
