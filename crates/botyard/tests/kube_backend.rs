@@ -157,9 +157,45 @@ fn round_trip(mode: &str, sideload: &str, shared: bool) {
             .map(|l| l.starts_with("g-web-")),
         Some(true)
     );
-    if mode == "job" {
-        assert_eq!(fake.objects(Kind::Job).len(), 1);
-    }
+    // What `kube manifests` prints for that session is what was created.
+    let kind = if mode == "job" { Kind::Job } else { Kind::Pod };
+    let created = fake
+        .events()
+        .into_iter()
+        .find(|e| e.type_ == "ADDED" && e.kind == kind)
+        .unwrap()
+        .object;
+    let id = created["metadata"]["labels"]["botyard.dev/session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let printed = env.json(&[
+        "kube",
+        "manifests",
+        "--group",
+        "web",
+        "--session",
+        &id,
+        "--json",
+        "--config",
+        env.path("daemon.toml").to_str().unwrap(),
+        "--kube-mode",
+        mode,
+        "--supervisor-sideload",
+        sideload,
+    ]);
+    assert_eq!(printed[1]["spec"], created["spec"]);
+    assert_eq!(printed[1]["metadata"]["name"], created["metadata"]["name"]);
+    assert_eq!(
+        printed[1]["metadata"]["labels"],
+        created["metadata"]["labels"]
+    );
+    let claim = &fake.objects(Kind::Claim);
+    let claim = claim
+        .iter()
+        .find(|c| c["metadata"]["name"] == printed[0]["metadata"]["name"])
+        .unwrap();
+    assert_eq!(printed[0]["spec"], claim["spec"]);
     // API calls of the session's start: claim, object, watch, attach, log.
     let start_calls: Vec<_> = fake.calls()[calls_before..]
         .iter()

@@ -37,10 +37,18 @@ pub fn run(ctx: &Ctx, a: KubeManifestsArgs) -> Result<i32> {
         );
     };
     let spec = kube::group_spec(&store, &settings, config.configured_limits, &g)?;
+    // As the daemon starts a session: kept alive, the supervisor's idle
+    // limit past the daemon's own keep-alive.
+    let opts = session::RunOptions::kept_alive(
+        &g.bot,
+        g.agent.clone(),
+        Default::default(),
+        config.idle_keepalive,
+    );
     let session = kube::SessionSpec {
         id: a.session,
         deadline: config.deadline,
-        idle: config.idle_keepalive,
+        idle: opts.idle,
         output_cap: config.output_cap,
     };
     let objects = kube::manifests(&settings, &spec, &session)?;
