@@ -51,7 +51,7 @@ BASE_MS=$(awk -v a0="$a0" -v b0="$b0" -v a1="$a1" -v b1="$b1" -v n="$MESSAGES" \
 # JSON line.
 contender() { # NAME RUNTIME LATENCY
   local name=$1 runtime=$2 latency=$3 fake_url=""
-  rm -rf "$BOTYARD_HOME/daemon" "$W/shared"/* "$W/fake"
+  rm -rf "$BOTYARD_HOME/daemon" "$W/shared"/* "$W/fake" "$W/fake.url"
   printf 'max_sessions = 5\ncommit_on_close = false\n' > "$W/daemon.toml"
   if [ "$runtime" = kubernetes ]; then
     "$FAKE_BIN" --latency "$latency" --work "$W/fake" --kubeconfig "$W/kubeconfig" \
