@@ -1,6 +1,7 @@
 //! `bot commit`: the upper (overlay) or the directory (copy) folded into a
 //! new tree, its new files stored once, the layers rebuilt, the upper emptied.
 
+use crate::history::Commit;
 use crate::state::{empty_dir, now, Bot, BotRef, Driver};
 use anyhow::{Context, Result};
 use fs::{MemTree, NodeId, NodeKind, PathChange, PathDiff};
@@ -25,6 +26,8 @@ pub struct CommitOutcome {
     /// Copy driver: bytes of the bot's files now sharing extents with the
     /// objects (0 where the filesystem cannot share).
     pub shared_bytes: u64,
+    /// The commit's record in the bot's history.
+    pub commit: String,
 }
 
 /// Folds a bot's changes into the store.
@@ -42,19 +45,27 @@ pub struct CommitOutcome {
 /// can, and changed files then share extents with their objects through
 /// `FIDEDUPERANGE`, which compares bytes in the kernel and leaves a file
 /// being written alone.
-pub fn commit(store: &Store, id: &str, progress: &dyn Progress) -> Result<Option<CommitOutcome>> {
+///
+/// `message` goes into the bot's history with the commit.
+pub fn commit(
+    store: &Store,
+    id: &str,
+    message: &str,
+    progress: &dyn Progress,
+) -> Result<Option<CommitOutcome>> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let r = bot.load()?;
     match r.driver {
-        Driver::Overlay => commit_overlay(&bot, r, progress),
-        Driver::Copy => commit_copy(&bot, r, progress),
+        Driver::Overlay => commit_overlay(&bot, r, message, progress),
+        Driver::Copy => commit_copy(&bot, r, message, progress),
     }
 }
 
 fn commit_overlay(
     bot: &Bot,
     mut r: BotRef,
+    message: &str,
     progress: &dyn Progress,
 ) -> Result<Option<CommitOutcome>> {
     let store = &bot.store;
@@ -86,12 +97,14 @@ fn commit_overlay(
         )?;
         r.tree = new_tree;
         r.committed = Some(now());
+        let c = Commit::record(store, &r, message)?;
+        r.head = Some(c.id);
         bot.save(&r)
     })?;
     empty_dir(&bot.upper())?;
     empty_dir(&bot.work())?;
     std::fs::remove_file(bot.pending_commit())?;
-    Ok(Some(outcome(bot, new_tree, previous, &changes, written, 0)))
+    Ok(Some(outcome(&r, new_tree, previous, &changes, written, 0)))
 }
 
 fn copy_scan_options() -> fs::ScanOptions {
@@ -102,7 +115,12 @@ fn copy_scan_options() -> fs::ScanOptions {
     }
 }
 
-fn commit_copy(bot: &Bot, mut r: BotRef, progress: &dyn Progress) -> Result<Option<CommitOutcome>> {
+fn commit_copy(
+    bot: &Bot,
+    mut r: BotRef,
+    message: &str,
+    progress: &dyn Progress,
+) -> Result<Option<CommitOutcome>> {
     let store = &bot.store;
     let root = bot.default_mount();
     let staging = Staging::new(store, progress)?;
@@ -115,9 +133,11 @@ fn commit_copy(bot: &Bot, mut r: BotRef, progress: &dyn Progress) -> Result<Opti
     }
     let changes = fs::diff_memtrees(&tree, &old);
     let previous = r.tree;
-    let (written, ()) = staging.commit(|_| {
+    let (written, ()) = staging.commit(|store| {
         r.tree = new_tree;
         r.committed = Some(now());
+        let c = Commit::record(store, &r, message)?;
+        r.head = Some(c.id);
         bot.save(&r)
     })?;
     let mut shared = 0;
@@ -125,12 +145,12 @@ fn commit_copy(bot: &Bot, mut r: BotRef, progress: &dyn Progress) -> Result<Opti
         shared += share_extents(store, &root, &path, &object, size).unwrap_or(0);
     }
     Ok(Some(outcome(
-        bot, new_tree, previous, &changes, written, shared,
+        &r, new_tree, previous, &changes, written, shared,
     )))
 }
 
 fn outcome(
-    bot: &Bot,
+    r: &BotRef,
     tree: Hash,
     previous_tree: Hash,
     changes: &[PathDiff],
@@ -139,7 +159,8 @@ fn outcome(
 ) -> CommitOutcome {
     let count = |k: PathChange| changes.iter().filter(|c| c.change == k).count() as u64;
     CommitOutcome {
-        id: bot.id.clone(),
+        id: r.id.clone(),
+        commit: r.head.clone().unwrap_or_default(),
         tree,
         previous_tree,
         added: count(PathChange::Added),

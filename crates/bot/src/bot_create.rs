@@ -19,7 +19,10 @@ pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Res
     // Leftovers of an interrupted create have no ref; start clean. A create
     // that fails leaves nothing behind either.
     let made = (|| -> Result<BotRef> {
-        let r = prepare(store, &bot, image, &img, driver)?;
+        let mut r = prepare(store, &bot, image, &img, driver)?;
+        let _shared = store.lock(false, &store::NoProgress)?;
+        let c = crate::history::Commit::record(store, &r, &format!("created from {image}"))?;
+        r.head = Some(c.id);
         bot.save(&r)?;
         Ok(r)
     })();
@@ -65,6 +68,7 @@ fn prepare(
         snapshot,
         created: now(),
         committed: None,
+        head: None,
     };
     Ok(r)
 }

@@ -29,20 +29,29 @@ pub fn under(d: &[u8], filter: &[&[u8]]) -> bool {
     filter.iter().all(|f| c.next() == Some(*f))
 }
 
-/// What the bot changed relative to its image, committed or not, limited to
-/// `paths` (and what is below them) when given. A path that is neither in
-/// the bot nor in its image is an error.
+/// What the bot changed, limited to `paths` (and what is below them) when
+/// given: from `from` (a commit of its history; default: its image) to
+/// `to` (a later commit; default: the bot as it is now, committed or
+/// not). A path in neither state is an error.
 pub fn diff(
     store: &Store,
     id: &str,
+    from: Option<&str>,
+    to: Option<&str>,
     paths: &[String],
     progress: &dyn Progress,
 ) -> Result<Vec<PathDiff>> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let r = bot.load()?;
-    let current = current_tree(&bot, progress).map_err(|e| crate::state::too_deep_hint(e, id))?;
-    let image = MemTree::load(store, &r.image_tree)?;
+    let current = match to {
+        Some(c) => MemTree::load(store, &crate::history::resolve(store, id, c)?.tree)?,
+        None => current_tree(&bot, progress).map_err(|e| crate::state::too_deep_hint(e, id))?,
+    };
+    let image = match from {
+        Some(c) => MemTree::load(store, &crate::history::resolve(store, id, c)?.tree)?,
+        None => MemTree::load(store, &r.image_tree)?,
+    };
     let mut filters = Vec::new();
     for p in paths {
         let comps = fs::split_path(p.trim_start_matches('/').as_bytes()).map_err(|e| {

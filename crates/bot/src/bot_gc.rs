@@ -1,27 +1,42 @@
 use crate::bot_ls::ids;
+use crate::history::{gc_history, HistoryGc, Retention};
 use crate::state::{Bot, Driver};
 use anyhow::{Context, Result};
 use fs::walk::du;
 use std::collections::HashSet;
 use store::{Progress, Store};
 
-/// What [`gc`] removed (or would): the store's sweep and the layers.
+/// What [`gc`] removed (or would): history records, the store's sweep
+/// and the layers.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GcReport {
     #[serde(flatten)]
     pub store: store::GcReport,
     pub layers: LayerGcReport,
+    pub history: HistoryGc,
 }
 
-/// Removes what nothing needs: layers first (a layer going away leaves
-/// nothing else unreachable, but the store's sweep should see the final
-/// set of refs), then the store's unreachable objects and trees and the
-/// leftovers of interrupted writes.
-pub fn gc(store: &Store, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
+/// Removes what nothing needs: history records past `keep` and those no
+/// bot reaches, then layers (a layer going away leaves nothing else
+/// unreachable, but the store's sweep should see the final set of refs),
+/// then the store's unreachable objects and trees and the leftovers of
+/// interrupted writes.
+pub fn gc(
+    store: &Store,
+    keep: Retention,
+    dry_run: bool,
+    progress: &dyn Progress,
+) -> Result<GcReport> {
+    let history = {
+        // No commit may be between its record and its bot's ref meanwhile.
+        let _lock = store.lock(true, progress)?;
+        gc_history(store, keep, dry_run)?
+    };
     let layers = gc_layers(store, dry_run, progress)?;
     Ok(GcReport {
         store: store.gc(dry_run, progress)?,
         layers,
+        history,
     })
 }
 

@@ -10,13 +10,26 @@ pub struct ResetOutcome {
     pub discarded: Vec<String>,
     /// The committed tree went back to the image's.
     pub to_image: bool,
+    /// The commit the bot went back to (`--to`).
+    pub to_commit: Option<String>,
+    /// The history record of the reset (a reset of the committed state is
+    /// itself a commit, so it can be undone).
+    pub commit: Option<String>,
 }
 
 /// Discards uncommitted changes: all of them, or those at and below
-/// `paths`; with `to_image`, every change, committed or not. An overlay bot
+/// `paths`; with `to_image`, every change, committed or not; with
+/// `to_commit`, the bot goes back to that commit of its history (which
+/// stays in the log, with the reset recorded after it). An overlay bot
 /// must be unmounted (overlayfs forbids changing a live upper dir); a copy
 /// bot's directory is rewritten from the store.
-pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Result<ResetOutcome> {
+pub fn reset(
+    store: &Store,
+    id: &str,
+    paths: &[String],
+    to_image: bool,
+    to_commit: Option<&str>,
+) -> Result<ResetOutcome> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
     let mut r = bot.load()?;
@@ -26,9 +39,16 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
             p.display()
         );
     }
-    if to_image && !paths.is_empty() {
-        bail!("--to-image resets the whole bot; give no paths with it");
+    if (to_image || to_commit.is_some()) && !paths.is_empty() {
+        bail!("--to-image and --to reset the whole bot; give no paths with them");
     }
+    if to_image && to_commit.is_some() {
+        bail!("give --to-image or --to COMMIT, not both");
+    }
+    let target = match to_commit {
+        Some(spec) => Some(crate::history::resolve(store, id, spec)?),
+        None => None,
+    };
     let mut parsed = Vec::new();
     for p in paths {
         let comps = fs::split_path(p.trim_start_matches('/').as_bytes())
@@ -40,6 +60,12 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
     }
     if to_image {
         r.tree = r.image_tree;
+        r.committed = Some(crate::state::now());
+    }
+    if let Some(c) = &target {
+        r.tree = c.tree;
+        r.image = c.image.clone();
+        r.image_tree = c.image_tree;
         r.committed = Some(crate::state::now());
     }
     let mut discarded = Vec::new();
@@ -85,12 +111,25 @@ pub fn reset(store: &Store, id: &str, paths: &[String], to_image: bool) -> Resul
             discarded.push(format!("/{}", String::from_utf8_lossy(&c.join(&b'/'))));
         }
     }
-    if to_image || parsed.is_empty() {
+    let mut commit = None;
+    if to_image || target.is_some() {
+        let message = match &target {
+            Some(c) => format!("reset to {}", c.id),
+            None => format!("reset to the image {}", r.image),
+        };
+        let _shared = store.lock(false, &store::NoProgress)?;
+        let c = crate::history::Commit::record(store, &r, &message)?;
+        r.head = Some(c.id.clone());
+        commit = Some(c.id);
+        bot.save(&r)?;
+    } else if parsed.is_empty() {
         bot.save(&r)?;
     }
     Ok(ResetOutcome {
         id: id.to_string(),
         discarded,
         to_image,
+        to_commit: target.map(|c| c.id),
+        commit,
     })
 }

@@ -17,6 +17,7 @@ mod bot_ls;
 mod bot_mount;
 mod bot_reset;
 mod bot_rm;
+mod history;
 mod image_rm;
 mod state;
 
@@ -29,6 +30,7 @@ pub use bot_ls::{list, show, using_image, BotInfo};
 pub use bot_mount::{mount, mount_all, unmount, MountOptions};
 pub use bot_reset::{reset, ResetOutcome};
 pub use bot_rm::remove;
+pub use history::{gc_history, log, resolve, Commit, HistoryGc, Retention, COMMITS};
 pub use image_rm::{remove_images, RemovedImage};
 pub use state::{
     runtime_name, set_session_reaper, validate_id, Bot, BotRef, Driver, SessionReaper,

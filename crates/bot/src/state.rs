@@ -106,6 +106,10 @@ pub struct BotRef {
     pub snapshot: bool,
     pub created: String,
     pub committed: Option<String>,
+    /// The newest record of its history (`refs/commits/ID`); bots made
+    /// before history was kept start theirs at their next commit.
+    #[serde(default)]
+    pub head: Option<String>,
 }
 
 /// Cleans up after a dead session of a bot: true if there was one.

@@ -99,6 +99,13 @@ pub struct GcArgs {
     /// Report what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep the newest N commits of each bot's history (with --keep-for:
+    /// those and any younger) [default: keep all].
+    #[arg(long, value_name = "N")]
+    pub keep_commits: Option<usize>,
+    /// Keep the commits younger than this (30d, 12h) [default: keep all].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_for: Option<std::time::Duration>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -218,12 +225,18 @@ pub enum BotCommand {
     /// upper dir, and a process in the bot must never see a file change
     /// under it. Unmount, commit, mount again.
     Commit(BotCommitArgs),
-    /// Show what a bot changed relative to its image, committed or not:
-    /// A added, D deleted, M modified, m metadata only, T type changed.
+    /// Show what a bot changed relative to its image, committed or not, or
+    /// between two commits of its history (--from, --to): A added,
+    /// D deleted, M modified, m metadata only, T type changed.
     Diff(BotDiffArgs),
     /// Discard uncommitted changes (all, or at and below PATHs); with
-    /// --to-image, committed ones too. The bot must be unmounted.
+    /// --to-image, committed ones too; with --to COMMIT, go back to that
+    /// commit (itself recorded, so it can be undone). The bot must be
+    /// unmounted.
     Reset(BotResetArgs),
+    /// List a bot's history, newest first: each commit's id, time and
+    /// message (with --stat, what it changed).
+    Log(BotLogArgs),
     /// List bots: image, driver, mount point, uncommitted bytes.
     Ls(JsonFlag),
     /// Show one bot.
@@ -289,6 +302,20 @@ pub struct BotCommitArgs {
     /// Commit every bot that is not mounted.
     #[arg(long)]
     pub all: bool,
+    /// What the commit is, for the bot's history (`bot log`).
+    #[arg(short, long, value_name = "TEXT", default_value = "")]
+    pub message: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotLogArgs {
+    pub id: String,
+    /// With what each commit changed since the one before it.
+    #[arg(long)]
+    pub stat: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -307,6 +334,12 @@ pub struct BotDiffArgs {
     pub id: String,
     /// Only these paths (and what is below them).
     pub paths: Vec<String>,
+    /// From this commit of the bot's history [default: its image].
+    #[arg(long, value_name = "COMMIT")]
+    pub from: Option<String>,
+    /// To this commit [default: the bot as it is now, committed or not].
+    #[arg(long, value_name = "COMMIT")]
+    pub to: Option<String>,
     /// Counts and bytes per kind of change instead of paths.
     #[arg(long)]
     pub stat: bool,
@@ -321,8 +354,12 @@ pub struct BotResetArgs {
     /// Only these paths (and what is below them).
     pub paths: Vec<String>,
     /// Also discard committed changes: back to the image.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to")]
     pub to_image: bool,
+    /// Back to this commit of the bot's history (`bot log` lists them;
+    /// a unique prefix of 4 or more digits will do).
+    #[arg(long, value_name = "COMMIT")]
+    pub to: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

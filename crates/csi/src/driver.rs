@@ -655,7 +655,7 @@ impl Driver {
         if b.mounted_at().is_some() {
             bot::unmount(&self.store, id)?;
         }
-        bot::commit(&self.store, id, &store::NoProgress)?;
+        bot::commit(&self.store, id, "volume unpublished", &store::NoProgress)?;
         Ok(())
     }
 

@@ -448,7 +448,8 @@ impl Daemon {
         // Elsewhere the backend commits (on Kubernetes, the CSI driver
         // when the pod's volume is unpublished).
         if self.config.commit_on_close && res.is_ok() && self.backend.runs_on_host() {
-            let _ = bot::commit(&self.store, &bot, &store::NoProgress);
+            let message = format!("session of group {group}");
+            let _ = bot::commit(&self.store, &bot, &message, &store::NoProgress);
         }
         let why = match &res {
             Ok(o) if o.exit_code == 0 => "the session ended before the agent answered".to_string(),

@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
     };
     let mut outcomes = Vec::new();
     for id in ids {
-        let out = bot::commit(&store, &id, &ctx.bars)?;
+        let out = bot::commit(&store, &id, &a.message, &ctx.bars)?;
         ctx.bars.finish();
         match &out {
             Some(o) if !a.json => {
@@ -34,7 +34,8 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
                 .map(|(c, k)| format!("{c} {k}"))
                 .collect();
                 ctx.say(format!(
-                    "committed bot {id}: {} ({}); {} ({}), the rest already stored",
+                    "committed bot {id} as {}: {} ({}); {} ({}), the rest already stored",
+                    o.commit,
                     n(o.changed, "path changed", "paths changed"),
                     kinds.join(", "),
                     n(o.written.new_objects, "new object", "new objects"),

@@ -6,7 +6,14 @@ use fs::PathChange;
 
 pub fn run(ctx: &Ctx, a: BotDiffArgs) -> Result<i32> {
     let store = ctx.open()?;
-    let diffs = bot::diff(&store, &a.id, &a.paths, &ctx.bars)?;
+    let diffs = bot::diff(
+        &store,
+        &a.id,
+        a.from.as_deref(),
+        a.to.as_deref(),
+        &a.paths,
+        &ctx.bars,
+    )?;
     ctx.bars.finish();
     if a.stat {
         let rows = fs::diff_stat(&diffs);

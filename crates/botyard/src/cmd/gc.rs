@@ -5,7 +5,11 @@ use anyhow::Result;
 
 pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
     let store = ctx.open()?;
-    let g = bot::gc(&store, a.dry_run, &ctx.bars)?;
+    let keep = bot::Retention {
+        keep_commits: a.keep_commits,
+        keep_for: a.keep_for,
+    };
+    let g = bot::gc(&store, keep, a.dry_run, &ctx.bars)?;
     // Old copies of the supervisor are apart from the store's data.
     let sup = session::gc_supervisors(&store, a.dry_run)?;
     ctx.bars.finish();
@@ -28,6 +32,13 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
         bytes(sup.bytes),
         crate::output::n(r.tmp_entries, "leftover", "leftovers")
     ));
+    if g.history.dropped > 0 || g.history.orphans > 0 {
+        ctx.say(format!(
+            "{verb} {} past the retention and {} of removed bots",
+            crate::output::n(g.history.dropped, "commit", "commits"),
+            crate::output::n(g.history.orphans, "commit", "commits"),
+        ));
+    }
     if layers.roots > 0 {
         ctx.say(format!(
             "{verb} {} of images no longer named (their bytes are counted with the objects)",

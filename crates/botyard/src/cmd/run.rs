@@ -91,7 +91,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         eprintln!("botyard: note: interrupted; the sandbox was stopped");
     }
     if a.commit {
-        match bot::commit(&store, &a.bot, &ctx.bars) {
+        let message = format!("botyard run: {}", opts.args.join(" "));
+        match bot::commit(&store, &a.bot, &message, &ctx.bars) {
             Ok(Some(c)) => {
                 ctx.bars.finish();
                 eprintln!(

@@ -1,0 +1,179 @@
+//! A bot's history on real overlay mounts: every commit recorded with its
+//! parent, time and message; `bot log`, `bot diff --from/--to`, `bot reset
+//! --to` (itself undoable), and gc's retention, after which fsck passes.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+fn root(env: &Env, id: &str) -> PathBuf {
+    env.store.join("bots").join(id).join("root")
+}
+
+/// Mounts bot `id`, runs `f` on its root, unmounts, commits with `msg`;
+/// returns the commit's id.
+fn change(env: &Env, id: &str, msg: &str, f: impl FnOnce(&std::path::Path)) -> String {
+    env.ok(&["bot", "mount", id]);
+    f(&root(env, id));
+    env.ok(&["bot", "unmount", id]);
+    let out = env.json(&["bot", "commit", id, "-m", msg, "--json"]);
+    out[0]["commit"]["commit"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string()
+}
+
+fn log(env: &Env, id: &str) -> Vec<serde_json::Value> {
+    env.json(&["bot", "log", id, "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn commits_are_recorded_diffed_and_undone() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let created = log(&env, "b1");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["message"], "created from bb:1");
+    assert!(created[0]["parent"].is_null());
+
+    let c1 = change(&env, "b1", "first", |r| {
+        std::fs::write(r.join("root/a"), "one").unwrap();
+    });
+    let c2 = change(&env, "b1", "second\nline", |r| {
+        std::fs::write(r.join("root/a"), "two").unwrap();
+        std::fs::write(r.join("root/b"), "bee").unwrap();
+    });
+    let l = log(&env, "b1");
+    assert_eq!(
+        l.iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec![c2.as_str(), c1.as_str(), created[0]["id"].as_str().unwrap()]
+    );
+    assert_eq!(l[0]["parent"], c1.as_str());
+    assert_eq!(l[0]["message"], "second\nline");
+    // Human output quotes what a person wrote and says what changed.
+    let text = env.ok(&["bot", "log", "b1", "--stat"]);
+    assert!(text.contains("\"second\\nline\""), "{text}");
+    assert!(
+        text.contains("1 added") && text.contains("1 modified"),
+        "{text}"
+    );
+
+    // Between two commits, and from a commit to now.
+    let d = env.json(&["bot", "diff", "b1", "--from", &c1, "--to", &c2, "--json"]);
+    let paths: Vec<(String, String)> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["path"].as_str().unwrap().to_string(),
+                x["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        paths.contains(&("/root/a".into(), "modified".into())),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&("/root/b".into(), "added".into())),
+        "{paths:?}"
+    );
+    // Besides those, only /root's own mtime changed.
+    assert!(
+        paths
+            .iter()
+            .all(|(p, c)| p.starts_with("/root/") || (p == "/root" && c == "metadata")),
+        "{paths:?}"
+    );
+    let d = env.json(&["bot", "diff", "b1", "--from", &c2, "--json"]);
+    assert_eq!(d.as_array().unwrap().len(), 0, "{d}");
+
+    // Back to the first commit, by a prefix; the reset is recorded.
+    let out = env.json(&["bot", "reset", "b1", "--to", &c1[..6], "--json"]);
+    assert_eq!(out["to_commit"], c1.as_str());
+    env.ok(&["bot", "mount", "b1"]);
+    assert_eq!(
+        std::fs::read_to_string(root(&env, "b1").join("root/a")).unwrap(),
+        "one"
+    );
+    assert!(!root(&env, "b1").join("root/b").exists());
+    env.ok(&["bot", "unmount", "b1"]);
+    let l = log(&env, "b1");
+    assert_eq!(l.len(), 4);
+    assert_eq!(l[0]["message"], format!("reset to {c1}"));
+    // ... and undone: the later commit is still in the log.
+    env.ok(&["bot", "reset", "b1", "--to", &c2]);
+    env.ok(&["bot", "mount", "b1"]);
+    assert_eq!(
+        std::fs::read_to_string(root(&env, "b1").join("root/b")).unwrap(),
+        "bee"
+    );
+    env.ok(&["bot", "unmount", "b1"]);
+
+    // Bad commits: unknown, not an id, another bot's.
+    let e = env.fails(&["bot", "reset", "b1", "--to", "0123456789abcdef"]);
+    assert!(e.contains("no commit") && e.contains("bot log"), "{e}");
+    let e = env.fails(&["bot", "diff", "b1", "--from", "../x"]);
+    assert!(e.contains("not a commit id"), "{e}");
+    env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
+    let other = log(&env, "b2")[0]["id"].as_str().unwrap().to_string();
+    let e = env.fails(&["bot", "reset", "b1", "--to", &other]);
+    assert!(e.contains("belongs to bot") && e.contains("b2"), "{e}");
+    let e = env.fails(&["bot", "reset", "b1", "--to", &c1, "/root"]);
+    assert!(e.contains("no paths"), "{e}");
+    env.fsck_ok();
+}
+
+#[test]
+fn gc_keeps_history_by_retention_and_drops_removed_bots_history() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(change(&env, "b1", &format!("c{i}"), |r| {
+            // Each commit's own bytes, so dropping it frees something.
+            std::fs::write(r.join(format!("root/f{i}")), format!("{i}").repeat(5000)).unwrap();
+            if i > 0 {
+                std::fs::remove_file(r.join(format!("root/f{}", i - 1))).unwrap();
+            }
+        }));
+    }
+    // By default everything is kept.
+    let g = env.json(&["gc", "--json"]);
+    assert_eq!(g["history"]["dropped"], 0, "{g}");
+    assert_eq!(log(&env, "b1").len(), 5);
+    // Keep two: the rest goes, with the bytes only they held.
+    let g = env.json(&["gc", "--keep-commits", "2", "--json"]);
+    assert_eq!(g["history"]["dropped"], 3, "{g}");
+    assert!(g["objects"].as_u64().unwrap() >= 2, "{g}");
+    let l = log(&env, "b1");
+    assert_eq!(
+        l.iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec![ids[3].as_str(), ids[2].as_str()]
+    );
+    let text = env.ok(&["bot", "log", "b1"]);
+    assert!(text.contains("dropped by gc"), "{text}");
+    let e = env.fails(&["bot", "reset", "b1", "--to", &ids[0]]);
+    assert!(e.contains("no commit"), "{e}");
+    // A young history is kept by age.
+    let g = env.json(&["gc", "--keep-commits", "1", "--keep-for", "1h", "--json"]);
+    assert_eq!(g["history"]["dropped"], 0, "{g}");
+    // A removed bot's history goes with the next gc.
+    env.ok(&["bot", "create", "b2", "--image", "bb:1"]);
+    env.ok(&["bot", "rm", "b2"]);
+    let g = env.json(&["gc", "--json"]);
+    assert_eq!(g["history"]["orphans"], 1, "{g}");
+    env.fsck_ok();
+    env.ok(&["bot", "reset", "b1", "--to", &ids[2]]);
+    env.ok(&["bot", "mount", "b1"]);
+    assert!(root(&env, "b1").join("root/f2").exists());
+    env.ok(&["bot", "unmount", "b1"]);
+}
