@@ -177,3 +177,20 @@ fn gc_keeps_history_by_retention_and_drops_removed_bots_history() {
     assert!(root(&env, "b1").join("root/f2").exists());
     env.ok(&["bot", "unmount", "b1"]);
 }
+
+#[test]
+fn a_copy_bot_goes_back_to_a_commit_in_place() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    env.ok(&["bot", "create", "c1", "--image", "bb:1", "--driver", "copy"]);
+    let first = log(&env, "c1")[0]["id"].as_str().unwrap().to_string();
+    let dir = root(&env, "c1");
+    std::fs::write(dir.join("root/note"), "kept").unwrap();
+    let out = env.json(&["bot", "commit", "c1", "-m", "note", "--json"]);
+    let second = out[0]["commit"]["commit"].as_str().unwrap().to_string();
+    env.ok(&["bot", "reset", "c1", "--to", &first]);
+    assert!(!dir.join("root/note").exists());
+    env.ok(&["bot", "reset", "c1", "--to", &second]);
+    assert_eq!(std::fs::read_to_string(dir.join("root/note")).unwrap(), "kept");
+    env.fsck_ok();
+}
