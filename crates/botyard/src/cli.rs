@@ -237,6 +237,10 @@ pub enum BotCommand {
     /// List a bot's history, newest first: each commit's id, time and
     /// message (with --stat, what it changed).
     Log(BotLogArgs),
+    /// Make a new bot that starts where another bot stands (its newest
+    /// commit, or ID@COMMIT), sharing everything with it: nothing is copied
+    /// (an overlay fork) or every file is reflinked (a copy fork).
+    Fork(BotForkArgs),
     /// List bots: image, driver, mount point, uncommitted bytes.
     Ls(JsonFlag),
     /// Show one bot.
@@ -305,6 +309,26 @@ pub struct BotCommitArgs {
     /// What the commit is, for the bot's history (`bot log`).
     #[arg(short, long, value_name = "TEXT", default_value = "")]
     pub message: String,
+    /// Then publish the bot's committed state as this image, for new bots
+    /// to start from (a golden image built in a bot).
+    #[arg(long, value_name = "NAME:TAG", conflicts_with = "all")]
+    pub image: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotForkArgs {
+    /// The new bot's id.
+    pub id: String,
+    /// The bot to fork: ID (its newest commit) or ID@COMMIT. What it has
+    /// not committed is not forked.
+    #[arg(long, value_name = "ID[@COMMIT]")]
+    pub from: String,
+    /// overlay or copy [default: the source's].
+    #[arg(long, value_name = "DRIVER")]
+    pub driver: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -191,6 +191,76 @@ fn a_copy_bot_goes_back_to_a_commit_in_place() {
     env.ok(&["bot", "reset", "c1", "--to", &first]);
     assert!(!dir.join("root/note").exists());
     env.ok(&["bot", "reset", "c1", "--to", &second]);
-    assert_eq!(std::fs::read_to_string(dir.join("root/note")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("root/note")).unwrap(),
+        "kept"
+    );
+    env.fsck_ok();
+}
+
+#[test]
+fn forks_share_everything_and_bots_publish_images() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let c1 = change(&env, "b1", "one", |r| {
+        std::fs::write(r.join("root/big"), "x".repeat(1 << 20)).unwrap();
+    });
+    let _c2 = change(&env, "b1", "two", |r| {
+        std::fs::write(r.join("root/later"), "2").unwrap();
+    });
+    let before = env.json(&["df", "--json"]);
+    // A fork of the newest commit, and one of an earlier commit.
+    env.ok(&["bot", "fork", "f1", "--from", "b1"]);
+    env.ok(&["bot", "fork", "f2", "--from", &format!("b1@{}", &c1[..8])]);
+    let after = env.json(&["df", "--json"]);
+    // Nothing of the data was copied: the objects did not grow.
+    assert!(
+        before["object_bytes"].as_u64().unwrap() >= 1 << 20,
+        "{before}"
+    );
+    assert_eq!(
+        before["object_bytes"], after["object_bytes"],
+        "{before}\n{after}"
+    );
+    assert_eq!(before["objects"], after["objects"], "{before}\n{after}");
+    env.ok(&["bot", "mount", "f1"]);
+    assert!(root(&env, "f1").join("root/later").exists());
+    assert_eq!(
+        std::fs::metadata(root(&env, "f1").join("root/big"))
+            .unwrap()
+            .len(),
+        1 << 20
+    );
+    std::fs::write(root(&env, "f1").join("root/mine"), "f1 only").unwrap();
+    env.ok(&["bot", "unmount", "f1"]);
+    env.ok(&["bot", "commit", "f1"]);
+    env.ok(&["bot", "mount", "f2"]);
+    assert!(root(&env, "f2").join("root/big").exists());
+    assert!(!root(&env, "f2").join("root/later").exists());
+    env.ok(&["bot", "unmount", "f2"]);
+    // The fork's history starts at the fork; the source's is untouched.
+    let l = log(&env, "f2");
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0]["message"], format!("forked from b1 at {c1}"));
+    assert_eq!(log(&env, "b1").len(), 3);
+    // A copy fork of an overlay bot.
+    env.ok(&["bot", "fork", "f3", "--from", "b1", "--driver", "copy"]);
+    assert!(root(&env, "f3").join("root/later").exists());
+    // A golden image from a bot: new bots start with its files.
+    env.ok(&["bot", "commit", "f1", "--image", "golden:1"]);
+    env.ok(&["bot", "create", "g1", "--image", "golden:1"]);
+    env.ok(&["bot", "mount", "g1"]);
+    assert_eq!(
+        std::fs::read_to_string(root(&env, "g1").join("root/mine")).unwrap(),
+        "f1 only"
+    );
+    env.ok(&["bot", "unmount", "g1"]);
+    // Bad sources.
+    let e = env.fails(&["bot", "fork", "f4", "--from", "nope"]);
+    assert!(e.contains("no bot nope"), "{e}");
+    let e = env.fails(&["bot", "fork", "f4", "--from", "b1@beefbeef"]);
+    assert!(e.contains("no commit"), "{e}");
+    let e = env.fails(&["bot", "fork", "f1", "--from", "b1"]);
+    assert!(e.contains("already exists"), "{e}");
     env.fsck_ok();
 }

@@ -45,7 +45,21 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
             None if !a.json => ctx.say(format!("bot {id} has nothing to commit")),
             _ => {}
         }
-        outcomes.push(serde_json::json!({"id": id, "commit": out}));
+        let mut row = serde_json::json!({"id": id, "commit": out});
+        if let Some(name) = &a.image {
+            let name: store::ImageName = name.parse()?;
+            let img = bot::publish_image(&store, &id, None, &name, &ctx.bars)?;
+            ctx.bars.finish();
+            if !a.json {
+                ctx.say(format!(
+                    "published bot {id} as image {name} ({} files, {})",
+                    img.files,
+                    bytes(img.bytes)
+                ));
+            }
+            row["image"] = serde_json::to_value(&img)?;
+        }
+        outcomes.push(row);
     }
     if a.json {
         crate::output::json(&outcomes)?;

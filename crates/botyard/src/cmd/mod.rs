@@ -4,6 +4,7 @@
 mod bot_commit;
 mod bot_create;
 mod bot_diff;
+mod bot_fork;
 mod bot_log;
 mod bot_ls;
 mod bot_mount;
@@ -86,6 +87,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bot(BotCommand::Diff(a)) => bot_diff::run(&ctx, a),
         Command::Bot(BotCommand::Reset(a)) => bot_reset::run(&ctx, a),
         Command::Bot(BotCommand::Log(a)) => bot_log::run(&ctx, a),
+        Command::Bot(BotCommand::Fork(a)) => bot_fork::run(&ctx, a),
         Command::Bot(BotCommand::Ls(a)) => bot_ls::ls(&ctx, a),
         Command::Bot(BotCommand::Show(a)) => bot_ls::show(&ctx, a),
         Command::Bot(BotCommand::Rm(a)) => bot_rm::run(&ctx, a),
