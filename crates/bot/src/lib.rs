@@ -9,6 +9,7 @@
 //! One file per verb. This crate never talks to Kubernetes.
 
 mod bot_commit;
+mod bot_commit_live;
 mod bot_create;
 mod bot_df;
 mod bot_diff;
@@ -23,6 +24,7 @@ mod image_rm;
 mod state;
 
 pub use bot_commit::{commit, CommitOutcome};
+pub use bot_commit_live::{commit_live, LiveOutcome};
 pub use bot_create::create;
 pub use bot_df::{df, usage, BotUsage, Df, FleetUsage};
 pub use bot_diff::{diff, under as diff_path_under};

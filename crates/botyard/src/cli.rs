@@ -313,6 +313,11 @@ pub struct BotCommitArgs {
     /// to start from (a golden image built in a bot).
     #[arg(long, value_name = "NAME:TAG", conflicts_with = "all")]
     pub image: Option<String>,
+    /// Mounted or not, make the files the bot wrote share extents with
+    /// what the store already holds (FIDEDUPERANGE; XFS or btrfs), without
+    /// unmounting or changing anything the bot sees. No commit is made.
+    #[arg(long, conflicts_with_all = ["image", "message"])]
+    pub live: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -264,3 +264,90 @@ fn forks_share_everything_and_bots_publish_images() {
     assert!(e.contains("already exists"), "{e}");
     env.fsck_ok();
 }
+
+/// An overlay bot stays mounted while the files it wrote come to share
+/// the store's extents; a writer rewriting one meanwhile keeps its bytes.
+fn live_commit_on(kind: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let lfs = LoopFs::new(tmp.path(), kind, "300M");
+    let env = Env::with_store(lfs.mnt.join("store"));
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("root")).unwrap();
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", src.join("bin/busybox")).unwrap();
+    env.ok(&["image", "import", "bb:1", "--dir", src.to_str().unwrap()]);
+    let data: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    // The store holds the content once (bot a committed it).
+    env.ok(&["bot", "create", "a", "--image", "bb:1"]);
+    env.ok(&["bot", "mount", "a"]);
+    std::fs::write(root(&env, "a").join("root/data"), &data).unwrap();
+    env.ok(&["bot", "unmount", "a"]);
+    env.ok(&["bot", "commit", "a"]);
+    // Bot b, mounted, writes the same bytes (the fleet's drift) and a
+    // file that a writer keeps rewriting.
+    env.ok(&["bot", "create", "b", "--image", "bb:1"]);
+    env.ok(&["bot", "mount", "b"]);
+    let rb = root(&env, "b");
+    std::fs::write(rb.join("root/same"), &data).unwrap();
+    std::fs::write(rb.join("root/busy"), &data).unwrap();
+    if kind == "ext4" {
+        let e = env.fails(&["bot", "commit", "b", "--live"]);
+        assert!(e.contains("cannot share extents"), "{e}");
+        env.ok(&["bot", "unmount", "b"]);
+        return;
+    }
+    let used0 = lfs.used();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, p) = (stop.clone(), rb.join("root/busy"));
+        std::thread::spawn(move || {
+            let mut n = 0u8;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                std::fs::write(&p, vec![n; 1 << 20]).unwrap();
+            }
+            n
+        })
+    };
+    let out = env.json(&["bot", "commit", "b", "--live", "--json"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    let used1 = lfs.used();
+    assert!(out[0]["shared_files"].as_u64().unwrap() >= 1, "{out}");
+    assert!(
+        out[0]["shared_bytes"].as_u64().unwrap() >= 24 << 20,
+        "{out}"
+    );
+    assert!(used0 - used1 >= 20 << 20, "{kind}: {used0} -> {used1}");
+    // Nothing the bot sees changed; the writer's file holds its own bytes.
+    assert!(std::fs::read(rb.join("root/same")).unwrap() == data);
+    assert_eq!(
+        std::fs::read(rb.join("root/busy")).unwrap(),
+        vec![last; 1 << 20]
+    );
+    // The next real commit still folds the upper.
+    env.ok(&["bot", "unmount", "b"]);
+    let c = env.json(&["bot", "commit", "b", "--json"]);
+    assert!(c[0]["commit"]["added"].as_u64().unwrap() >= 2, "{c}");
+    env.fsck_ok();
+}
+
+#[test]
+fn a_live_commit_shares_a_mounted_bots_drift_on_xfs() {
+    require_root!();
+    live_commit_on("xfs");
+}
+
+#[test]
+fn a_live_commit_says_ext4_cannot_share() {
+    require_root!();
+    live_commit_on("ext4");
+}
+
+#[test]
+fn a_live_commit_shares_a_mounted_bots_drift_on_btrfs() {
+    require_root!();
+    live_commit_on("btrfs");
+}

@@ -8,7 +8,8 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
     let ids = if a.all {
         bot::list(&store)?
             .into_iter()
-            .filter(|b| b.mounted_at.is_none())
+            // A live commit is for mounted bots too.
+            .filter(|b| a.live || b.mounted_at.is_none())
             .map(|b| b.bot.id)
             .collect()
     } else {
@@ -16,6 +17,25 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
         vec![id]
     };
     let mut outcomes = Vec::new();
+    if a.live {
+        for id in ids {
+            let out = bot::commit_live(&store, &id, &ctx.bars)?;
+            ctx.bars.finish();
+            if !a.json {
+                ctx.say(format!(
+                    "bot {id}: {} of {} written files now share {} with the store",
+                    out.shared_files,
+                    out.files,
+                    bytes(out.shared_bytes)
+                ));
+            }
+            outcomes.push(serde_json::to_value(&out)?);
+        }
+        if a.json {
+            crate::output::json(&outcomes)?;
+        }
+        return Ok(0);
+    }
     for id in ids {
         let out = bot::commit(&store, &id, &a.message, &ctx.bars)?;
         ctx.bars.finish();
