@@ -8,6 +8,7 @@
 //! store, where files the fleet already holds are shared, and empties it.
 //! One file per verb. This crate never talks to Kubernetes.
 
+mod bot_adopt;
 mod bot_commit;
 mod bot_commit_live;
 mod bot_create;
@@ -23,6 +24,7 @@ mod history;
 mod image_rm;
 mod state;
 
+pub use bot_adopt::{adopt, AdoptOutcome};
 pub use bot_commit::{commit, CommitOutcome};
 pub use bot_commit_live::{commit_live, LiveOutcome};
 pub use bot_create::create;

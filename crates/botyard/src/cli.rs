@@ -241,6 +241,11 @@ pub enum BotCommand {
     /// commit, or ID@COMMIT), sharing everything with it: nothing is copied
     /// (an overlay fork) or every file is reflinked (a copy fork).
     Fork(BotForkArgs),
+    /// Turn an existing full copy of a root filesystem (a bot rsynced onto
+    /// a volume) into a bot of IMAGE whose committed state is DIR's
+    /// content: what the store already holds costs nothing. DIR must be
+    /// quiescent: it is read twice and both reads must agree.
+    Adopt(BotAdoptArgs),
     /// List bots: image, driver, mount point, uncommitted bytes.
     Ls(JsonFlag),
     /// Show one bot.
@@ -334,6 +339,24 @@ pub struct BotForkArgs {
     /// overlay or copy [default: the source's].
     #[arg(long, value_name = "DRIVER")]
     pub driver: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotAdoptArgs {
+    /// The new bot's id.
+    pub id: String,
+    /// The root filesystem to adopt (a copy; not a running system's /).
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The image it was made from (its base for later diffs and rebases).
+    #[arg(long, value_name = "NAME:TAG")]
+    pub image: String,
+    /// overlay or copy.
+    #[arg(long, default_value = "overlay", env = "BOTYARD_DRIVER")]
+    pub driver: String,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -351,3 +351,143 @@ fn a_live_commit_shares_a_mounted_bots_drift_on_btrfs() {
     require_root!();
     live_commit_on("btrfs");
 }
+
+#[test]
+fn full_copies_are_adopted_and_cost_only_their_own_files() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let rootfs = env.path("rootfs");
+    let own: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + 3) as u8).collect();
+    let copy = |name: &str| {
+        let d = env.path(name);
+        sh(&format!("cp -a '{}' '{}'", rootfs.display(), d.display()));
+        std::fs::write(d.join("root/notes"), &own).unwrap();
+        std::fs::write(d.join("etc/hostname"), name).unwrap();
+        d
+    };
+    let c1 = copy("copy1");
+    let out = env.json(&[
+        "bot",
+        "adopt",
+        "a1",
+        "--from",
+        c1.to_str().unwrap(),
+        "--image",
+        "bb:1",
+        "--json",
+    ]);
+    // busybox was already stored: only the bot's own file is new.
+    assert!(
+        out["new_object_bytes"].as_u64().unwrap() < (1 << 20) + 4096,
+        "{out}"
+    );
+    assert!(out["saved_bytes"].as_u64().unwrap() >= 500_000, "{out}");
+    let d = env.json(&["bot", "diff", "a1", "--json"]);
+    let paths: Vec<&str> = d
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/root/notes") && paths.contains(&"/etc/hostname"),
+        "{paths:?}"
+    );
+    assert!(!paths.contains(&"/bin/busybox"), "{paths:?}");
+    assert!(log(&env, "a1")[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("adopted from"));
+    env.ok(&["bot", "mount", "a1"]);
+    assert_eq!(
+        std::fs::read(root(&env, "a1").join("root/notes")).unwrap(),
+        own
+    );
+    env.ok(&["bot", "unmount", "a1"]);
+    // A second copy with the same own file adds next to nothing.
+    let c2 = copy("copy2");
+    let out = env.json(&[
+        "bot",
+        "adopt",
+        "a2",
+        "--from",
+        c2.to_str().unwrap(),
+        "--image",
+        "bb:1",
+        "--json",
+        "--driver",
+        "copy",
+    ]);
+    assert!(out["new_object_bytes"].as_u64().unwrap() < 4096, "{out}");
+    assert_eq!(
+        std::fs::read(root(&env, "a2").join("root/notes")).unwrap(),
+        own
+    );
+
+    // Refused: the running system, the store, a store, mounts below, a
+    // source still being written.
+    let e = env.fails(&["bot", "adopt", "x", "--from", "/", "--image", "bb:1"]);
+    assert!(e.contains("running system"), "{e}");
+    let e = env.fails(&[
+        "bot",
+        "adopt",
+        "x",
+        "--from",
+        env.store.to_str().unwrap(),
+        "--image",
+        "bb:1",
+    ]);
+    assert!(e.contains("holds this store"), "{e}");
+    let c3 = copy("copy3");
+    std::fs::create_dir_all(c3.join("mnt/x")).unwrap();
+    sh(&format!(
+        "mount -t tmpfs none '{}'",
+        c3.join("mnt/x").display()
+    ));
+    let e = env.fails(&[
+        "bot",
+        "adopt",
+        "x",
+        "--from",
+        c3.to_str().unwrap(),
+        "--image",
+        "bb:1",
+    ]);
+    sh(&format!("umount '{}'", c3.join("mnt/x").display()));
+    assert!(e.contains("is mounted below"), "{e}");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = {
+        let (stop, p) = (stop.clone(), c3.join("root/log"));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                std::fs::write(&p, n.to_string()).unwrap();
+            }
+        })
+    };
+    let e = env.fails(&[
+        "bot",
+        "adopt",
+        "x",
+        "--from",
+        c3.to_str().unwrap(),
+        "--image",
+        "bb:1",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    w.join().unwrap();
+    assert!(e.contains("changed while it was read"), "{e}");
+    assert!(env.run(&["bot", "show", "x"]).status.code() != Some(0));
+    let e = env.fails(&[
+        "bot",
+        "adopt",
+        "x",
+        "--from",
+        c3.to_str().unwrap(),
+        "--image",
+        "nope:1",
+    ]);
+    assert!(e.contains("no image nope:1"), "{e}");
+    env.fsck_ok();
+}

@@ -1,6 +1,7 @@
 //! One file per verb; each turns parsed arguments into library calls and
 //! prints the result. Returns the process exit code.
 
+mod bot_adopt;
 mod bot_commit;
 mod bot_create;
 mod bot_diff;
@@ -88,6 +89,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bot(BotCommand::Reset(a)) => bot_reset::run(&ctx, a),
         Command::Bot(BotCommand::Log(a)) => bot_log::run(&ctx, a),
         Command::Bot(BotCommand::Fork(a)) => bot_fork::run(&ctx, a),
+        Command::Bot(BotCommand::Adopt(a)) => bot_adopt::run(&ctx, a),
         Command::Bot(BotCommand::Ls(a)) => bot_ls::ls(&ctx, a),
         Command::Bot(BotCommand::Show(a)) => bot_ls::show(&ctx, a),
         Command::Bot(BotCommand::Rm(a)) => bot_rm::run(&ctx, a),
