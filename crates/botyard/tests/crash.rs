@@ -392,3 +392,127 @@ fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
     assert!(left.is_empty(), "gc left {left:?} in tmp/");
     env.fsck_ok();
 }
+
+/// Forks, adoptions and resets to a commit killed at random instants: the
+/// store passes fsck, a fork or adopted bot is whole or absent, and a
+/// reset bot shows its old state or its new one.
+#[test]
+fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
+    require_root!();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("history crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    env.ok(&["bot", "create", "c", "--image", "base:1"]);
+    let root = env.store.join("bots/c/root");
+    env.ok(&["bot", "mount", "c"]);
+    mutate(&root, 1);
+    let first = manifest_of_dir(&root);
+    env.ok(&["bot", "unmount", "c"]);
+    let c1 = env.json(&["bot", "commit", "c", "--json"])[0]["commit"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(&["bot", "mount", "c"]);
+    mutate(&root, 2);
+    let second = manifest_of_dir(&root);
+    env.ok(&["bot", "unmount", "c"]);
+    let c2 = env.json(&["bot", "commit", "c", "--json"])[0]["commit"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A full copy to adopt: the second state, written out.
+    let copy = env.path("copy");
+    env.ok(&["bot", "mount", "c", "--at", copy.to_str().unwrap()]);
+    let staged = env.path("staged");
+    sh(&format!(
+        "cp -a '{}' '{}'",
+        copy.display(),
+        staged.display()
+    ));
+    env.ok(&["bot", "unmount", "c"]);
+    let mut killed = 0;
+    let mut took = [Duration::from_secs(120); 3];
+    for round in 0..24u64 {
+        let verb = round % 3;
+        let args: Vec<String> = match verb {
+            0 => vec![
+                "bot".into(),
+                "fork".into(),
+                format!("f{round}"),
+                "--from".into(),
+                format!("c@{c2}"),
+                "--driver".into(),
+                "copy".into(),
+            ],
+            1 => vec![
+                "bot".into(),
+                "adopt".into(),
+                format!("a{round}"),
+                "--from".into(),
+                staged.display().to_string(),
+                "--image".into(),
+                "base:1".into(),
+            ],
+            _ => vec![
+                "bot".into(),
+                "reset".into(),
+                "c".into(),
+                "--to".into(),
+                if round % 2 == 0 {
+                    c1.clone()
+                } else {
+                    c2.clone()
+                },
+            ],
+        };
+        // The first round of each verb runs whole, to learn how long it
+        // takes; later ones are killed anywhere in that span.
+        let delay = if round < 3 {
+            took[verb as usize]
+        } else {
+            Duration::from_micros(rng.below(took[verb as usize].as_micros() as u64 * 11 / 10))
+        };
+        match run_killed(&env, &args, delay) {
+            Some(t) => took[verb as usize] = took[verb as usize].min(t),
+            None => killed += 1,
+        }
+        env.fsck_ok();
+        match verb {
+            0 | 1 => {
+                let id = &args[2];
+                if env.run(&["bot", "show", id]).status.success() {
+                    // A copy fork is its directory; an adopted bot mounts.
+                    let r = env.store.join("bots").join(id).join("root");
+                    if verb == 1 {
+                        env.ok(&["bot", "mount", id]);
+                    }
+                    assert_same(&second, &manifest_of_dir(&r));
+                    if verb == 1 {
+                        env.ok(&["bot", "unmount", id]);
+                    }
+                }
+            }
+            _ => {
+                env.ok(&["bot", "mount", "c"]);
+                let now = manifest_of_dir(&root);
+                env.ok(&["bot", "unmount", "c"]);
+                assert!(
+                    now == first || now == second,
+                    "round {round}: neither state"
+                );
+            }
+        }
+    }
+    eprintln!("{killed} of 21 killed mid-way");
+    assert!(killed >= 5, "too few were killed ({killed})");
+    env.ok(&["gc"]);
+    env.fsck_ok();
+}
