@@ -41,6 +41,7 @@ variants = {
     "defaults with an image": {"storageClass": {"image": "debian:bookworm"}},
     "copy driver, default class, node selector": {
         "storageClass": {"image": "debian:bookworm", "driver": "copy", "isDefault": True},
+        "liveCommitEvery": "10m",
         "nodeSelector": {"botyard.io/store": "yes"},
         "tolerations": [{"operator": "Exists"}],
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
@@ -90,6 +91,8 @@ for name, values in variants.items():
         if sc["parameters"] != {"image": "debian:bookworm", "driver": "copy"} or sc["volumeBindingMode"] != "WaitForFirstConsumer":
             fail(f"StorageClass: {sc}")
         ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+        if ds["spec"]["template"]["spec"]["containers"][0]["args"][-2:] != ["--live-commit-every", "10m"]:
+            fail(f"liveCommitEvery: {ds['spec']['template']['spec']['containers'][0]['args']}")
         priv = [c["name"] for c in ds["spec"]["template"]["spec"]["containers"] if c.get("securityContext", {}).get("privileged")]
         if priv != ["botyard"]:
             fail(f"privileged containers: {priv} (only the plugin may be)")

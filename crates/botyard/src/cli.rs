@@ -724,6 +724,11 @@ pub struct CsiArgs {
     /// (`DIR/NAME/.dockerconfigjson`) [default: /etc/botyard/registry-auth].
     #[arg(long, env = "BOTYARD_AUTH_DIR", value_name = "DIR")]
     pub auth_dir: Option<PathBuf>,
+    /// Every this long, published volumes' bots share what they wrote
+    /// with the store without being unpublished (`bot commit --live`; the
+    /// store on XFS or btrfs) [default: never].
+    #[arg(long, env = "BOTYARD_LIVE_COMMIT_EVERY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub live_commit_every: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand, Debug)]

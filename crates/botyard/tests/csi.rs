@@ -1139,3 +1139,45 @@ fn a_hung_pull_does_not_hold_up_the_other_calls() {
     drop(p);
     env.fsck_ok();
 }
+
+/// With --live-commit-every, what a published volume's bot wrote that the
+/// store already holds comes to share the store's extents while the pod
+/// runs (here: a copy of an image file, on XFS).
+#[test]
+fn published_volumes_share_their_drift_periodically() {
+    require_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let lfs = LoopFs::new(tmp.path(), "xfs", "300M");
+    let env = Env::with_store(lfs.mnt.join("store"));
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::create_dir_all(src.join("root")).unwrap();
+    std::fs::copy("/bin/busybox", src.join("bin/busybox")).unwrap();
+    let data: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(src.join("root/data"), &data).unwrap();
+    env.ok(&["image", "import", "bb:1", "--dir", src.to_str().unwrap()]);
+    let p = start_on(&env, "node-1", &["--live-commit-every", "300ms"]);
+    let v = p
+        .create(create_req("pvc-live", &[("image", "bb:1")]))
+        .unwrap();
+    let target = env.path("pods/uid-l/volumes/kubernetes.io~csi/pvc-live/mount");
+    p.publish(publish_req(&v.volume_id, &target, false))
+        .unwrap();
+    std::fs::write(target.join("root/copy"), &data).unwrap();
+    let used0 = lfs.used();
+    let t = Instant::now();
+    while used0.saturating_sub(lfs.used()) < 12 << 20 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "nothing was shared: {used0} -> {}",
+            lfs.used()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(std::fs::read(target.join("root/copy")).unwrap() == data);
+    p.unpublish(unpublish_req(&v.volume_id, &target)).unwrap();
+    drop(p);
+    env.fsck_ok();
+}

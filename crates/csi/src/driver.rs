@@ -46,6 +46,9 @@ pub struct Driver {
     /// Where `registrySecret` names are looked up.
     auth_dir: PathBuf,
     volumes: Volumes,
+    /// Every this long, published volumes' bots share their drift with
+    /// the store (`bot commit --live`); `None`: never.
+    pub live_commit_every: Option<std::time::Duration>,
 }
 
 fn invalid(msg: impl Into<String>) -> CsiError {
@@ -62,7 +65,24 @@ impl Driver {
             node_id,
             pods_dir: None,
             auth_dir: PathBuf::from(DEFAULT_AUTH_DIR),
+            live_commit_every: None,
         }
+    }
+
+    /// Shares the drift of every published volume's bot with the store,
+    /// without unpublishing (`bot commit --live`); the bytes it shared.
+    pub fn live_commit_published(&self) -> anyhow::Result<u64> {
+        let mut shared = 0;
+        for id in self.volumes.ids()? {
+            let published = self
+                .volumes
+                .get(&id)?
+                .is_some_and(|r| !r.published.is_empty());
+            if published {
+                shared += bot::commit_live(&self.store, &id, &store::NoProgress)?.shared_bytes;
+            }
+        }
+        Ok(shared)
     }
 
     /// Looks registry Secrets up in `dir` instead of [`DEFAULT_AUTH_DIR`].

@@ -357,8 +357,19 @@ pub fn serve(driver: Driver, endpoint: &str, ready: impl FnOnce(&std::path::Path
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+    let driver = Arc::new(driver);
+    if let Some(every) = driver.live_commit_every {
+        let d = driver.clone();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            if let Err(e) = d.live_commit_published() {
+                eprintln!("botyard csi: live commit: {e:#}; no more live commits");
+                return;
+            }
+        });
+    }
     let plugin = Plugin {
-        driver: Arc::new(driver),
+        driver,
         locks: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -76,6 +76,10 @@ pub struct Config {
     /// A request's headers must arrive within this long (and the next
     /// request on a kept-alive connection too), or the connection closes.
     pub header_timeout: Duration,
+    /// Every this long, the bots of live sessions (on this host) share
+    /// their drift with the store without a commit (`bot commit --live`);
+    /// `None`: never (the default).
+    pub live_commit_every: Option<Duration>,
     /// API connections served at once.
     pub max_connections: usize,
     /// Environment variables of the daemon that groups may hand to their
@@ -107,6 +111,7 @@ impl Default for Config {
             },
             secrets: Vec::new(),
             header_timeout: Duration::from_secs(10),
+            live_commit_every: None,
             max_connections: 1024,
             kubernetes: toml::Table::new(),
         }
@@ -131,6 +136,7 @@ struct Raw {
     pids: Option<toml::Value>,
     secrets: Option<Vec<String>>,
     header_timeout: Option<String>,
+    live_commit_every: Option<String>,
     max_connections: Option<usize>,
     kubernetes: Option<toml::Table>,
 }
@@ -164,6 +170,14 @@ impl Config {
         c.output_cap = raw.output_cap.unwrap_or(c.output_cap);
         c.grace = dur(raw.grace, c.grace, "grace")?;
         c.header_timeout = dur(raw.header_timeout, c.header_timeout, "header_timeout")?;
+        if raw.live_commit_every.is_some() {
+            c.live_commit_every = Some(dur(
+                raw.live_commit_every,
+                Duration::ZERO,
+                "live_commit_every",
+            )?)
+            .filter(|d| !d.is_zero());
+        }
         c.max_connections = raw.max_connections.unwrap_or(c.max_connections).max(1);
         let bad = |key: &str, e: anyhow::Error| {
             anyhow::anyhow!("config {}: {key}: {e:#}", file.display())

@@ -80,6 +80,11 @@ pub fn render(d: &Daemon) -> String {
         "# HELP botyard_session_failures_total Sessions that ended badly.\n# TYPE botyard_session_failures_total counter\nbotyard_session_failures_total {}",
         d.metrics.session_failures.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP botyard_live_shared_bytes_total Bytes live sessions' bots share with the store through live commits.\n# TYPE botyard_live_shared_bytes_total counter\nbotyard_live_shared_bytes_total {}",
+        d.metrics.live_shared_bytes.load(Ordering::Relaxed)
+    );
     d.metrics.start_latency.render(
         &mut out,
         "botyard_session_start_seconds",

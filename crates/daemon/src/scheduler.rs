@@ -66,6 +66,8 @@ impl Live {
 pub struct Metrics {
     pub session_starts: AtomicU64,
     pub session_failures: AtomicU64,
+    /// Bytes live commits gave back by sharing them with the store.
+    pub live_shared_bytes: AtomicU64,
     /// Session start to its first message taken.
     pub start_latency: Histogram,
     /// A session asked to close to its slot free again (the sandbox
@@ -358,6 +360,41 @@ impl Daemon {
         self.metrics.queue_wait.observe(now() - created);
         self.publish(id, MessageEvent::State("running".into()));
         Ok(())
+    }
+
+    /// Every `every`, until `stop`: the bots of live sessions share what
+    /// they wrote with the store (`bot commit --live`); a filesystem that
+    /// cannot share extents is said once, then left alone.
+    pub fn live_commits(&self, every: Duration, stop: &AtomicBool) {
+        let mut next = Instant::now() + every;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            if Instant::now() < next {
+                continue;
+            }
+            next = Instant::now() + every;
+            let bots: Vec<String> = self
+                .live
+                .lock()
+                .unwrap()
+                .values()
+                .map(|s| s.bot.clone())
+                .collect();
+            for b in bots {
+                match bot::commit_live(&self.store, &b, &store::NoProgress) {
+                    Ok(o) => self
+                        .metrics
+                        .live_shared_bytes
+                        .fetch_add(o.shared_bytes, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!(
+                            "botyard serve: live commit of bot {b}: {e:#}; no more live commits"
+                        );
+                        return;
+                    }
+                };
+            }
+        }
     }
 
     fn start_session(self: &Arc<Self>, g: &Group) -> Result<Live> {

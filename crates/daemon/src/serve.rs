@@ -306,6 +306,14 @@ pub fn serve(
             }
         })
     };
+    let live = daemon
+        .config
+        .live_commit_every
+        .filter(|_| daemon.backend.runs_on_host())
+        .map(|every| {
+            let (d, stop) = (daemon.clone(), stop.clone());
+            std::thread::spawn(move || d.live_commits(every, &stop))
+        });
     let app = crate::api::router(daemon.clone(), token);
     let mut limits = ConnLimits::from(&daemon.config);
     // Room for every connection the limit allows, and the sessions' pipes.
@@ -367,5 +375,8 @@ pub fn serve(
     daemon.drain();
     stop.store(true, Ordering::Relaxed);
     let _ = sched.join();
+    if let Some(l) = live {
+        let _ = l.join();
+    }
     res
 }

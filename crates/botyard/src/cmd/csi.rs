@@ -20,6 +20,7 @@ pub fn run(ctx: &Ctx, a: CsiArgs) -> Result<i32> {
     if let Some(d) = &a.auth_dir {
         driver = driver.with_auth_dir(d);
     }
+    driver.live_commit_every = a.live_commit_every.filter(|d| !d.is_zero());
     csi::serve(driver, &a.endpoint, |p| {
         if !quiet {
             eprintln!(
