@@ -1181,3 +1181,41 @@ fn published_volumes_share_their_drift_periodically() {
     drop(p);
     env.fsck_ok();
 }
+
+/// A node whose store's disk is full answers RESOURCE_EXHAUSTED, naming
+/// the disk, and leaves no half-made volume.
+#[test]
+fn a_full_disk_is_resource_exhausted() {
+    require_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let lfs = LoopFs::new(tmp.path(), "ext4", "64M");
+    let env = Env::with_store(lfs.mnt.join("store"));
+    // An image of 24 MiB: a copy volume of it needs as much again (ext4
+    // cannot share extents).
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", src.join("bin/busybox")).unwrap();
+    for i in 0..24u32 {
+        let data: Vec<u8> = (0..1u32 << 20).map(|j| (j ^ i.wrapping_mul(77)) as u8).collect();
+        std::fs::write(src.join(format!("bin/f{i}")), data).unwrap();
+    }
+    env.ok(&["image", "import", "big:1", "--dir", src.to_str().unwrap()]);
+    // Fill what is left.
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M"])
+        .arg(format!("of={}", lfs.mnt.join("filler").display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = std::fs::remove_file(lfs.mnt.join("filler2"));
+    let p = start(&env);
+    let (c, m) = code(p.create(create_req("pvc-full", &[("image", "big:1"), ("driver", "copy")])));
+    assert_eq!(c, Code::ResourceExhausted, "{m}");
+    assert!(m.to_lowercase().contains("space"), "{m}");
+    assert!(env.run(&["bot", "show", "pvc-full"]).status.code() != Some(0));
+    // With room again, the retry succeeds.
+    std::fs::remove_file(lfs.mnt.join("filler")).unwrap();
+    p.create(create_req("pvc-full", &[("image", "big:1"), ("driver", "copy")]))
+        .unwrap();
+    drop(p);
+    env.fsck_ok();
+}
