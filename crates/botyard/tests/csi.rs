@@ -1196,7 +1196,9 @@ fn a_full_disk_is_resource_exhausted() {
     std::fs::create_dir_all(src.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", src.join("bin/busybox")).unwrap();
     for i in 0..24u32 {
-        let data: Vec<u8> = (0..1u32 << 20).map(|j| (j ^ i.wrapping_mul(77)) as u8).collect();
+        let data: Vec<u8> = (0..1u32 << 20)
+            .map(|j| (j ^ i.wrapping_mul(77)) as u8)
+            .collect();
         std::fs::write(src.join(format!("bin/f{i}")), data).unwrap();
     }
     env.ok(&["image", "import", "big:1", "--dir", src.to_str().unwrap()]);
@@ -1206,16 +1208,21 @@ fn a_full_disk_is_resource_exhausted() {
         .arg(format!("of={}", lfs.mnt.join("filler").display()))
         .stderr(std::process::Stdio::null())
         .status();
-    let _ = std::fs::remove_file(lfs.mnt.join("filler2"));
     let p = start(&env);
-    let (c, m) = code(p.create(create_req("pvc-full", &[("image", "big:1"), ("driver", "copy")])));
+    let (c, m) = code(p.create(create_req(
+        "pvc-full",
+        &[("image", "big:1"), ("driver", "copy")],
+    )));
     assert_eq!(c, Code::ResourceExhausted, "{m}");
     assert!(m.to_lowercase().contains("space"), "{m}");
     assert!(env.run(&["bot", "show", "pvc-full"]).status.code() != Some(0));
     // With room again, the retry succeeds.
     std::fs::remove_file(lfs.mnt.join("filler")).unwrap();
-    p.create(create_req("pvc-full", &[("image", "big:1"), ("driver", "copy")]))
-        .unwrap();
+    p.create(create_req(
+        "pvc-full",
+        &[("image", "big:1"), ("driver", "copy")],
+    ))
+    .unwrap();
     drop(p);
     env.fsck_ok();
 }
