@@ -246,6 +246,11 @@ pub enum BotCommand {
     /// content: what the store already holds costs nothing. DIR must be
     /// quiescent: it is read twice and both reads must agree.
     Adopt(BotAdoptArgs),
+    /// Move a bot (or, with --all --from OLD, every bot of image OLD) onto
+    /// a new image, keeping what each bot changed: a three-way merge of the
+    /// old image, the new one and the bot, with dpkg's database merged
+    /// package by package. A rebase is a commit: `bot reset --to` undoes it.
+    Rebase(BotRebaseArgs),
     /// List bots: image, driver, mount point, uncommitted bytes.
     Ls(JsonFlag),
     /// Show one bot.
@@ -357,6 +362,34 @@ pub struct BotAdoptArgs {
     /// overlay or copy.
     #[arg(long, default_value = "overlay", env = "BOTYARD_DRIVER")]
     pub driver: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BotRebaseArgs {
+    /// The bot (omit with --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// The new image.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub image: String,
+    /// Every bot of the image given by --from.
+    #[arg(long, requires = "from")]
+    pub all: bool,
+    /// With --all: the old image.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub from: Option<String>,
+    /// List what would change and every conflict; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Conflicts take the new image's version [default: the bot's].
+    #[arg(long)]
+    pub theirs: bool,
+    /// Merge onto an image of another distribution or architecture.
+    #[arg(long)]
+    pub force: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,

@@ -28,6 +28,7 @@ mod home;
 mod layer;
 mod materialize;
 mod memtree;
+mod merge;
 mod overlay;
 mod roots;
 mod scan;
@@ -47,6 +48,7 @@ pub use materialize::{materialize, materialize_path, MaterializeStats};
 pub use memtree::{
     split_path, MemKind, MemNode, MemTree, Meta, MetaRef, NodeId, NodeKind, TreeStats,
 };
+pub use merge::{merge_trees, Conflict, MergeReport, Side};
 pub use overlay::{
     fstype_of, is_overlay_mount, mount_clone, mount_clone_idmapped, mount_clone_onto, mount_fstype,
     mount_overlay, mounts_below, unmount, unmount_below, OverlaySpec,

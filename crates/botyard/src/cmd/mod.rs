@@ -9,6 +9,7 @@ mod bot_fork;
 mod bot_log;
 mod bot_ls;
 mod bot_mount;
+mod bot_rebase;
 mod bot_reset;
 mod bot_rm;
 mod csi;
@@ -90,6 +91,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Bot(BotCommand::Log(a)) => bot_log::run(&ctx, a),
         Command::Bot(BotCommand::Fork(a)) => bot_fork::run(&ctx, a),
         Command::Bot(BotCommand::Adopt(a)) => bot_adopt::run(&ctx, a),
+        Command::Bot(BotCommand::Rebase(a)) => bot_rebase::run(&ctx, a),
         Command::Bot(BotCommand::Ls(a)) => bot_ls::ls(&ctx, a),
         Command::Bot(BotCommand::Show(a)) => bot_ls::show(&ctx, a),
         Command::Bot(BotCommand::Rm(a)) => bot_rm::run(&ctx, a),
