@@ -241,3 +241,120 @@ fn rebases_refuse_another_system_and_a_corrupt_dpkg_database() {
     assert!(e.contains("no bot is of image"), "{e}");
     env.fsck_ok();
 }
+
+/// The proof on real Debian: a bookworm minbase (old image) and the same
+/// with the security updates apt would apply, installed with dpkg in a
+/// copy (new image); a bot of the old image installs real packages and
+/// edits a conffile; after the rebase `dpkg --audit` is clean, `dpkg -V`
+/// reports only the bot's edit, the updated packages have the new
+/// versions, the bot's packages are there, and one more `dpkg -i` works.
+#[test]
+fn a_real_debian_bot_keeps_its_packages_across_a_security_update() {
+    require_root!();
+    if !have_tool("debootstrap", "debootstrap") || !have_tool("apt-get", "apt") {
+        return;
+    }
+    let rootfs = sh(&format!(
+        "bash '{}/../../scripts/debian-rootfs.sh'",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    let rootfs = rootfs.trim();
+    let env = Env::new();
+    let debs = |what: &str, args: &str| -> PathBuf {
+        let d = env.path(what);
+        std::fs::create_dir_all(d.join("partial")).unwrap();
+        sh(&format!(
+            "apt-get -q -o Dir::State::status='{rootfs}/var/lib/dpkg/status' -o Dir::Cache::archives='{}' --download-only -y --no-install-recommends {args} >/dev/null",
+            d.display()
+        ));
+        d
+    };
+    let updates = debs("updates", "upgrade");
+    let n_updates = std::fs::read_dir(&updates)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "deb")
+        })
+        .count();
+    if n_updates == 0 {
+        if std::env::var_os("CI").is_some() {
+            eprintln!("NOTE: the Debian base has no pending updates today; the rebase is checked without them");
+        }
+    }
+    let extra = debs("extra", "install jq");
+    let more = debs("more", "install tree");
+    env.ok(&["image", "import", "deb:old", "--dir", rootfs]);
+    // The new image: the old one with the updates installed by dpkg.
+    let new = env.path("new-root");
+    sh(&format!("cp -a '{rootfs}' '{}'", new.display()));
+    let install = "ls /tmp/debs/*.deb >/dev/null 2>&1 || exit 0; dpkg -i /tmp/debs/*.deb >/dev/null 2>&1 || dpkg -i /tmp/debs/*.deb >/dev/null; dpkg --configure -a; rm -rf /tmp/debs";
+    let chroot_install = |root: &Path, debs: &Path| {
+        sh(&format!(
+            "mkdir -p '{r}/tmp/debs' && (cp '{d}'/*.deb '{r}/tmp/debs/' 2>/dev/null || true) && chroot '{r}' /bin/sh -c '{install}'",
+            r = root.display(),
+            d = debs.display()
+        ));
+    };
+    chroot_install(&new, &updates);
+    env.ok(&["image", "import", "deb:new", "--dir", new.to_str().unwrap()]);
+    // The bot: jq and its libraries, and an edited conffile.
+    env.ok(&["bot", "create", "b", "--image", "deb:old"]);
+    env.ok(&["bot", "mount", "b", "--dev"]);
+    let r = root(&env, "b");
+    chroot_install(&r, &extra);
+    let login_defs = std::fs::read_to_string(r.join("etc/login.defs")).unwrap();
+    std::fs::write(
+        r.join("etc/login.defs"),
+        format!("{login_defs}\n# tuned by the bot\n"),
+    )
+    .unwrap();
+    env.ok(&["bot", "unmount", "b"]);
+    env.ok(&["bot", "commit", "b", "-m", "jq and a tuned login.defs"]);
+
+    let out = env.json(&["bot", "rebase", "b", "--image", "deb:new", "--json"]);
+    assert!(out[0]["commit"].is_string(), "{out}");
+    env.ok(&["bot", "mount", "b", "--dev"]);
+    let run = |cmd: &str| sh(&format!("chroot '{}' /bin/sh -c '{cmd}'", r.display()));
+    assert_eq!(run("dpkg --audit"), "", "{out}");
+    // Only the bot's own edit differs from what the packages installed.
+    let verify = run("dpkg -V 2>&1 || true");
+    for line in verify.lines() {
+        assert!(line.contains("/etc/login.defs"), "dpkg -V: {verify}\n{out}");
+    }
+    assert!(run("dpkg -s jq").contains("Status: install ok installed"));
+    assert!(std::fs::read_to_string(r.join("etc/login.defs"))
+        .unwrap()
+        .contains("tuned by the bot"));
+    // Each updated package has the new image's version.
+    for e in std::fs::read_dir(&updates).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "deb") {
+            continue;
+        }
+        let info = sh(&format!("dpkg-deb -f '{}' Package Version", p.display()));
+        let pkg = info
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("Package: ")
+            .to_string();
+        let ver = info
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("Version: ")
+            .to_string();
+        let have = run(&format!("dpkg-query -W -f \"\\${{Version}}\" {pkg}"));
+        assert_eq!(have, ver, "{pkg}");
+    }
+    // One more package installs.
+    chroot_install(&r, &more);
+    assert!(run("dpkg -s tree").contains("Status: install ok installed"));
+    assert_eq!(run("dpkg --audit"), "");
+    env.ok(&["bot", "unmount", "b"]);
+    env.fsck_ok();
+}
