@@ -516,3 +516,69 @@ fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
     env.ok(&["gc"]);
     env.fsck_ok();
 }
+
+/// Rebases killed at random instants: the store passes fsck and the bot
+/// is on its old image with its old tree, or on the new image with the
+/// tree an uninterrupted rebase makes.
+#[test]
+fn sigkill_of_rebases_leaves_the_old_or_the_new_state() {
+    require_root!();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("rebase crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let env = Env::new();
+    let src = env.path("src");
+    base(&src);
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    // The new image updates files the bot leaves alone.
+    for i in 0..400 {
+        let d = src.join(format!("base/{}", i % 40));
+        std::fs::write(d.join(format!("f{i}")), format!("updated {i}").repeat(30)).unwrap();
+    }
+    env.ok(&["image", "import", "base:2", "--dir", src.to_str().unwrap()]);
+    env.ok(&["bot", "create", "c", "--image", "base:1"]);
+    let root = env.store.join("bots/c/root");
+    env.ok(&["bot", "mount", "c"]);
+    mutate(&root, 3);
+    env.ok(&["bot", "unmount", "c"]);
+    let pre = env.json(&["bot", "commit", "c", "--json"])[0]["commit"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pre_tree = env.json(&["bot", "show", "c", "--json"])["tree"].clone();
+    // What an uninterrupted rebase makes, on a fork.
+    env.ok(&["bot", "fork", "ref", "--from", "c"]);
+    env.ok(&["bot", "rebase", "ref", "--image", "base:2"]);
+    let new_tree = env.json(&["bot", "show", "ref", "--json"])["tree"].clone();
+    assert_ne!(new_tree, pre_tree);
+    let mut took = Duration::from_secs(120);
+    let (mut killed, mut news) = (0, 0);
+    for round in 0..12 {
+        env.ok(&["bot", "reset", "c", "--to", &pre]);
+        let args: Vec<String> = ["bot", "rebase", "c", "--image", "base:2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let delay = if round == 0 {
+            took
+        } else {
+            Duration::from_micros(rng.below(took.as_micros() as u64 * 15 / 10))
+        };
+        match run_killed(&env, &args, delay) {
+            Some(t) => took = took.min(t),
+            None => killed += 1,
+        }
+        env.fsck_ok();
+        let show = env.json(&["bot", "show", "c", "--json"]);
+        let old = show["image"] == "base:1" && show["tree"] == pre_tree;
+        let new = show["image"] == "base:2" && show["tree"] == new_tree;
+        assert!(old || new, "round {round}: {show}");
+        news += new as u32;
+    }
+    eprintln!("{killed} of 11 rebases killed mid-way; {news} rounds ended on the new image");
+    assert!(killed >= 3, "too few were killed ({killed})");
+}
