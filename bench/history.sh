@@ -16,8 +16,8 @@
 #
 #   bash bench/history.sh [N] [SHARED] [OWN]     (default 12 20 5)
 #
-# Results go to bench/results/history.md. (The fleet rebase asked for by
-# the same work is not built yet.)
+# Results go to bench/results/history.md. The fleet rebase is
+# bench/rebase.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 N=${1:-12}

@@ -54,7 +54,7 @@ fn setup(latency: Duration) -> (Env, FakeApi, PathBuf) {
 
 fn config(shared: Option<&Path>, extra: &str) -> String {
     let mut c = format!(
-        "secrets = [\"API_KEY\"]\nmax_tries = 2\n{extra}\n[kubernetes]\nnamespace = \"botyard\"\nsupervisor_image = \"{SUPERVISOR}\"\npending_timeout = \"3s\"\nttl_after_finished = \"2s\"\n"
+        "secrets = [\"API_KEY\"]\nmax_tries = 2\n{extra}\n[kubernetes]\nnamespace = \"botyard\"\nsupervisor_image = \"{SUPERVISOR}\"\npending_timeout = \"30s\"\nttl_after_finished = \"2s\"\n"
     );
     if let Some(s) = shared {
         c.push_str(&format!(
@@ -236,10 +236,13 @@ fn pending_pods_fail_with_the_reason_kubernetes_gives() {
     require_root!();
     let (env, fake, dir) = setup(Duration::ZERO);
     // An image no registry has.
-    let cfg = config(Some(&dir), "").replace(
-        "[kubernetes]\n",
-        "[kubernetes]\nimage = \"registry.invalid/agent:9\"\n",
-    );
+    // A short wait for pods that will never run.
+    let cfg = config(Some(&dir), "")
+        .replace("pending_timeout = \"30s\"", "pending_timeout = \"3s\"")
+        .replace(
+            "[kubernetes]\n",
+            "[kubernetes]\nimage = \"registry.invalid/agent:9\"\n",
+        );
     {
         let _d = serve(&env, &cfg, &[]);
         env.ok(&["group", "add", "web", "--bot", "b1", "--agent", "cat"]);
@@ -257,7 +260,9 @@ fn pending_pods_fail_with_the_reason_kubernetes_gives() {
         });
     }
     // A shared claim that does not exist: the pod cannot be scheduled.
-    let cfg = config(Some(&dir), "").replace("\"botyard-shared\"", "\"no-such-claim\"");
+    let cfg = config(Some(&dir), "")
+        .replace("pending_timeout = \"30s\"", "pending_timeout = \"3s\"")
+        .replace("\"botyard-shared\"", "\"no-such-claim\"");
     let _d = serve(&env, &cfg, &[]);
     env.ok(&["group", "add", "other", "--bot", "b1", "--agent", "cat"]);
     let m = wait_done(&env, &send(&env, "other", "\"x\""));
