@@ -24,24 +24,11 @@ N=${1:-12}
 SHARED=${2:-20}
 OWN=${3:-5}
 W=$PWD/bench/cache/history
-cleanup() {
-  for m in $(awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-  done
-}
-trap 'cleanup; rm -f "$W"/*.img' EXIT
-cleanup; rm -rf "$W"; mkdir -p "$W/pkg"
+trap 'loop_cleanup; rm -f "$W"/*.img' EXIT
+loop_cleanup; rm -rf "$W"; mkdir -p "$W/pkg"
 # The "package": SHARED MiB of files every bot installs alike.
 for i in $(seq 0 $((SHARED - 1))); do head -c 1048576 /dev/urandom > "$W/pkg/lib$i.so"; done
 
-fs_new() { # NAME -> mount point, with its empty use recorded
-  local img=$W/$1.img mnt=$W/$1
-  mkdir -p "$mnt"; truncate -s 40G "$img"; mkfs.xfs -q -m reflink=1 "$img"
-  mount -o loop "$img" "$mnt"
-  sync -f "$mnt"; df -B1 --output=used "$mnt" | tail -n1 > "$mnt.empty"
-  echo "$mnt"
-}
-used() { sync -f "$1"; echo $(( $(df -B1 --output=used "$1" | tail -n1) - $(cat "$1.empty") )); }
 own() { # DIR SEED: OWN MiB of this bot's own
   mkdir -p "$1/root/own"; head -c $((OWN * 1048576)) /dev/urandom > "$1/root/own/data-$2"
 }
@@ -54,29 +41,29 @@ make_copies() { # FS: N rsync copies with the package and their own files
 }
 
 # Adoption.
-A=$(fs_new adopt)
+A=$(xfs_new adopt)
 export BOTYARD_HOME=$A/store
 "$B" init -q; "$B" image import -q deb:1 --dir "$ROOTFS"
 make_copies "$A"
-copies_bytes=$(used "$A")
+copies_bytes=$(fs_used "$A")
 t0=$(date +%s.%N)
 for i in $(seq "$N"); do "$B" bot adopt -q "a$i" --from "$A/copy$i" --image deb:1; done
 t1=$(date +%s.%N)
 for i in $(seq "$N"); do rm -rf "$A/copy$i"; done
-adopted_bytes=$(used "$A")
+adopted_bytes=$(fs_used "$A")
 adopt_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
 
 # The same copies, deduplicated in place by rmlint + FIDEDUPERANGE.
-R=$(fs_new rmlint)
+R=$(xfs_new rmlint)
 make_copies "$R"
 t0=$(date +%s.%N)
 (cd "$R" && rmlint -T df -g -o sh:rmlint.sh -c sh:handler=clone copy* >/dev/null 2>&1 && sh ./rmlint.sh -d -q >/dev/null 2>&1; rm -f rmlint.sh rmlint.json)
 t1=$(date +%s.%N)
-rmlint_bytes=$(used "$R")
+rmlint_bytes=$(fs_used "$R")
 rmlint_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
 
 # Native bots of the same content.
-NV=$(fs_new native)
+NV=$(xfs_new native)
 export BOTYARD_HOME=$NV/store
 "$B" init -q; "$B" image import -q deb:1 --dir "$ROOTFS"
 for i in $(seq "$N"); do
@@ -86,11 +73,11 @@ for i in $(seq "$N"); do
   mkdir -p "$r/usr/lib/pkg"; cp "$W"/pkg/* "$r/usr/lib/pkg/"; own "$r" "$i"
   "$B" bot unmount -q "n$i"; "$B" bot commit -q "n$i"
 done
-native_bytes=$(used "$NV")
+native_bytes=$(fs_used "$NV")
 
 # Live commit: bot l1 committed the package; mounted bot l2 wrote it too,
 # and a writer keeps rewriting a file in l2 meanwhile.
-L=$(fs_new live)
+L=$(xfs_new live)
 export BOTYARD_HOME=$L/store
 "$B" init -q; "$B" image import -q deb:1 --dir "$ROOTFS"
 for b in l1 l2; do "$B" bot create -q "$b" --image deb:1; "$B" bot mount -q "$b"; done
@@ -98,12 +85,12 @@ mkdir -p "$L/store/bots/l1/root/usr/lib/pkg"; cp "$W"/pkg/* "$L/store/bots/l1/ro
 "$B" bot unmount -q l1; "$B" bot commit -q l1
 mkdir -p "$L/store/bots/l2/root/usr/lib/pkg"; cp "$W"/pkg/* "$L/store/bots/l2/root/usr/lib/pkg/"
 ( while :; do head -c 4194304 /dev/urandom > "$L/store/bots/l2/root/root/busy"; done ) & WPID=$!
-live0=$(used "$L")
+live0=$(fs_used "$L")
 t0=$(date +%s.%N)
 out=$("$B" bot commit l2 --live --json)
 t1=$(date +%s.%N)
 kill "$WPID"; wait "$WPID" 2>/dev/null || true
-live1=$(used "$L")
+live1=$(fs_used "$L")
 live_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
 shared=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["shared_bytes"])')
 "$B" bot unmount -q l2

@@ -10,3 +10,21 @@ ROOTFS=$(bash scripts/debian-rootfs.sh)
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # Milliseconds per item between two `date +%s.%N` stamps.
 ms_per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.0f", (b-a)/n*1000}'; }
+
+# Loop-mounted filesystems under $W, one per contender, so statvfs
+# measures only it. `xfs_new NAME` prints its mount point (the empty
+# filesystem's own use recorded), `fs_used MNT` the bytes added since,
+# `loop_cleanup` unmounts everything below $W.
+loop_cleanup() {
+  for m in $(awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+xfs_new() {
+  local img=$W/$1.img mnt=$W/$1
+  mkdir -p "$mnt"; truncate -s 40G "$img"; mkfs.xfs -q -m reflink=1 "$img"
+  mount -o loop "$img" "$mnt"
+  sync -f "$mnt"; df -B1 --output=used "$mnt" | tail -n1 > "$mnt.empty"
+  echo "$mnt"
+}
+fs_used() { sync -f "$1"; echo $(( $(df -B1 --output=used "$1" | tail -n1) - $(cat "$1.empty") )); }

@@ -24,21 +24,8 @@ N=${1:-12}
 OWN=${2:-5}
 PKGS=${PKGS:-jq git curl}
 W=$PWD/bench/cache/rebase
-cleanup() {
-  for m in $(awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-  done
-}
-trap 'cleanup; rm -f "$W"/*.img' EXIT
-cleanup; rm -rf "$W"; mkdir -p "$W"
-fs_new() {
-  local img=$W/$1.img mnt=$W/$1
-  mkdir -p "$mnt"; truncate -s 40G "$img"; mkfs.xfs -q -m reflink=1 "$img"
-  mount -o loop "$img" "$mnt"
-  sync -f "$mnt"; df -B1 --output=used "$mnt" | tail -n1 > "$mnt.empty"
-  echo "$mnt"
-}
-used() { sync -f "$1"; echo $(( $(df -B1 --output=used "$1" | tail -n1) - $(cat "$1.empty") )); }
+trap 'loop_cleanup; rm -f "$W"/*.img' EXIT
+loop_cleanup; rm -rf "$W"; mkdir -p "$W"
 debs() { # DIR ARGS...
   mkdir -p "$1/partial"
   apt-get -q -o "Dir::State::status=$ROOTFS/var/lib/dpkg/status" -o "Dir::Cache::archives=$1" \
@@ -75,17 +62,17 @@ fleet() { # FS: the old fleet in the store on FS
 }
 
 # botyard.
-A=$(fs_new botyard)
+A=$(xfs_new botyard)
 fleet "$A"
 "$B" gc -q >/dev/null
-before=$(used "$A")
+before=$(fs_used "$A")
 t0=$(date +%s.%N)
 "$B" bot rebase -q --all --from deb:old --image deb:new
 t1=$(date +%s.%N)
-after=$(used "$A")
+after=$(fs_used "$A")
 "$B" image rm -q deb:old
 "$B" gc -q --keep-commits 1 >/dev/null
-after_gc=$(used "$A")
+after_gc=$(fs_used "$A")
 "$B" bot mount -q b1 --dev
 audit=$(chroot "$A/store/bots/b1/root" dpkg --audit | wc -l)
 "$B" bot unmount -q b1
@@ -93,7 +80,7 @@ rebase_s=$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / 
 new_base=$("$B" image inspect deb:new --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["image"]["bytes"])')
 
 # By hand.
-H=$(fs_new byhand)
+H=$(xfs_new byhand)
 fleet "$H"
 t0=$(date +%s.%N)
 for i in $(seq "$N"); do
