@@ -39,14 +39,7 @@ pub fn adopt(
 ) -> Result<AdoptOutcome> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
-    if bot.exists()? {
-        return Err(store::error(
-            store::ErrorKind::AlreadyExists,
-            format!(
-                "bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`"
-            ),
-        ));
-    }
+    bot.refuse_existing()?;
     let img = store.image(image)?;
     let dir = std::fs::canonicalize(from)
         .with_context(|| format!("cannot open the directory {}", store::quote_path(from)))?;
@@ -97,7 +90,7 @@ pub fn adopt(
             changed.first().map(|d| d.shown()).unwrap_or_default()
         );
     }
-    let made = (|| -> Result<(BotRef, store::StagingStats)> {
+    let (r, written) = bot.make_or_clean(|| -> Result<(BotRef, store::StagingStats)> {
         let mut shares_extents = false;
         match driver {
             Driver::Overlay => {
@@ -131,14 +124,7 @@ pub fn adopt(
             bot.save(&r)
         })?;
         Ok((r, written))
-    })();
-    let (r, written) = match made {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = fs::walk::remove_path(&bot.dir());
-            return Err(e);
-        }
-    };
+    })?;
     Ok(AdoptOutcome {
         id: id.to_string(),
         image: r.image,

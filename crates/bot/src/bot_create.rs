@@ -7,29 +7,18 @@ use store::{ImageName, Store};
 pub fn create(store: &Store, id: &str, image: &ImageName, driver: Driver) -> Result<BotRef> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
-    if bot.exists()? {
-        return Err(store::error(
-            store::ErrorKind::AlreadyExists,
-            format!(
-                "bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`"
-            ),
-        ));
-    }
+    bot.refuse_existing()?;
     let img = store.image(image)?;
     // Leftovers of an interrupted create have no ref; start clean. A create
     // that fails leaves nothing behind either.
-    let made = (|| -> Result<BotRef> {
+    bot.make_or_clean(|| -> Result<BotRef> {
         let mut r = prepare(store, &bot, image, &img, driver)?;
         let _shared = store.lock(false, &store::NoProgress)?;
         let c = crate::history::Commit::record(store, &r, &format!("created from {image}"))?;
         r.head = Some(c.id);
         bot.save(&r)?;
         Ok(r)
-    })();
-    if made.is_err() {
-        let _ = fs::walk::remove_path(&bot.dir());
-    }
-    made
+    })
 }
 
 fn prepare(

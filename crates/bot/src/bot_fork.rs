@@ -27,14 +27,9 @@ pub fn fork(store: &Store, new: &str, from: &str, driver: Option<Driver>) -> Res
     };
     let bot = Bot::new(store, new)?;
     let _lock = bot.lock()?;
-    if bot.exists()? {
-        return Err(store::error(
-            store::ErrorKind::AlreadyExists,
-            format!("bot {new} already exists; pick another id or remove it with `botyard bot rm {new}`"),
-        ));
-    }
+    bot.refuse_existing()?;
     let driver = driver.unwrap_or(sr.driver);
-    let made = (|| -> Result<BotRef> {
+    bot.make_or_clean(|| -> Result<BotRef> {
         let mut shares_extents = false;
         match driver {
             Driver::Overlay => {
@@ -72,11 +67,7 @@ pub fn fork(store: &Store, new: &str, from: &str, driver: Option<Driver>) -> Res
         r.head = Some(c.id);
         bot.save(&r)?;
         Ok(r)
-    })();
-    if made.is_err() {
-        let _ = fs::walk::remove_path(&bot.dir());
-    }
-    made
+    })
 }
 
 /// Publishes bot `id`'s committed state (or commit `at` of its history)

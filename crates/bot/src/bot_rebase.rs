@@ -4,7 +4,7 @@
 //! commit before it undoes it.
 
 use crate::history::Commit;
-use crate::state::{empty_dir, now, Bot, Driver};
+use crate::state::{now, Bot};
 use anyhow::{bail, Result};
 use fs::MemTree;
 use store::{ImageName, Progress, Staging, Store};
@@ -143,15 +143,6 @@ pub fn rebase(
         out.commit = Some(c.id);
         bot.save(&r)
     })?;
-    match r.driver {
-        Driver::Overlay => {
-            empty_dir(&bot.upper())?;
-            empty_dir(&bot.work())?;
-        }
-        Driver::Copy => {
-            empty_dir(&bot.default_mount())?;
-            fs::materialize(store, &r.tree, &bot.default_mount())?;
-        }
-    }
+    bot.show_committed(&r)?;
     Ok(out)
 }

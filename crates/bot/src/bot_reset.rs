@@ -1,4 +1,4 @@
-use crate::state::{empty_dir, Bot, Driver};
+use crate::state::{Bot, Driver};
 use anyhow::{bail, Context, Result};
 use store::Store;
 
@@ -72,18 +72,9 @@ pub fn reset(
     // Back to the image drops uncommitted changes too: an overlay upper was
     // made against the old lower layers.
     if parsed.is_empty() {
-        match r.driver {
-            Driver::Overlay => {
-                empty_dir(&bot.upper())?;
-                empty_dir(&bot.work())?;
-            }
-            Driver::Copy => {
-                // In place: a bind mount of the root (a published volume)
-                // sees the reset rather than a directory no longer used.
-                empty_dir(&bot.default_mount())?;
-                fs::materialize(store, &r.tree, &bot.default_mount())?;
-                r.snapshot = false;
-            }
+        bot.show_committed(&r)?;
+        if r.driver == Driver::Copy {
+            r.snapshot = false;
         }
         discarded.push("/".to_string());
     }

@@ -182,6 +182,47 @@ impl Bot {
         Ok(self.store.read_ref("bots", &self.id)?.is_some())
     }
 
+    /// Refuses an id a bot already has (the verbs that make bots).
+    pub(crate) fn refuse_existing(&self) -> Result<()> {
+        if self.exists()? {
+            return Err(store::error(
+                store::ErrorKind::AlreadyExists,
+                format!(
+                    "bot {id} already exists; pick another id or remove it with `botyard bot rm {id}`",
+                    id = self.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `make`, which makes this bot; when it fails, what it left of
+    /// the bot's directory goes too (there is no ref yet to keep it).
+    pub(crate) fn make_or_clean<T>(&self, make: impl FnOnce() -> Result<T>) -> Result<T> {
+        let made = make();
+        if made.is_err() {
+            let _ = fs::walk::remove_path(&self.dir());
+        }
+        made
+    }
+
+    /// Shows the committed tree `r` names and nothing else: an overlay
+    /// bot's upper is emptied, a copy bot's directory rewritten in place
+    /// (a bind mount of it, a published volume, sees the change).
+    pub(crate) fn show_committed(&self, r: &BotRef) -> Result<()> {
+        match r.driver {
+            Driver::Overlay => {
+                empty_dir(&self.upper())?;
+                empty_dir(&self.work())
+            }
+            Driver::Copy => {
+                empty_dir(&self.default_mount())?;
+                fs::materialize(&self.store, &r.tree, &self.default_mount())?;
+                Ok(())
+            }
+        }
+    }
+
     pub fn save(&self, r: &BotRef) -> Result<()> {
         self.store
             .write_ref("bots", &self.id, &serde_json::to_value(r)?)
