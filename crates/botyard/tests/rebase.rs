@@ -260,7 +260,7 @@ fn a_real_debian_bot_keeps_its_packages_across_a_security_update() {
     ));
     let rootfs = rootfs.trim();
     // apt needs its package lists to find the .debs.
-    sh("ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq");
+    sh("ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq");
     let env = Env::new();
     let debs = |what: &str, args: &str| -> PathBuf {
         let d = env.path(what);
