@@ -6,19 +6,29 @@ use store::{Progress, Staging, Store};
 /// The bot's current tree: its committed tree with uncommitted changes
 /// folded in, hashed but not stored.
 pub(crate) fn current_tree(bot: &Bot, progress: &dyn Progress) -> Result<MemTree> {
-    let r = bot.load()?;
     let staging = Staging::hash_only(&bot.store, progress)?;
+    current_tree_in(bot, &staging, progress)
+}
+
+/// [`current_tree`], its new content put into `staging` (a snapshot of a
+/// live bot stores what it has not committed, without committing it).
+pub(crate) fn current_tree_in(
+    bot: &Bot,
+    staging: &Staging,
+    progress: &dyn Progress,
+) -> Result<MemTree> {
+    let r = bot.load()?;
     if r.driver == Driver::Copy {
         let opts = fs::ScanOptions {
-            clone: false,
+            clone: !staging.is_hash_only(),
             ..crate::bot_commit::copy_options()
         };
-        return fs::scan_dir(&bot.default_mount(), &staging, opts, progress);
+        return fs::scan_dir(&bot.default_mount(), staging, opts, progress);
     }
     let mut tree = MemTree::load(&bot.store, &r.tree)?;
     if !bot.upper_is_empty()? {
         let view = bot.view(&r, true)?;
-        fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)?;
+        fs::fold_upper(&mut tree, &bot.upper(), &view.path, staging, progress)?;
     }
     Ok(tree)
 }

@@ -25,10 +25,47 @@ pub fn fork(store: &Store, new: &str, from: &str, driver: Option<Driver>) -> Res
         }
         None => (sr.tree, sr.image.clone(), sr.image_tree, sr.head.clone()),
     };
+    let message = match &from_commit {
+        Some(c) => format!("forked from {src_id} at {c}"),
+        None => format!("forked from {src_id}"),
+    };
+    make_at(
+        store,
+        new,
+        Start {
+            tree,
+            image,
+            image_tree,
+        },
+        driver.unwrap_or(sr.driver),
+        &message,
+    )
+}
+
+/// Where a bot made by [`make_at`] starts.
+pub struct Start {
+    pub tree: store::Hash,
+    pub image: String,
+    pub image_tree: store::Hash,
+}
+
+/// Makes bot `new` whose committed state is `at` (a fork, a volume from a
+/// snapshot), its history starting with `message`.
+pub fn make_at(
+    store: &Store,
+    new: &str,
+    at: Start,
+    driver: Driver,
+    message: &str,
+) -> Result<BotRef> {
+    let Start {
+        tree,
+        image,
+        image_tree,
+    } = at;
     let bot = Bot::new(store, new)?;
     let _lock = bot.lock()?;
     bot.refuse_existing()?;
-    let driver = driver.unwrap_or(sr.driver);
     bot.make_or_clean(|| -> Result<BotRef> {
         let mut shares_extents = false;
         match driver {
@@ -59,11 +96,7 @@ pub fn fork(store: &Store, new: &str, from: &str, driver: Option<Driver>) -> Res
             head: None,
         };
         let _shared = store.lock(false, &store::NoProgress)?;
-        let message = match &from_commit {
-            Some(c) => format!("forked from {src_id} at {c}"),
-            None => format!("forked from {src_id}"),
-        };
-        let c = Commit::record(store, &r, &message)?;
+        let c = Commit::record(store, &r, message)?;
         r.head = Some(c.id);
         bot.save(&r)?;
         Ok(r)

@@ -1226,3 +1226,127 @@ fn a_full_disk_is_resource_exhausted() {
     drop(p);
     env.fsck_ok();
 }
+
+/// Snapshots are bot states kept apart from their volumes: taken of a
+/// published volume (what it has not committed included), listed, made
+/// into new volumes, and deleted; a volume can be cloned from another.
+#[test]
+fn snapshots_and_clones_follow_the_spec() {
+    require_root!();
+    let env = busybox_env(&["sh"]);
+    let p = start(&env);
+    let ctl = || p.controller();
+    let snap = |name: &str, source: &str| {
+        p.rt.block_on(ctl().create_snapshot(proto::CreateSnapshotRequest {
+            source_volume_id: source.into(),
+            name: name.into(),
+            ..Default::default()
+        }))
+        .map(|r| r.into_inner().snapshot.unwrap())
+    };
+    let v = p.create(create_req("pvc-s", &[("image", "bb:1")])).unwrap();
+    let target = env.path("pods/uid-s/volumes/kubernetes.io~csi/pvc-s/mount");
+    p.publish(publish_req(&v.volume_id, &target, false))
+        .unwrap();
+    std::fs::write(target.join("root/a"), "before the snapshot").unwrap();
+    let s = snap("snap-1", &v.volume_id).unwrap();
+    assert!(s.ready_to_use && s.size_bytes > 0, "{s:?}");
+    assert_eq!(s.source_volume_id, v.volume_id);
+    assert!(s.creation_time.is_some());
+    // Idempotent by name; the same name of another volume is refused.
+    assert_eq!(
+        snap("snap-1", &v.volume_id).unwrap().snapshot_id,
+        s.snapshot_id
+    );
+    let other = p.create(create_req("pvc-o", &[("image", "bb:1")])).unwrap();
+    assert_eq!(
+        code(snap("snap-1", &other.volume_id)).0,
+        Code::AlreadyExists
+    );
+    assert_eq!(code(snap("snap-2", "pvc-nope")).0, Code::NotFound);
+    assert_eq!(code(snap("snap-2", "")).0, Code::InvalidArgument);
+    std::fs::write(target.join("root/b"), "after it").unwrap();
+
+    // A volume from the snapshot has what was there when it was taken.
+    let mut r = create_req("pvc-r", &[("image", "bb:1")]);
+    r.volume_content_source = Some(proto::VolumeContentSource {
+        r#type: Some(proto::volume_content_source::Type::Snapshot(
+            proto::volume_content_source::SnapshotSource {
+                snapshot_id: s.snapshot_id.clone(),
+            },
+        )),
+    });
+    let rv = p.create(r.clone()).unwrap();
+    assert!(rv.content_source.is_some());
+    assert_eq!(p.create(r).unwrap().volume_id, rv.volume_id);
+    let rt = env.path("pods/uid-r/volumes/kubernetes.io~csi/pvc-r/mount");
+    p.publish(publish_req(&rv.volume_id, &rt, false)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(rt.join("root/a")).unwrap(),
+        "before the snapshot"
+    );
+    assert!(!rt.join("root/b").exists());
+    p.unpublish(unpublish_req(&rv.volume_id, &rt)).unwrap();
+    let mut bad = create_req("pvc-x", &[("image", "bb:1")]);
+    bad.volume_content_source = Some(proto::VolumeContentSource {
+        r#type: Some(proto::volume_content_source::Type::Snapshot(
+            proto::volume_content_source::SnapshotSource {
+                snapshot_id: "nope".into(),
+            },
+        )),
+    });
+    assert_eq!(code(p.create(bad)).0, Code::NotFound);
+
+    // A clone of a volume: what it committed (at its unpublish).
+    p.unpublish(unpublish_req(&v.volume_id, &target)).unwrap();
+    let mut c = create_req("pvc-c", &[("image", "bb:1")]);
+    c.volume_content_source = Some(proto::VolumeContentSource {
+        r#type: Some(proto::volume_content_source::Type::Volume(
+            proto::volume_content_source::VolumeSource {
+                volume_id: v.volume_id.clone(),
+            },
+        )),
+    });
+    let cv = p.create(c).unwrap();
+    let ct = env.path("pods/uid-c/volumes/kubernetes.io~csi/pvc-c/mount");
+    p.publish(publish_req(&cv.volume_id, &ct, false)).unwrap();
+    assert!(ct.join("root/a").exists() && ct.join("root/b").exists());
+    p.unpublish(unpublish_req(&cv.volume_id, &ct)).unwrap();
+
+    // Listed by source, by id, a page at a time; kept when the volume goes.
+    snap("snap-3", &v.volume_id).unwrap();
+    let list = |source: &str, id: &str, max: i32, token: &str| {
+        p.rt.block_on(ctl().list_snapshots(proto::ListSnapshotsRequest {
+            source_volume_id: source.into(),
+            snapshot_id: id.into(),
+            max_entries: max,
+            starting_token: token.into(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner()
+    };
+    assert_eq!(list(&v.volume_id, "", 0, "").entries.len(), 2);
+    assert_eq!(list("", &s.snapshot_id, 0, "").entries.len(), 1);
+    let page = list("", "", 1, "");
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(list("", "", 1, &page.next_token).entries.len(), 1);
+    p.rt.block_on(ctl().delete_volume(proto::DeleteVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        ..Default::default()
+    }))
+    .unwrap();
+    env.ok(&["gc"]);
+    assert_eq!(list(&v.volume_id, "", 0, "").entries.len(), 2);
+    for id in [s.snapshot_id.clone(), s.snapshot_id.clone()] {
+        p.rt.block_on(ctl().delete_snapshot(proto::DeleteSnapshotRequest {
+            snapshot_id: id,
+            ..Default::default()
+        }))
+        .unwrap();
+    }
+    assert_eq!(list("", &s.snapshot_id, 0, "").entries.len(), 0);
+    drop(p);
+    env.ok(&["gc"]);
+    env.fsck_ok();
+}

@@ -329,10 +329,12 @@ impl Driver {
         if let Some(why) = Self::unsupported(&req.volume_capabilities) {
             return Err(invalid(why));
         }
-        if req.volume_content_source.is_some() {
-            return Err(invalid("volumes from snapshots or other volumes are not supported yet; leave dataSource out"));
-        }
         let (image, driver) = self.wanted(&req.parameters)?;
+        // The class's image is pulled for other volumes; this one starts
+        // from its source's state and image.
+        if let Some(src) = &req.volume_content_source {
+            return self.create_from(&id, &req, src, driver);
+        }
         let want = VolumeRecord {
             name: req.name.clone(),
             image: image.to_string(),
@@ -366,6 +368,212 @@ impl Driver {
         self.make(&id, &want, &image, driver, true)?;
         Ok(proto::CreateVolumeResponse {
             volume: Some(self.volume(&id, &want)),
+        })
+    }
+
+    /// CreateVolume from a snapshot (its state, committed or not, when it
+    /// was taken) or from another volume (what that volume's bot last
+    /// committed: at its last unpublish or live commit). Idempotent by name
+    /// like any CreateVolume; the image of the new volume is the source's.
+    fn create_from(
+        &self,
+        id: &str,
+        req: &proto::CreateVolumeRequest,
+        src: &proto::VolumeContentSource,
+        driver: bot::Driver,
+    ) -> CsiResult<proto::CreateVolumeResponse> {
+        use proto::volume_content_source::Type;
+        let (start, label) = match &src.r#type {
+            Some(Type::Snapshot(s)) => {
+                let snap = bot::load_snapshot(&self.store, &s.snapshot_id)?.ok_or_else(|| {
+                    CsiError::not_found(format!(
+                        "no snapshot {} on node {}",
+                        store::quote_str(&s.snapshot_id),
+                        self.node_id
+                    ))
+                })?;
+                (
+                    bot::Start {
+                        tree: snap.tree,
+                        image: snap.image.clone(),
+                        image_tree: snap.image_tree,
+                    },
+                    format!("volume from snapshot {}", snap.id),
+                )
+            }
+            Some(Type::Volume(v)) => {
+                if self.volumes.get(&v.volume_id)?.is_none() {
+                    return Err(CsiError::not_found(format!(
+                        "no volume {} on node {} to clone",
+                        store::quote_str(&v.volume_id),
+                        self.node_id
+                    )));
+                }
+                let r = bot::Bot::new(&self.store, &v.volume_id)?.load()?;
+                (
+                    bot::Start {
+                        tree: r.tree,
+                        image: r.image.clone(),
+                        image_tree: r.image_tree,
+                    },
+                    format!("volume cloned from {}", v.volume_id),
+                )
+            }
+            None => {
+                return Err(invalid(
+                    "volume_content_source names neither a snapshot nor a volume",
+                ))
+            }
+        };
+        let want = VolumeRecord {
+            name: req.name.clone(),
+            image: start.image.clone(),
+            driver: driver.to_string(),
+            ephemeral: false,
+            published: Vec::new(),
+        };
+        match self.volumes.get(id)? {
+            Some(have)
+                if (&have.name, &have.image, &have.driver)
+                    == (&want.name, &want.image, &want.driver) => {}
+            Some(have) if have.name == want.name => {
+                return Err(CsiError::new(
+                    tonic::Code::AlreadyExists,
+                    format!(
+                        "volume {} exists from another source or with other parameters",
+                        store::quote_str(&req.name)
+                    ),
+                ))
+            }
+            _ => {
+                let b = bot::Bot::new(&self.store, id)?;
+                if b.exists()? {
+                    return Err(CsiError::new(
+                        tonic::Code::AlreadyExists,
+                        format!("bot {id} exists and is not a volume of this driver; name the volume otherwise"),
+                    ));
+                }
+                self.volumes.put(id, &want)?;
+            }
+        }
+        if !bot::Bot::new(&self.store, id)?.exists()? {
+            bot::make_at(&self.store, id, start, driver, &label)?;
+        }
+        let mut v = self.volume(id, &want);
+        v.content_source = Some(src.clone());
+        Ok(proto::CreateVolumeResponse { volume: Some(v) })
+    }
+
+    fn snapshot_of(&self, s: &bot::Snapshot) -> proto::Snapshot {
+        let created = humantime::parse_rfc3339_weak(&s.created)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        proto::Snapshot {
+            size_bytes: s.size as i64,
+            snapshot_id: s.id.clone(),
+            source_volume_id: s.bot.clone(),
+            creation_time: Some(prost_types::Timestamp {
+                seconds: created.as_secs() as i64,
+                nanos: created.subsec_nanos() as i32,
+            }),
+            ready_to_use: true,
+            group_snapshot_id: String::new(),
+        }
+    }
+
+    /// A snapshot of a volume as it is now, published or not; idempotent
+    /// by name.
+    pub fn create_snapshot(
+        &self,
+        req: proto::CreateSnapshotRequest,
+    ) -> CsiResult<proto::CreateSnapshotResponse> {
+        if req.source_volume_id.is_empty() {
+            return Err(invalid(
+                "source_volume_id is missing; name the volume to snapshot",
+            ));
+        }
+        let sid = volume_id(&req.name)?;
+        if let Some(have) = bot::load_snapshot(&self.store, &sid)? {
+            if have.bot == req.source_volume_id {
+                return Ok(proto::CreateSnapshotResponse {
+                    snapshot: Some(self.snapshot_of(&have)),
+                });
+            }
+            return Err(CsiError::new(
+                tonic::Code::AlreadyExists,
+                format!(
+                    "snapshot {} exists of volume {}; delete it or name this one otherwise",
+                    store::quote_str(&req.name),
+                    store::quote_str(&have.bot)
+                ),
+            ));
+        }
+        if self.volumes.get(&req.source_volume_id)?.is_none() {
+            return Err(CsiError::not_found(format!(
+                "no volume {} on node {}",
+                store::quote_str(&req.source_volume_id),
+                self.node_id
+            )));
+        }
+        let s = bot::snapshot(
+            &self.store,
+            &req.source_volume_id,
+            &sid,
+            &req.name,
+            &store::NoProgress,
+        )?;
+        Ok(proto::CreateSnapshotResponse {
+            snapshot: Some(self.snapshot_of(&s)),
+        })
+    }
+
+    pub fn delete_snapshot(&self, req: proto::DeleteSnapshotRequest) -> CsiResult<()> {
+        if req.snapshot_id.is_empty() {
+            return Err(invalid("snapshot_id is missing"));
+        }
+        bot::remove_snapshot(&self.store, &req.snapshot_id)?;
+        Ok(())
+    }
+
+    pub fn list_snapshots(
+        &self,
+        req: proto::ListSnapshotsRequest,
+    ) -> CsiResult<proto::ListSnapshotsResponse> {
+        let all: Vec<bot::Snapshot> = bot::snapshots(&self.store)?
+            .into_iter()
+            .filter(|s| req.snapshot_id.is_empty() || s.id == req.snapshot_id)
+            .filter(|s| req.source_volume_id.is_empty() || s.bot == req.source_volume_id)
+            .collect();
+        let start = match req.starting_token.as_str() {
+            "" => 0,
+            t => t
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= all.len())
+                .ok_or_else(|| CsiError::new(tonic::Code::Aborted, format!("starting_token {} is not one this node gave; list again from the start", store::quote_str(t))))?,
+        };
+        let max = if req.max_entries > 0 {
+            req.max_entries as usize
+        } else {
+            usize::MAX
+        };
+        let entries: Vec<_> = all
+            .iter()
+            .skip(start)
+            .take(max)
+            .map(|s| proto::list_snapshots_response::Entry {
+                snapshot: Some(self.snapshot_of(s)),
+            })
+            .collect();
+        let next = if start + entries.len() < all.len() {
+            (start + entries.len()).to_string()
+        } else {
+            String::new()
+        };
+        Ok(proto::ListSnapshotsResponse {
+            entries,
+            next_token: next,
         })
     }
 

@@ -189,29 +189,43 @@ impl controller_server::Controller for Plugin {
                 rpc(Type::CreateDeleteVolume),
                 rpc(Type::ListVolumes),
                 rpc(Type::GetCapacity),
+                rpc(Type::CreateDeleteSnapshot),
+                rpc(Type::ListSnapshots),
+                rpc(Type::CloneVolume),
             ],
         }))
     }
 
     async fn create_snapshot(
         &self,
-        _: Request<proto::CreateSnapshotRequest>,
+        r: Request<proto::CreateSnapshotRequest>,
     ) -> Result<Response<proto::CreateSnapshotResponse>, Status> {
-        Err(unimplemented("CreateSnapshot"))
+        let req = r.into_inner();
+        // Under the source volume's lock: not while it is being published.
+        self.call(Some(req.source_volume_id.clone()), move |d| {
+            d.create_snapshot(req)
+        })
+        .await
     }
 
     async fn delete_snapshot(
         &self,
-        _: Request<proto::DeleteSnapshotRequest>,
+        r: Request<proto::DeleteSnapshotRequest>,
     ) -> Result<Response<proto::DeleteSnapshotResponse>, Status> {
-        Err(unimplemented("DeleteSnapshot"))
+        let req = r.into_inner();
+        self.call(None, move |d| {
+            d.delete_snapshot(req)?;
+            Ok(proto::DeleteSnapshotResponse {})
+        })
+        .await
     }
 
     async fn list_snapshots(
         &self,
-        _: Request<proto::ListSnapshotsRequest>,
+        r: Request<proto::ListSnapshotsRequest>,
     ) -> Result<Response<proto::ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots"))
+        let req = r.into_inner();
+        self.call(None, move |d| d.list_snapshots(req)).await
     }
 
     async fn get_snapshot(

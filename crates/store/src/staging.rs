@@ -126,6 +126,11 @@ impl Staging {
         &self.store
     }
 
+    /// Whether this staging only hashes ([`Staging::hash_only`]).
+    pub fn is_hash_only(&self) -> bool {
+        !self.write
+    }
+
     fn staged_object(&self, h: &Hash) -> PathBuf {
         self.dir.join("objects").join(h.to_hex())
     }
