@@ -30,6 +30,48 @@ def validate(path, what):
     print(f"ok: {what} validates strictly against Kubernetes {', '.join(versions)}")
 
 
+import jsonschema
+
+def strict(schema):
+    """An OpenAPI schema that refuses unknown fields, as the API server's
+    pruning would drop them (without a word)."""
+    if isinstance(schema, dict):
+        out = {k: strict(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out \
+                and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(v) for v in schema]
+    return schema
+
+
+crds = {}
+crd_dir = os.path.join(examples, "crds")
+for f in sorted(os.listdir(crd_dir)) if os.path.isdir(crd_dir) else []:
+    if f.endswith(".yaml"):
+        crd = yaml.safe_load(open(os.path.join(crd_dir, f)))
+        for v in crd["spec"]["versions"]:
+            crds[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+
+
+def custom_error(d):
+    """Why `d` does not validate against its vendored CRD, or None."""
+    schema = strict(crds[(d["apiVersion"], d["kind"])])
+    schema["properties"]["metadata"] = {"type": "object"}
+    try:
+        jsonschema.validate(d, schema)
+    except jsonschema.ValidationError as e:
+        return f"{e.message} at {list(e.absolute_path)}"
+    return None
+
+
+def validate_custom(d, what):
+    err = custom_error(d)
+    if err:
+        fail(f"{what} against its CRD: {err}")
+
+
 report = helm.lint(chart_dir, {"storageClass": {"image": "debian:bookworm"}}, strict=True)
 errors = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + report.get("errors", [])
 if errors:
@@ -74,9 +116,24 @@ for name, values in variants.items():
             if d:
                 docs.append(d)
                 kinds.add(d["kind"])
+    # Objects of CRDs (the VolumeSnapshotClass) against their vendored CRD.
+    custom = [d for d in docs if (d["apiVersion"], d["kind"]) in crds]
+    for d in custom:
+        validate_custom(d, f"the chart's {d['kind']} with {name}")
+    if name == "defaults with an image":
+        vsc = [d for d in custom if d["kind"] == "VolumeSnapshotClass"][0]
+        if vsc["driver"] != "csi.botyard.io" or vsc["deletionPolicy"] != "Delete":
+            fail(f"VolumeSnapshotClass: {vsc}")
+        if custom_error(dict(vsc, drivr="x")) is None:
+            fail("a VolumeSnapshotClass with an unknown field passed its CRD")
+        print("ok: a VolumeSnapshotClass with an unknown field is refused by its CRD")
+        ds = [d for d in docs if d["kind"] == "DaemonSet"][0]["spec"]["template"]["spec"]
+        snap = [c for c in ds["containers"] if c["name"] == "csi-snapshotter"]
+        if not snap or "--node-deployment=true" not in snap[0]["args"]:
+            fail(f"the snapshotter sidecar: {snap}")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump_all(docs, f)
-    validate(f.name, f"the chart rendered with {name} ({len(docs)} objects)")
+        yaml.safe_dump_all([d for d in docs if d not in custom], f)
+    validate(f.name, f"the chart rendered with {name} ({len(docs)} objects, {len(custom)} of CRDs)")
     os.unlink(f.name)
     if name == "a private registry":
         sc = [d for d in docs if d["kind"] == "StorageClass"][0]
@@ -130,7 +187,7 @@ for name, values in variants.items():
         if want.get("secretsFrom") and c["envFrom"] != [{"secretRef": {"name": want["secretsFrom"]}}]:
             fail(f"daemon secrets: {c.get('envFrom')}")
         print(f"ok: the daemon's config, Role and Deployment with {name[12:]}")
-for k in ["CSIDriver", "DaemonSet", "StorageClass", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+for k in ["CSIDriver", "DaemonSet", "StorageClass", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "VolumeSnapshotClass",
           "Deployment", "Role", "RoleBinding", "ConfigMap", "Secret", "Service", "PersistentVolumeClaim"]:
     if k not in kinds:
         fail(f"the chart renders no {k}")
@@ -157,29 +214,6 @@ for bad, key in [
     fail(f"the schema accepted {bad}")
 print("ok: the values schema refuses bad values, naming the key")
 
-def strict(schema):
-    """An OpenAPI schema that refuses unknown fields, as the API server's
-    pruning would drop them (without a word)."""
-    if isinstance(schema, dict):
-        out = {k: strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [strict(v) for v in schema]
-    return schema
-
-
-crds = {}
-crd_dir = os.path.join(examples, "crds")
-for f in sorted(os.listdir(crd_dir)) if os.path.isdir(crd_dir) else []:
-    if f.endswith(".yaml"):
-        crd = yaml.safe_load(open(os.path.join(crd_dir, f)))
-        for v in crd["spec"]["versions"]:
-            crds[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
-
-import jsonschema
 for f in sorted(os.listdir(examples)):
     if not f.endswith(".yaml"):
         continue
@@ -189,10 +223,5 @@ for f in sorted(os.listdir(examples)):
         validate(os.path.join(examples, f), f"example {f}")
         continue
     for d in custom:
-        schema = strict(crds[(d["apiVersion"], d["kind"])])
-        schema["properties"]["metadata"] = {"type": "object"}
-        try:
-            jsonschema.validate(d, schema)
-        except jsonschema.ValidationError as e:
-            fail(f"example {f} against its CRD: {e.message} at {list(e.absolute_path)}")
+        validate_custom(d, f"example {f}")
         print(f"ok: example {f} validates strictly against the {d['kind']} CRD ({d['apiVersion']})")

@@ -42,7 +42,8 @@ fn the_chart_renders_and_every_object_validates() {
     );
     for want in [
         "helm lint --strict",
-        "the chart renders CSIDriver, ClusterRole, ClusterRoleBinding, ConfigMap, DaemonSet, Deployment, PersistentVolumeClaim, Role, RoleBinding, Secret, Service, ServiceAccount, StorageClass",
+        "the chart renders CSIDriver, ClusterRole, ClusterRoleBinding, ConfigMap, DaemonSet, Deployment, PersistentVolumeClaim, Role, RoleBinding, Secret, Service, ServiceAccount, StorageClass, VolumeSnapshotClass",
+        "a VolumeSnapshotClass with an unknown field is refused by its CRD",
         "the daemon's config, Role and Deployment with Jobs",
         "the daemon's config, Role and Deployment with warm pods",
         "refuses bad values",
