@@ -582,3 +582,53 @@ fn sigkill_of_rebases_leaves_the_old_or_the_new_state() {
     eprintln!("{killed} of 11 rebases killed mid-way; {news} rounds ended on the new image");
     assert!(killed >= 3, "too few were killed ({killed})");
 }
+
+/// Live commits killed at random instants, while the bot is mounted: fsck
+/// passes and every file of the bot still holds exactly its bytes.
+#[test]
+fn sigkill_of_live_commits_changes_nothing_the_bot_sees() {
+    require_root!();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("live commit crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let loop_dir = tempfile::tempdir().unwrap();
+    let lfs = LoopFs::new(loop_dir.path(), "xfs", "600M");
+    let env = Env::with_store(lfs.mnt.join("store"));
+    let src = env.path("src");
+    base(&src);
+    mutate(&src, 1);
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    env.ok(&["bot", "create", "c", "--image", "base:1"]);
+    let root = env.store.join("bots/c/root");
+    let (mut killed, mut took) = (0, Duration::from_secs(120));
+    for round in 0..10u64 {
+        env.ok(&["bot", "mount", "c"]);
+        // Content the store holds (round 1's files) and content it lacks.
+        mutate(&root, 1 + round % 2);
+        let want = manifest_of_dir(&root);
+        let args: Vec<String> = ["bot", "commit", "c", "--live"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let delay = if round == 0 {
+            took
+        } else {
+            Duration::from_micros(rng.below(took.as_micros() as u64 * 11 / 10))
+        };
+        match run_killed(&env, &args, delay) {
+            Some(t) => took = took.min(t),
+            None => killed += 1,
+        }
+        assert_same(&want, &manifest_of_dir(&root));
+        env.ok(&["bot", "unmount", "c"]);
+        env.fsck_ok();
+    }
+    eprintln!("{killed} of 9 live commits killed mid-way");
+    assert!(killed >= 3, "too few were killed ({killed})");
+    env.ok(&["bot", "commit", "c"]);
+    env.fsck_ok();
+}

@@ -483,6 +483,24 @@ fn full_copies_are_adopted_and_cost_only_their_own_files() {
         "{e}"
     );
     assert!(env.run(&["bot", "show", "x"]).status.code() != Some(0));
+    // Deeper than botyard keeps: refused by the importer's rules.
+    let deep = env.path("deep");
+    let mut d = deep.clone();
+    for _ in 0..520 {
+        d.push("d");
+    }
+    std::fs::create_dir_all(&d).unwrap();
+    let e = env.fails(&[
+        "bot",
+        "adopt",
+        "x",
+        "--from",
+        deep.to_str().unwrap(),
+        "--image",
+        "bb:1",
+    ]);
+    assert!(e.contains("deep"), "{e}");
+    assert!(env.run(&["bot", "show", "x"]).status.code() != Some(0));
     let e = env.fails(&[
         "bot",
         "adopt",

@@ -485,7 +485,7 @@ impl Daemon {
         // Elsewhere the backend commits (on Kubernetes, the CSI driver
         // when the pod's volume is unpublished).
         if self.config.commit_on_close && res.is_ok() && self.backend.runs_on_host() {
-            let message = format!("session of group {group}");
+            let message = format!("session of group {group} ended at {}", store::now_rfc3339());
             let _ = bot::commit(&self.store, &bot, &message, &store::NoProgress);
         }
         let why = match &res {
