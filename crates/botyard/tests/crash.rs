@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 struct Rng(u64);
 impl Rng {
+    /// Seeded from the clock; the seed is printed to replay a failure.
+    fn seeded(what: &str) -> Rng {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("{what} seed {seed}");
+        Rng(seed)
+    }
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -80,13 +90,7 @@ fn run_killed(env: &Env, args: &[String], delay: Duration) -> Option<Duration> {
 
 #[test]
 fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("crash test");
     let env = Env::new();
     let src = env.path("src");
     base(&src);
@@ -261,13 +265,7 @@ fn fsck_names_damage_and_gc_removes_only_garbage() {
 #[test]
 fn sigkill_of_bot_commits_loses_no_byte_the_bot_wrote() {
     require_root!();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("commit crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("commit crash test");
     let env = Env::new();
     let src = env.path("src");
     base(&src);
@@ -317,13 +315,7 @@ fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
     if !have_tool("mkfs.btrfs", "btrfs-progs") {
         return;
     }
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("copy create crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("copy create crash test");
     let loop_dir = tempfile::tempdir().unwrap();
     let lfs = LoopFs::new(loop_dir.path(), "btrfs", "1G");
     let env = Env::with_store(lfs.mnt.join("store"));
@@ -399,13 +391,7 @@ fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
 #[test]
 fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
     require_root!();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("history crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("history crash test");
     let env = Env::new();
     let src = env.path("src");
     base(&src);
@@ -523,13 +509,7 @@ fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
 #[test]
 fn sigkill_of_rebases_leaves_the_old_or_the_new_state() {
     require_root!();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("rebase crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("rebase crash test");
     let env = Env::new();
     let src = env.path("src");
     base(&src);
@@ -588,13 +568,7 @@ fn sigkill_of_rebases_leaves_the_old_or_the_new_state() {
 #[test]
 fn sigkill_of_live_commits_changes_nothing_the_bot_sees() {
     require_root!();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("live commit crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("live commit crash test");
     let loop_dir = tempfile::tempdir().unwrap();
     let lfs = LoopFs::new(loop_dir.path(), "xfs", "600M");
     let env = Env::with_store(lfs.mnt.join("store"));

@@ -51,6 +51,33 @@ pub struct Driver {
     pub live_commit_every: Option<std::time::Duration>,
 }
 
+/// Where a page of a list starts and how long it is, from a request's
+/// `starting_token` (an index this node gave) and `max_entries`.
+fn page(token: &str, max_entries: i32, len: usize) -> CsiResult<(usize, usize)> {
+    let start = match token {
+        "" => 0,
+        t => t
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n <= len)
+            .ok_or_else(|| {
+                CsiError::new(
+                    tonic::Code::Aborted,
+                    format!(
+                        "starting_token {} is not one this node gave; list again from the start",
+                        store::quote_str(t)
+                    ),
+                )
+            })?,
+    };
+    let max = if max_entries > 0 {
+        max_entries as usize
+    } else {
+        usize::MAX
+    };
+    Ok((start, max))
+}
+
 fn invalid(msg: impl Into<String>) -> CsiError {
     CsiError::invalid(msg)
 }
@@ -545,19 +572,7 @@ impl Driver {
             .filter(|s| req.snapshot_id.is_empty() || s.id == req.snapshot_id)
             .filter(|s| req.source_volume_id.is_empty() || s.bot == req.source_volume_id)
             .collect();
-        let start = match req.starting_token.as_str() {
-            "" => 0,
-            t => t
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n <= all.len())
-                .ok_or_else(|| CsiError::new(tonic::Code::Aborted, format!("starting_token {} is not one this node gave; list again from the start", store::quote_str(t))))?,
-        };
-        let max = if req.max_entries > 0 {
-            req.max_entries as usize
-        } else {
-            usize::MAX
-        };
+        let (start, max) = page(&req.starting_token, req.max_entries, all.len())?;
         let entries: Vec<_> = all
             .iter()
             .skip(start)
@@ -679,19 +694,7 @@ impl Driver {
         req: proto::ListVolumesRequest,
     ) -> CsiResult<proto::ListVolumesResponse> {
         let ids = self.volumes.ids()?;
-        let start = match req.starting_token.as_str() {
-            "" => 0,
-            t => t
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n <= ids.len())
-                .ok_or_else(|| CsiError::new(tonic::Code::Aborted, format!("starting_token {} is not one this node gave; list again from the start", store::quote_str(t))))?,
-        };
-        let max = if req.max_entries > 0 {
-            req.max_entries as usize
-        } else {
-            usize::MAX
-        };
+        let (start, max) = page(&req.starting_token, req.max_entries, ids.len())?;
         let mut entries = Vec::new();
         let mut next = String::new();
         for (i, id) in ids.iter().enumerate().skip(start) {
