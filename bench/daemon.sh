@@ -30,9 +30,8 @@ chmod 1777 "$W/root/tmp"
 "$B" bot create -q seq --image bb:1
 
 # Baseline: the agent alone, SEQ times in one sandbox, less an empty run.
-t_run() { local a b; a=$(date +%s.%N); "$B" run seq -- "$@" >/dev/null; b=$(date +%s.%N); echo "$a $b"; }
-read -r a0 b0 < <(t_run true)
-read -r a1 b1 < <(t_run sh -c "for i in \$(seq $SEQ); do echo '{\"i\": 1}' | cat >/dev/null; done")
+read -r a0 b0 < <(t_run seq true)
+read -r a1 b1 < <(t_run seq sh -c "for i in \$(seq $SEQ); do echo '{\"i\": 1}' | cat >/dev/null; done")
 BASE_MS=$(awk -v a0="$a0" -v b0="$b0" -v a1="$a1" -v b1="$b1" -v n="$SEQ" \
   'BEGIN {printf "%.2f", ((b1-a1)-(b0-a0))/n*1000}')
 

@@ -41,9 +41,8 @@ ln "$B" "$W/supervisor/botyard" 2>/dev/null || cp "$B" "$W/supervisor/botyard"
 "$B" bot create -q b1 --image bb:1
 
 # The agent alone, MESSAGES times in one runc sandbox, less an empty run.
-t_run() { local a b; a=$(date +%s.%N); "$B" run b1 -- "$@" >/dev/null; b=$(date +%s.%N); echo "$a $b"; }
-read -r a0 b0 < <(t_run true)
-read -r a1 b1 < <(t_run sh -c "for i in \$(seq $MESSAGES); do echo '{\"i\": 1}' | cat >/dev/null; done")
+read -r a0 b0 < <(t_run b1 true)
+read -r a1 b1 < <(t_run b1 sh -c "for i in \$(seq $MESSAGES); do echo '{\"i\": 1}' | cat >/dev/null; done")
 BASE_MS=$(awk -v a0="$a0" -v b0="$b0" -v a1="$a1" -v b1="$b1" -v n="$MESSAGES" \
   'BEGIN {printf "%.3f", ((b1-a1)-(b0-a0))/n*1000}')
 

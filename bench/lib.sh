@@ -6,6 +6,8 @@ bash scripts/deps.sh
 cargo build --release --locked -q
 B=$(bash scripts/release-bin.sh)
 ROOTFS=$(bash scripts/debian-rootfs.sh)
+# Runs `botyard run BOT -- CMD...`; prints its start and end stamps.
+t_run() { local a b bot=$1; shift; a=$(date +%s.%N); "$B" run "$bot" -- "$@" >/dev/null; b=$(date +%s.%N); echo "$a $b"; }
 # Median of numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # Milliseconds per item between two `date +%s.%N` stamps.

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(debootstrap attr python3 skopeo umoci docker-registry busybox-static zstd xz-utils
       xfsprogs btrfs-progs e2fsprogs util-linux time rsync rmlint runc bubblewrap systemd
-      python3-venv apache2-utils libc6-dev)
+      python3-venv apache2-utils libc6-dev curl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

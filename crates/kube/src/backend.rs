@@ -273,10 +273,22 @@ impl Backend for KubeBackend {
 /// The pod's root is some id of its user namespace the daemon cannot
 /// know, and it alone mounts this directory (by subPath): let it write.
 fn open_to_the_pod(dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for d in [dir.to_path_buf(), dir.join("input"), dir.join("errors")] {
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
-            .with_context(|| format!("cannot open {} to the session's pod", d.display()))?;
+    use rustix::fs::{Mode, OFlags};
+    // On the directories themselves, never through a symlink.
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
+    let top = rustix::fs::open(dir, flags, Mode::empty())
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    let mut fds = vec![];
+    for sub in ["input", "errors"] {
+        fds.push(
+            rustix::fs::openat(&top, sub, flags, Mode::empty())
+                .with_context(|| format!("cannot open {}/{sub}", dir.display()))?,
+        );
+    }
+    fds.push(top);
+    for fd in &fds {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(0o777))
+            .with_context(|| format!("cannot open {} to the session's pod", dir.display()))?;
     }
     Ok(())
 }

@@ -47,7 +47,12 @@ pub fn run(ctx: &Ctx, a: BotRebaseArgs) -> Result<i32> {
             if !o.merge.packages_kept.is_empty() {
                 println!(
                     "  packages kept as the bot has them: {}",
-                    o.merge.packages_kept.join(" ")
+                    o.merge
+                        .packages_kept
+                        .iter()
+                        .map(|p| store::quote_str(p))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 );
             }
             for d in &o.merge.dpkg_dist {
