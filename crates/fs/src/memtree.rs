@@ -944,7 +944,7 @@ impl MemTree {
                 })
                 .map_err(|e| anyhow::anyhow!("{}: {e}", crate::quote_bytes(&self.path(c))))?;
             }
-            let h = staging.put_tree_bytes(&enc.finish())?;
+            let h = staging.put_tree_bytes(Some(&self.path(f.dir)), &enc.finish())?;
             if f.dir == 0 {
                 root = Some(h);
             } else {

@@ -84,26 +84,47 @@ impl Store {
 
         // Every stored object and tree must match its name, reachable or not:
         // a later import would reuse a damaged one.
-        let mut files = Vec::new();
-        for (top, is_tree) in [(self.objects_dir(), false), (self.trees_dir(), true)] {
-            for shard in 0..=255u8 {
-                let dir = top.join(format!("{shard:02x}"));
-                let Ok(rd) = fs::read_dir(&dir) else {
-                    problems.push(format!("directory {} is missing", dir.display()));
-                    continue;
-                };
-                for ent in rd.flatten() {
-                    let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
-                    let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
-                    files.push((ent.path(), name, is_tree, size));
-                }
+        progress.phase("verifying trees", None, Unit::Items);
+        if let Some(msg) = self.tree_db().integrity()? {
+            problems.push(format!("the tree database is damaged: {msg}"));
+        }
+        let rows = self.tree_db().rows()?;
+        let bases: std::collections::HashSet<Hash> = rows
+            .iter()
+            .filter(|r| live.trees.contains(&r.hash))
+            .filter_map(|r| r.base)
+            .collect();
+        for r in &rows {
+            match self.tree_bytes(&r.hash) {
+                Ok(data) if Hash::of(&data) == r.hash => {}
+                Ok(data) => problems.push(format!(
+                    "tree {} is damaged: its bytes hash to {}",
+                    r.hash,
+                    Hash::of(&data)
+                )),
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+            if !live.trees.contains(&r.hash) && !bases.contains(&r.hash) {
+                report.unreferenced += 1;
             }
         }
-        let total: u64 = files.iter().map(|f| f.3).sum();
+        let mut files = Vec::new();
+        for shard in 0..=255u8 {
+            let dir = self.objects_dir().join(format!("{shard:02x}"));
+            let Ok(rd) = fs::read_dir(&dir) else {
+                problems.push(format!("directory {} is missing", dir.display()));
+                continue;
+            };
+            for ent in rd.flatten() {
+                let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
+                let size = ent.metadata().map(|m| m.len()).unwrap_or(0);
+                files.push((ent.path(), name, size));
+            }
+        }
+        let total: u64 = files.iter().map(|f| f.2).sum();
         progress.phase("verifying content", Some(total), Unit::Bytes);
         let bad = Mutex::new(Vec::new());
-        files.par_iter().for_each(|(path, name, is_tree, size)| {
-            let what = if *is_tree { "tree" } else { "object" };
+        files.par_iter().for_each(|(path, name, size)| {
             let res = (|| -> std::io::Result<Option<String>> {
                 let Ok(h) = name.parse::<Hash>() else {
                     return Ok(Some(format!("{} is not named by a hash", path.display())));
@@ -112,7 +133,7 @@ impl Store {
                 let mut hasher = blake3::Hasher::new();
                 std::io::copy(&mut f, &mut hasher)?;
                 let got: Hash = hasher.finalize().into();
-                Ok((got != h).then(|| format!("{what} {h} is damaged: its bytes hash to {got}")))
+                Ok((got != h).then(|| format!("object {h} is damaged: its bytes hash to {got}")))
             })();
             progress.advance(*size);
             match res {
@@ -121,24 +142,18 @@ impl Store {
                 Err(e) => bad
                     .lock()
                     .unwrap()
-                    .push(format!("{what} {name} cannot be read: {e}")),
+                    .push(format!("object {name} cannot be read: {e}")),
             }
         });
         problems.extend(bad.into_inner().unwrap());
-        for (_, name, is_tree, size) in &files {
+        for (_, name, size) in &files {
             let Ok(h) = name.parse::<Hash>() else {
                 continue;
             };
-            if *is_tree {
-                if !live.trees.contains(&h) {
-                    report.unreferenced += 1;
-                }
-            } else {
-                report.objects += 1;
-                report.object_bytes += size;
-                if !live.objects.contains_key(&h) {
-                    report.unreferenced += 1;
-                }
+            report.objects += 1;
+            report.object_bytes += size;
+            if !live.objects.contains_key(&h) {
+                report.unreferenced += 1;
             }
         }
         report.tmp_entries = fs::read_dir(self.tmp_dir())

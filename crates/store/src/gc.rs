@@ -84,8 +84,32 @@ impl Store {
             dry_run,
             ..Default::default()
         };
-        progress.phase("sweeping", Some(512), Unit::Items);
-        for (top, is_tree) in [(self.objects_dir(), false), (self.trees_dir(), true)] {
+        progress.phase("sweeping", Some(257), Unit::Items);
+        // A dead tree stays while a live one is a delta against it.
+        let rows = self.tree_db().rows()?;
+        let mut keep: HashSet<Hash> = live.trees.clone();
+        keep.extend(
+            rows.iter()
+                .filter(|r| live.trees.contains(&r.hash))
+                .filter_map(|r| r.base),
+        );
+        let dead: Vec<Hash> = rows
+            .iter()
+            .filter(|r| !keep.contains(&r.hash))
+            .map(|r| r.hash)
+            .collect();
+        report.trees = dead.len() as u64;
+        report.bytes += rows
+            .iter()
+            .filter(|r| !keep.contains(&r.hash))
+            .map(|r| r.stored)
+            .sum::<u64>();
+        if !dry_run && !dead.is_empty() {
+            self.tree_db().remove(&dead)?;
+        }
+        progress.advance(1);
+        {
+            let top = self.objects_dir();
             for shard in 0..=255u8 {
                 let dir = top.join(format!("{shard:02x}"));
                 let rd = match fs::read_dir(&dir) {
@@ -99,7 +123,6 @@ impl Store {
                     let ent = ent?;
                     let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
                     let keep = match name.parse::<Hash>() {
-                        Ok(h) if is_tree => live.trees.contains(&h),
                         Ok(h) => live.objects.contains_key(&h),
                         Err(_) => false,
                     };
@@ -107,11 +130,7 @@ impl Store {
                         continue;
                     }
                     let m = ent.metadata()?;
-                    if is_tree {
-                        report.trees += 1;
-                    } else {
-                        report.objects += 1;
-                    }
+                    report.objects += 1;
                     report.bytes += Store::disk_bytes(&m);
                     if !dry_run {
                         fs::remove_file(ent.path())
@@ -141,7 +160,8 @@ pub struct GcReport {
     pub dry_run: bool,
     pub objects: u64,
     pub trees: u64,
-    /// Disk bytes of the objects and trees removed (or that would be).
+    /// Bytes of the objects (on disk) and trees (stored, compressed)
+    /// removed, or that would be.
     pub bytes: u64,
     /// Leftovers of interrupted writers under `tmp/`.
     pub tmp_entries: u64,

@@ -3,12 +3,14 @@
 //! * **objects**: file contents named by the BLAKE3 hash of the bytes alone
 //!   (`objects/ab/cdef…`), read-only and never modified in place;
 //! * **trees**: directory listings carrying all metadata (mode, owner, mtime,
-//!   xattrs, links, devices), hashed like git trees so equal subtrees are shared;
+//!   xattrs, links, devices), hashed like git trees so equal subtrees are
+//!   shared, kept compressed in one database (`trees.db`), a new version of
+//!   a directory as a delta against an older one;
 //! * **refs**: small JSON files naming trees (`refs/images/NAME/TAG`), replaced
 //!   atomically.
 //!
-//! Writers stage new objects and trees in a private directory under `tmp/`
-//! and publish them with renames ([`Staging`]); a ref is written only after the
+//! Writers stage new objects in a private directory under `tmp/` and
+//! publish them with renames, then their trees in one transaction ([`Staging`]); a ref is written only after the
 //! data it names is durable. Writers hold the store lock shared, `gc` holds it
 //! exclusive, so a sweep can never delete what an import is about to reference.
 //! It also holds the two helpers every crate above it shares for input
@@ -33,6 +35,7 @@ mod size;
 mod staging;
 mod store;
 mod tree;
+mod treedb;
 pub mod walk;
 
 pub use atomic::write_file_atomic;

@@ -73,7 +73,7 @@ impl Store {
     /// Points NAME:TAG at a new value atomically. The caller must have made
     /// the tree and its objects durable first ([`crate::Staging::commit`]).
     pub fn set_image(&self, name: &ImageName, r: &ImageRef) -> Result<()> {
-        if !self.has_tree(&r.tree) {
+        if !self.has_tree(&r.tree)? {
             bail!(
                 "refusing to point {name} at tree {} which is not in the store",
                 r.tree

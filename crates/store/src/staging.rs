@@ -1,10 +1,11 @@
 //! Staging: how new objects and trees enter the store.
 //!
-//! A writer stages everything it adds in a private directory under `tmp/`
-//! while holding the store lock shared. [`Staging::commit`] moves the staged
-//! files into `objects/` and `trees/` with renames (objects before the trees
-//! naming them), then syncs the filesystem once; only after that may the
-//! writer replace a ref. Dropping a staging without committing removes it, so
+//! A writer stages the objects it adds in a private directory under `tmp/`,
+//! and its trees in memory, while holding the store lock shared.
+//! [`Staging::commit`] moves the staged objects into `objects/` with renames,
+//! syncs the filesystem, then inserts the trees in one durable transaction
+//! (objects before the trees naming them); only after that may the writer
+//! replace a ref. Dropping a staging without committing removes it, so
 //! a failed import leaves the store as it was. A killed writer leaves only a
 //! directory under `tmp/`, which `gc` removes.
 
@@ -15,11 +16,13 @@ use crate::progress::Progress;
 use crate::store::Store;
 use crate::tree::Tree;
 use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 const BLOCK: usize = 4096;
 const CHUNK: usize = 256 * 1024;
@@ -36,6 +39,7 @@ pub struct Staging {
     new_objects: AtomicU64,
     new_bytes: AtomicU64,
     new_trees: AtomicU64,
+    trees: Mutex<(HashSet<Hash>, Vec<crate::treedb::Packed>)>,
     /// Held while the staging lives: tells it from a dead writer's.
     _owner: Option<File>,
     _lock: StoreLock,
@@ -87,7 +91,7 @@ impl Staging {
                 store.tmp_dir().display()
             )
         };
-        for sub in ["objects", "trees", "partial"] {
+        for sub in ["objects", "partial"] {
             fs::create_dir_all(building.join(sub)).with_context(cannot)?;
         }
         let owner = crate::lock::try_lock_file(&building.join("owner"))?
@@ -102,6 +106,7 @@ impl Staging {
             new_objects: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             new_trees: AtomicU64::new(0),
+            trees: Mutex::default(),
             _lock: lock,
         })
     }
@@ -118,6 +123,7 @@ impl Staging {
             new_objects: AtomicU64::new(0),
             new_bytes: AtomicU64::new(0),
             new_trees: AtomicU64::new(0),
+            trees: Mutex::default(),
             _lock: store.lock(false, progress)?,
         })
     }
@@ -284,24 +290,26 @@ impl Staging {
 
     /// Adds a tree; returns its hash.
     pub fn put_tree(&self, t: &Tree) -> Result<Hash> {
-        self.put_tree_bytes(&t.encode())
+        self.put_tree_bytes(None, &t.encode())
     }
 
-    /// Adds a tree given by its encoding ([`crate::TreeEncoder`]).
-    pub fn put_tree_bytes(&self, data: &[u8]) -> Result<Hash> {
+    /// Adds a tree given by its encoding ([`crate::TreeEncoder`]). `path`
+    /// is the directory it lists, when known: a tree stored there before is
+    /// the base it is kept as a delta against.
+    pub fn put_tree_bytes(&self, path: Option<&[u8]>, data: &[u8]) -> Result<Hash> {
         let h = Hash::of(data);
         if !self.write {
             return Ok(h);
         }
-        let staged = self.dir.join("trees").join(h.to_hex());
-        if self.store.has_tree(&h) || staged.exists() {
+        if self.trees.lock().unwrap().0.contains(&h) || self.store.has_tree(&h)? {
             return Ok(h);
         }
-        let (p, mut f) = self.partial()?;
-        f.write_all(data)?;
-        drop(f);
-        fs::rename(&p, &staged)?;
-        self.new_trees.fetch_add(1, Ordering::Relaxed);
+        let packed = self.store.tree_db().pack(h, path, data)?;
+        let mut staged = self.trees.lock().unwrap();
+        if staged.0.insert(h) {
+            staged.1.push(packed);
+            self.new_trees.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(h)
     }
 
@@ -313,8 +321,9 @@ impl Staging {
         then: impl FnOnce(&Store) -> Result<T>,
     ) -> Result<(StagingStats, T)> {
         publish_dir(&self.dir.join("objects"), &self.store.objects_dir())?;
-        publish_dir(&self.dir.join("trees"), &self.store.trees_dir())?;
         self.store.syncfs()?;
+        let trees = std::mem::take(&mut *self.trees.lock().unwrap());
+        self.store.tree_db().insert(&trees.1)?;
         self.done = true;
         let _ = crate::walk::remove_path(&self.dir);
         let out = then(&self.store)?;

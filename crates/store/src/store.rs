@@ -6,18 +6,24 @@ use crate::hash::Hash;
 use crate::lock::StoreLock;
 use crate::progress::Progress;
 use crate::tree::Tree;
+use crate::treedb::{TreeDb, TREES_DB};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The file that marks a directory as a botyard store.
 pub const STORE_MARKER: &str = "botyard-store.json";
-const FORMAT: u32 = 1;
+/// 2: trees in `trees.db` (1 had them as loose files, moved in on open).
+const FORMAT: u32 = 2;
 /// What `init` creates; a directory holding only these may be (re)initialised.
 const LAYOUT: &[&str] = &[
     "objects",
     "trees",
+    TREES_DB,
+    "trees.db-wal",
+    "trees.db-shm",
     "refs",
     "tmp",
     "cache",
@@ -46,10 +52,12 @@ struct Marker {
     created: String,
 }
 
-/// An opened store directory. Cheap to clone; holds no lock by itself.
+/// An opened store directory. Cheap to clone (clones share one connection
+/// to its tree database); holds no lock by itself.
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    trees: Arc<TreeDb>,
 }
 
 impl Store {
@@ -86,11 +94,9 @@ impl Store {
             .with_context(|| format!("cannot create the store directory {}", path.display()))?;
         let path = fs::canonicalize(path)?;
         close_to_others(&path)?;
-        for top in ["objects", "trees"] {
-            for i in 0..=255u8 {
-                b.create(path.join(top).join(format!("{i:02x}")))
-                    .with_context(|| format!("cannot create {}/{top}", path.display()))?;
-            }
+        for i in 0..=255u8 {
+            b.create(path.join("objects").join(format!("{i:02x}")))
+                .with_context(|| format!("cannot create {}/objects", path.display()))?;
         }
         b.create(path.join("refs/images"))?;
         b.create(path.join("cache"))?;
@@ -103,8 +109,9 @@ impl Store {
             created: now_rfc3339(),
         };
         let data = serde_json::to_vec_pretty(&marker)?;
+        let trees = Arc::new(TreeDb::open(&path.join(TREES_DB))?);
         write_file_atomic(&path.join("tmp"), &path.join(STORE_MARKER), &data, 0o644)?;
-        Ok((Store { root: path }, false))
+        Ok((Store { root: path, trees }, false))
     }
 
     /// Opens an existing store, refusing anything that is not one.
@@ -131,7 +138,7 @@ impl Store {
                 marker_path.display()
             )
         })?;
-        if marker.format != FORMAT {
+        if marker.format != FORMAT && marker.format != 1 {
             bail!(
                 "store {} has format {}, this botyard reads format {FORMAT}; use a matching botyard version",
                 path.display(),
@@ -140,7 +147,33 @@ impl Store {
         }
         let root = fs::canonicalize(path)?;
         close_to_others(&root)?;
-        Ok(Store { root })
+        crate::treedb::check_file(&root.join(TREES_DB))?;
+        let trees = Arc::new(TreeDb::open(&root.join(TREES_DB))?);
+        let store = Store { root, trees };
+        if marker.format == 1 {
+            store.upgrade_from_loose_trees(marker)?;
+        }
+        Ok(store)
+    }
+
+    /// Format 1 kept each tree in a file of its own; they move into the
+    /// database under the exclusive lock (so no writer adds one meanwhile),
+    /// and the marker says format 2 only once they all have. Interrupted,
+    /// it runs again on the next open.
+    fn upgrade_from_loose_trees(&self, mut marker: Marker) -> Result<()> {
+        let _lock = self.lock(true, &crate::progress::NoProgress)?;
+        let loose = self.root.join("trees");
+        if loose.is_dir() {
+            self.trees.take_loose(&loose).with_context(|| {
+                format!(
+                    "cannot move the trees of {} into {TREES_DB}",
+                    self.root.display()
+                )
+            })?;
+        }
+        marker.format = FORMAT;
+        let data = serde_json::to_vec_pretty(&marker)?;
+        write_file_atomic(&self.tmp_dir(), &self.root.join(STORE_MARKER), &data, 0o644)
     }
 
     pub fn root(&self) -> &Path {
@@ -148,9 +181,6 @@ impl Store {
     }
     pub fn objects_dir(&self) -> PathBuf {
         self.root.join("objects")
-    }
-    pub fn trees_dir(&self) -> PathBuf {
-        self.root.join("trees")
     }
     pub fn refs_dir(&self) -> PathBuf {
         self.root.join("refs")
@@ -164,9 +194,6 @@ impl Store {
     pub fn object_path(&self, h: &Hash) -> PathBuf {
         self.root.join("objects").join(h.rel_path())
     }
-    pub fn tree_path(&self, h: &Hash) -> PathBuf {
-        self.root.join("trees").join(h.rel_path())
-    }
 
     /// Whether the object exists with the expected size (a size mismatch
     /// means a damaged object, which a writer then replaces).
@@ -174,15 +201,30 @@ impl Store {
         fs::symlink_metadata(self.object_path(h)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
-    pub fn has_tree(&self, h: &Hash) -> bool {
-        self.tree_path(h).is_file()
+    pub fn has_tree(&self, h: &Hash) -> Result<bool> {
+        self.trees.contains(h)
+    }
+
+    pub(crate) fn tree_db(&self) -> &TreeDb {
+        &self.trees
+    }
+
+    /// A tree's encoding as stored, not verified.
+    pub(crate) fn tree_bytes(&self, h: &Hash) -> Result<Vec<u8>> {
+        self.trees
+            .get(h)
+            .with_context(|| format!("tree {h} cannot be read; run `botyard fsck`"))?
+            .with_context(|| format!("tree {h} is missing from the store; run `botyard fsck`"))
+    }
+
+    /// Every stored tree's hash (what `fsck` and tests compare).
+    pub fn tree_hashes(&self) -> Result<Vec<Hash>> {
+        Ok(self.trees.rows()?.into_iter().map(|r| r.hash).collect())
     }
 
     /// Reads and verifies a tree: its bytes must hash to its name.
     pub fn read_tree(&self, h: &Hash) -> Result<Tree> {
-        let path = self.tree_path(h);
-        let data = fs::read(&path)
-            .with_context(|| format!("tree {h} is missing from the store; run `botyard fsck`"))?;
+        let data = self.tree_bytes(h)?;
         if Hash::of(&data) != *h {
             bail!("tree {h} is damaged (its bytes do not match its name); run `botyard fsck`");
         }

@@ -227,9 +227,17 @@ impl Env {
     /// nothing.
     pub fn contents(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        for top in ["objects", "trees", "refs"] {
+        for top in ["objects", "refs"] {
             walk_names(&self.store.join(top), &mut out);
         }
+        let store = Store::open(&self.store).unwrap();
+        out.extend(
+            store
+                .tree_hashes()
+                .unwrap()
+                .iter()
+                .map(|h| format!("tree {h}")),
+        );
         out
     }
 }
