@@ -6,6 +6,9 @@
 #   bash bench/fleet.sh [N]        (N bots per strategy, default 12)
 #   OWN6=20 OWN24=20 STRATEGIES="rsync btrfs-snapshot ..." bash bench/fleet.sh
 #       (MiB of each bot's own files per phase; a subset of the strategies)
+#   WORKLOAD=dpkg bash bench/fleet.sh
+#       (every bot runs the real dpkg in both phases and writes SMALL small
+#       files of its own per phase; own files default to 40 MiB per phase)
 #
 # Base: Debian bookworm minbase (debootstrap, cached). Phases:
 #   day 1    provision N bots
@@ -16,17 +19,32 @@
 # botyard runs with each driver: overlay (XFS), copy on XFS (reflinks) and
 # copy on btrfs (snapshots of the image's root), the choice for pods with
 # user namespaces.
-# In each strategy the first bot runs the real `dpkg -i` in a chroot (that is
-# the "apt works" column); the others receive exactly the files that dpkg run
-# wrote (captured once from a reference root), which costs the same storage.
-# Results go to bench/results/fleet.md.
+# Workload `same` (the default): in each strategy the first bot runs the real
+# `dpkg -i` in a chroot (that is the "apt works" column); the others receive
+# exactly the files that dpkg run wrote (captured once from a reference
+# root). Workload `dpkg`: every bot runs dpkg itself, so each keeps its own
+# dpkg logs, status backups and directory mtimes, and writes SMALL files of
+# 1-8 KiB of its own per phase besides its own big file.
+# The dedupe baselines run rmlint over the whole fleet after each phase:
+# `rsync+rmlint` runs the shell script rmlint generates (a process per
+# duplicate), `rsync+dedupe` takes rmlint's duplicate sets and issues
+# FIDEDUPERANGE itself in batches (bench/dedupe.py), as a careful operator
+# would. The physical minimum is measured from each botyard strategy's own
+# bots at year 2 (bench/minimum.py), with where its bytes go.
+# Results go to bench/results/fleet.md (fleet-dpkg.md for WORKLOAD=dpkg).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 N=${1:-12}
-OWN6=${OWN6:-20}; OWN24=${OWN24:-20}
-ALL="rsync rsync+rmlint btrfs-snapshot overlay-upper selective-sync botyard-overlay botyard-copy botyard-copy-btrfs"
+WORKLOAD=${WORKLOAD:-same}
+case $WORKLOAD in
+  same) OWN6=${OWN6:-20}; OWN24=${OWN24:-20}; SMALL=${SMALL:-0}; OUT=bench/results/fleet.md ;;
+  dpkg) OWN6=${OWN6:-40}; OWN24=${OWN24:-40}; SMALL=${SMALL:-300}; OUT=bench/results/fleet-dpkg.md ;;
+  *) echo "fleet: WORKLOAD is same or dpkg, not $WORKLOAD" >&2; exit 2 ;;
+esac
+ALL="rsync rsync+rmlint rsync+dedupe btrfs-snapshot overlay-upper selective-sync botyard-overlay botyard-overlay-ext4 botyard-copy botyard-copy-btrfs"
 STRATEGIES=${STRATEGIES:-$ALL}
 W=$PWD/bench/cache/fleet
+DEDUPE=$PWD/bench/dedupe.py
 cleanup() {
   # Everything mounted below the work dir, deepest first.
   for m in $(awk -v w="$W/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
@@ -80,11 +98,12 @@ record() { R[$1,$2]=$3; }
 own_size() { [ "$1" = month6 ] && echo "${OWN6}M" || echo "${OWN24}M"; }
 mb() { awk -v b="$1" -v n="$N" 'BEGIN {printf "%.0f", b/n/1048576}'; }
 
-# Applies phase $2 to the root $1 of bot number $3: the first bot runs dpkg.
+# Applies phase $2 to the root $1 of bot number $3: the first bot (every
+# bot, in the dpkg workload) runs dpkg.
 drift() {
-  local root=$1 phase=$2 i=$3 debs
+  local root=$1 phase=$2 i=$3 debs k
   [ "$phase" = month6 ] && debs=$DEBS6 || debs=$DEBS24
-  if [ "$i" = 1 ]; then
+  if [ "$i" = 1 ] || [ "$WORKLOAD" = dpkg ]; then
     cp "$debs"/*.deb "$root/tmp/"
     if chroot "$root" sh -c "$INSTALL" >/dev/null 2>&1; then APT_OK=yes; else APT_OK=no; fi
     rm -f "$root"/tmp/*.deb
@@ -93,21 +112,29 @@ drift() {
   fi
   mkdir -p "$root/root/own"
   own "$root/root/own/$phase.bin" "$(own_size "$phase")"
+  if [ "$SMALL" -gt 0 ]; then
+    mkdir -p "$root/root/own/$phase"
+    for k in $(seq "$SMALL"); do own "$root/root/own/$phase/f$k" $(( (RANDOM % 8 + 1) * 1024 )); done
+  fi
 }
 
 # --- strategies ------------------------------------------------------------
-run_rsync() { # name fs dedupe(0|1)
+run_rsync() { # name fs dedupe(none|script|batched)
   local name=$1 m t0 t1 base
   m=$(newfs "$2" "$name")
   t0=$(now); for i in $(seq "$N"); do rsync -aHAX "$ROOTFS/" "$m/bot$i/"; done; t1=$(now)
   record "$name" prov "$(ms_per "$t0" "$t1" "$N")"
-  dedupe_pass() { [ "$3" = 1 ] || return 0; local s; s=$(now)
-    (cd "$m" && rmlint -T df -g -o sh:rmlint.sh -c sh:handler=clone bot* >/dev/null 2>&1 && sh ./rmlint.sh -d -q >/dev/null 2>&1; rm -f rmlint.sh rmlint.json)
+  dedupe_pass() { local s; s=$(now)
+    case $1 in
+      none) return 0 ;;
+      script) (cd "$m" && rmlint -T df -g -o sh:rmlint.sh -c sh:handler=clone bot* >/dev/null 2>&1 && sh ./rmlint.sh -d -q >/dev/null 2>&1; rm -f rmlint.sh rmlint.json) ;;
+      batched) (cd "$m" && rmlint -T df -g -o json:"$W/rmlint.json" bot* >/dev/null 2>&1; python3 "$DEDUPE" "$W/rmlint.json" >/dev/null; rm -f "$W/rmlint.json") ;;
+    esac
     record "$name" dedupe_s "$(awk -v a="$s" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}')"; }
-  dedupe_pass x x "$3"; record "$name" day1 "$(used "$m")"
+  dedupe_pass "$3"; record "$name" day1 "$(used "$m")"
   for phase in month6 year2; do
     for i in $(seq "$N"); do drift "$m/bot$i" "$phase" "$i"; done
-    dedupe_pass x x "$3"; record "$name" "$phase" "$(used "$m")"
+    dedupe_pass "$3"; record "$name" "$phase" "$(used "$m")"
   done
   record "$name" apt "$APT_OK"
 }
@@ -189,52 +216,93 @@ run_botyard() { # name driver fs
     s=$(now); "$B" bot commit -q --all; record "$name" commit_s "$(awk -v a="$s" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}')"
     "$B" gc -q
     record "$name" "$phase" "$(used "$m")"
+    # Where the bytes go: objects, trees, layers, the bots' own directories
+    # (uppers, or copy roots), and the rest (refs, caches, fs metadata).
+    record "$name" "split-$phase" "$(cd "$m/store" && for d in objects trees.db layers bots; do du -sB1 "$d" | cut -f1; done | paste -sd' ')"
   done
   record "$name" apt "$APT_OK"
   "$B" fsck -q
+  # The physical minimum of this fleet, from the bots' own roots.
+  local roots=()
+  for i in $(seq "$N"); do
+    [ "$2" = overlay ] && "$B" bot mount -q "bot$i"
+    roots+=("$BOTYARD_HOME/bots/bot$i/root")
+  done
+  record "$name" minimum "$(python3 bench/minimum.py "${roots[@]}")"
+  if [ "$2" = overlay ]; then for i in $(seq "$N"); do "$B" bot unmount -q "bot$i"; done; fi
   unset BOTYARD_HOME
 }
 
 for s in $STRATEGIES; do
   case $s in
-    rsync) run_rsync rsync ext4 0 ;;
-    rsync+rmlint) run_rsync rsync+rmlint xfs 1 ;;
+    rsync) run_rsync rsync ext4 none ;;
+    rsync+rmlint) run_rsync rsync+rmlint xfs script ;;
+    rsync+dedupe) run_rsync rsync+dedupe xfs batched ;;
     btrfs-snapshot) run_btrfs ;;
     overlay-upper) run_overlay ;;
     selective-sync) run_selective ;;
     botyard-overlay) run_botyard botyard-overlay overlay xfs ;;
+    botyard-overlay-ext4) run_botyard botyard-overlay-ext4 overlay ext4 ;;
     botyard-copy) run_botyard botyard-copy copy xfs ;;
     botyard-copy-btrfs) run_botyard botyard-copy-btrfs copy btrfs ;;
     *) echo "fleet: unknown strategy $s (one of: $ALL)" >&2; exit 2 ;;
   esac
 done
 
-# The physical minimum at year 2: the base, one copy of what the packages
-# wrote, and every bot's own files.
 base=$(du -sb "$ROOTFS" | cut -f1)
 d6=$(tar -tvf "$W/delta-month6.tar" | awk '{s+=$3} END {print s}')
 d24=$(tar -tvf "$W/delta-year2.tar" | awk '{s+=$3} END {print s}')
-minimum=$((base + d6 + d24 + N * (OWN6 + OWN24) * 1048576))
+jget() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+ratio() { awk -v a="$1" -v b="$2" "BEGIN {printf \"%.${3:-1}f\", a/b}"; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b/1048576}'; }
+# The dedupe pass botyard's commit is compared with: the fair one when it ran.
+fair=rsync+dedupe; [ -n "${R[$fair,dedupe_s]:-}" ] || fair=rsync+rmlint
 
 {
-  echo "## Fleet drift benchmark"
+  echo "## Fleet drift benchmark (workload: $WORKLOAD)"
   echo
-  echo "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + $OWN6 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + $OWN24 MiB more own. MiB per bot = bytes the strategy added to its filesystem (statvfs, an empty filesystem's own use subtracted) / N, the base image included."
+  echo -n "$N bots per strategy, Debian bookworm minbase ($((base / 1048576)) MiB); month 6: $(ls "$DEBS6"/*.deb | wc -l) security-update .debs ($((d6 / 1048576)) MiB written) + $OWN6 MiB own; year 2: $(ls "$DEBS24"/*.deb | wc -l) .debs ($((d24 / 1048576)) MiB written) + $OWN24 MiB more own"
+  [ "$SMALL" -gt 0 ] && echo -n " + $SMALL small files (1-8 KiB) own per phase"
+  if [ "$WORKLOAD" = dpkg ]; then echo -n "; every bot runs dpkg itself."; else echo -n "; the first bot runs dpkg, the others receive the files it wrote."; fi
+  echo " MiB per bot = bytes the strategy added to its filesystem (statvfs, an empty filesystem's own use subtracted) / N, the base image included."
   echo
-  echo "| strategy | fs | provision ms/bot | day 1 | month 6 | year 2 | apt works | commit or dedupe pass at year 2 |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  declare -A FS=([rsync]=ext4 [rsync+rmlint]=xfs [btrfs-snapshot]=btrfs [overlay-upper]=ext4 [selective-sync]=ext4 [botyard-overlay]=xfs [botyard-copy]=xfs [botyard-copy-btrfs]=btrfs)
+  echo "| strategy | fs | provision ms/bot | day 1 | month 6 | year 2 | year 2 vs minimum | apt works | commit or dedupe pass at year 2 |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  declare -A FS=([rsync]=ext4 [rsync+rmlint]=xfs [rsync+dedupe]=xfs [btrfs-snapshot]=btrfs [overlay-upper]=ext4 [selective-sync]=ext4 [botyard-overlay]=xfs [botyard-overlay-ext4]=ext4 [botyard-copy]=xfs [botyard-copy-btrfs]=btrfs)
+  # The minimum every row is read against: the first botyard fleet's.
+  minimum=
+  for n in $STRATEGIES; do [ -z "$minimum" ] && [ -n "${R[$n,minimum]:-}" ] && minimum=$(jget "${R[$n,minimum]}" blocks); done
   for n in $STRATEGIES; do
     f=${FS[$n]}
     pass=${R[$n,commit_s]:-${R[$n,dedupe_s]:--}}; [ "$pass" = - ] || pass="$pass s"
-    echo "| $n | $f | ${R[$n,prov]} | $(mb "${R[$n,day1]}") | $(mb "${R[$n,month6]}") | $(mb "${R[$n,year2]}") | ${R[$n,apt]} | $pass |"
+    vs=-; [ -n "$minimum" ] && vs="$(ratio "${R[$n,year2]}" "$minimum" 2)×"
+    echo "| $n | $f | ${R[$n,prov]} | $(mb "${R[$n,day1]}") | $(mb "${R[$n,month6]}") | $(mb "${R[$n,year2]}") | $vs | ${R[$n,apt]} | $pass |"
   done
   echo
-  echo -n "Physical minimum at year 2 (one copy of the base, of what the packages wrote, and of every bot's own files): $(mb "$minimum") MiB/bot."
-  ratio() { awk -v a="$1" -v b="$2" "BEGIN {printf \"%.${3:-1}f\", a/b}"; }
-  [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " botyard-overlay at year 2: $(ratio "${R[botyard-overlay,year2]}" "$minimum" 2)× the minimum."
-  [ -n "${R[btrfs-snapshot,year2]:-}" ] && [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " btrfs snapshots / botyard-overlay: $(ratio "${R[btrfs-snapshot,year2]}" "${R[botyard-overlay,year2]}")×; the physical minimum itself is $(ratio "${R[btrfs-snapshot,year2]}" "$minimum")× below btrfs."
-  [ -n "${R[botyard-copy-btrfs,year2]:-}" ] && echo -n " botyard-copy-btrfs (the user-namespace choice) at year 2: $(ratio "${R[botyard-copy-btrfs,year2]}" "$minimum" 2)× the minimum, $(ratio "${R[btrfs-snapshot,year2]:-0}" "${R[botyard-copy-btrfs,year2]}")× smaller than btrfs snapshots."
-  [ -n "${R[rsync+rmlint,dedupe_s]:-}" ] && [ -n "${R[botyard-overlay,commit_s]:-}" ] && echo -n " Committing the fleet at year 2 is $(ratio "${R[rsync+rmlint,dedupe_s]}" "${R[botyard-overlay,commit_s]}")× faster than the rmlint + dedupe pass."
+  echo "Where botyard's bytes go, for the whole fleet (MiB): objects, the tree database, EROFS layers (the image's and the mounted bots'), the bots' own directories (uppers; copy roots), and the rest (refs, caches, filesystem metadata). The physical minimum is measured from the same fleet's roots at year 2 (bench/minimum.py): one copy of each distinct file content as a file of its own in 4 KiB blocks; \"own\" is the part found in one bot only (its own files, its dpkg logs and backups); overhead = year 2 - minimum."
   echo
-} | tee bench/results/fleet.md
+  echo "| strategy | phase | objects | trees | layers | bots' dirs | rest | total |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for n in $STRATEGIES; do
+    [ -n "${R[$n,split-year2]:-}" ] || continue
+    for phase in month6 year2; do
+      read -r o t l u <<<"${R[$n,split-$phase]}"
+      echo "| $n | $phase | $(mib "$o") | $(mib "$t") | $(mib "$l") | $(mib "$u") | $(mib $(( ${R[$n,$phase]} - o - t - l - u ))) | $(mib "${R[$n,$phase]}") |"
+    done
+  done
+  echo
+  echo "| strategy | minimum (files, 4 KiB blocks) | its bytes alone | own to one bot, per bot | year 2 | vs minimum | overhead per bot |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  for n in $STRATEGIES; do
+    [ -n "${R[$n,minimum]:-}" ] || continue
+    mb_=$(jget "${R[$n,minimum]}" blocks); ap=$(jget "${R[$n,minimum]}" apparent); un=$(jget "${R[$n,minimum]}" unique)
+    echo "| $n | $(mib "$mb_") | $(mib "$ap") | $(awk -v b="$un" -v n="$N" 'BEGIN {printf "%.2f", b/n/1048576}') | $(mib "${R[$n,year2]}") | $(ratio "${R[$n,year2]}" "$mb_" 3)× | $(awk -v a="${R[$n,year2]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') |"
+  done
+  echo
+  [ -n "$minimum" ] && echo -n "Physical minimum at year 2: $(mb "$minimum") MiB/bot."
+  [ -n "${R[btrfs-snapshot,year2]:-}" ] && [ -n "${R[botyard-overlay,year2]:-}" ] && echo -n " btrfs snapshots / botyard-overlay: $(ratio "${R[btrfs-snapshot,year2]}" "${R[botyard-overlay,year2]}")×."
+  [ -n "${R[botyard-copy-btrfs,year2]:-}" ] && [ -n "${R[btrfs-snapshot,year2]:-}" ] && echo -n " botyard-copy-btrfs (the user-namespace choice) is $(ratio "${R[btrfs-snapshot,year2]}" "${R[botyard-copy-btrfs,year2]}")× smaller than btrfs snapshots."
+  [ -n "${R[$fair,dedupe_s]:-}" ] && [ -n "${R[botyard-overlay,commit_s]:-}" ] && echo -n " Committing the fleet at year 2 (botyard-overlay) is $(ratio "${R[$fair,dedupe_s]}" "${R[botyard-overlay,commit_s]}")× faster than the $fair pass."
+  [ -n "${R[rsync+rmlint,dedupe_s]:-}" ] && [ -n "${R[rsync+dedupe,dedupe_s]:-}" ] && echo -n " The batched pass takes $(ratio "${R[rsync+rmlint,dedupe_s]}" "${R[rsync+dedupe,dedupe_s]}")× less time than rmlint's script."
+  echo
+} | tee "$OUT"

@@ -10,7 +10,9 @@ content takes:
   apparent  the bytes of the distinct contents, counted once each;
   blocks    the same contents stored as one file each, in whole blocks of
             --block bytes (4096 on XFS and ext4): what the smallest
-            file-per-content store could take on that filesystem.
+            file-per-content store could take on that filesystem;
+  unique    of those blocks, the contents found under one ROOT only (a
+            bot's own files, its logs): what is truly its own.
 
 Directories, symlinks and metadata count nothing. Files are grouped by
 size first; only sizes seen more than once are hashed.
@@ -61,24 +63,38 @@ def main():
     by_size = {}
     seen = set()
     files = 0
-    for root in a.roots:
+    for r, root in enumerate(a.roots):
         for path, st in walk(root):
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 continue
             seen.add(key)
             files += 1
-            by_size.setdefault(st.st_size, []).append(path)
-    apparent = blocks = distinct = 0
+            by_size.setdefault(st.st_size, []).append((r, path))
+    apparent = blocks = distinct = unique = 0
     for size, paths in by_size.items():
         if size == 0:
             continue
-        n = 1 if len(paths) == 1 else len({digest(p) for p in paths})
+        where = {}
+        if len(paths) == 1:
+            where[None] = {paths[0][0]}
+        else:
+            for r, p in paths:
+                where.setdefault(digest(p), set()).add(r)
+        n = len(where)
+        size_blocks = -(-size // a.block) * a.block
         distinct += n
         apparent += n * size
-        blocks += n * -(-size // a.block) * a.block
+        blocks += n * size_blocks
+        unique += size_blocks * sum(1 for roots in where.values() if len(roots) == 1)
     json.dump(
-        {"files": files, "distinct": distinct, "apparent": apparent, "blocks": blocks},
+        {
+            "files": files,
+            "distinct": distinct,
+            "apparent": apparent,
+            "blocks": blocks,
+            "unique": unique,
+        },
         sys.stdout,
     )
     print()
