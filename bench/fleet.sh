@@ -222,6 +222,10 @@ run_botyard() { # name driver fs
   done
   record "$name" apt "$APT_OK"
   "$B" fsck -q
+  # The same fleet without its history (the month-6 states): what it holds now.
+  "$B" gc -q --keep-commits 1 >/dev/null
+  record "$name" now "$(used "$m")"
+  record "$name" split-now "$(cd "$m/store" && for d in objects trees.db layers bots; do du -sB1 "$d" | cut -f1; done | paste -sd' ')"
   # The physical minimum of this fleet, from the bots' own roots.
   local roots=()
   for i in $(seq "$N"); do
@@ -279,24 +283,25 @@ fair=rsync+dedupe; [ -n "${R[$fair,dedupe_s]:-}" ] || fair=rsync+rmlint
     echo "| $n | $f | ${R[$n,prov]} | $(mb "${R[$n,day1]}") | $(mb "${R[$n,month6]}") | $(mb "${R[$n,year2]}") | $vs | ${R[$n,apt]} | $pass |"
   done
   echo
-  echo "Where botyard's bytes go, for the whole fleet (MiB): objects, the tree database, EROFS layers (the image's and the mounted bots'), the bots' own directories (uppers; copy roots), and the rest (refs, caches, filesystem metadata). The physical minimum is measured from the same fleet's roots at year 2 (bench/minimum.py): one copy of each distinct file content as a file of its own in 4 KiB blocks; \"own\" is the part found in one bot only (its own files, its dpkg logs and backups); overhead = year 2 - minimum."
+  echo "Where botyard's bytes go, for the whole fleet (MiB): objects, the tree database, EROFS layers (the image's and the mounted bots'), the bots' own directories (uppers; copy roots), and the rest (refs, caches, filesystem metadata). The physical minimum is measured from the same fleet's roots at year 2 (bench/minimum.py): one copy of each distinct file content as a file of its own in 4 KiB blocks; \"own\" is the part found in one bot only (its own files, its dpkg logs and backups); overhead = year 2 - minimum. Year 2 keeps each bot's month-6 state in its history (gc keeps all commits unless told); \"history let go\" is after \`gc --keep-commits 1\`, only what the bots hold now."
   echo
   echo "| strategy | phase | objects | trees | layers | bots' dirs | rest | total |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   for n in $STRATEGIES; do
     [ -n "${R[$n,split-year2]:-}" ] || continue
-    for phase in month6 year2; do
+    for phase in month6 year2 now; do
       read -r o t l u <<<"${R[$n,split-$phase]}"
-      echo "| $n | $phase | $(mib "$o") | $(mib "$t") | $(mib "$l") | $(mib "$u") | $(mib $(( ${R[$n,$phase]} - o - t - l - u ))) | $(mib "${R[$n,$phase]}") |"
+      label=$phase; [ "$phase" = now ] && label="year2, history let go"
+      echo "| $n | $label | $(mib "$o") | $(mib "$t") | $(mib "$l") | $(mib "$u") | $(mib $(( ${R[$n,$phase]} - o - t - l - u ))) | $(mib "${R[$n,$phase]}") |"
     done
   done
   echo
-  echo "| strategy | minimum (files, 4 KiB blocks) | its bytes alone | own to one bot, per bot | year 2 | vs minimum | overhead per bot |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  echo "| strategy | minimum (files, 4 KiB blocks) | its bytes alone | own to one bot, per bot | year 2 | vs minimum | overhead per bot | history let go | vs minimum | overhead per bot |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for n in $STRATEGIES; do
     [ -n "${R[$n,minimum]:-}" ] || continue
     mb_=$(jget "${R[$n,minimum]}" blocks); ap=$(jget "${R[$n,minimum]}" apparent); un=$(jget "${R[$n,minimum]}" unique)
-    echo "| $n | $(mib "$mb_") | $(mib "$ap") | $(awk -v b="$un" -v n="$N" 'BEGIN {printf "%.2f", b/n/1048576}') | $(mib "${R[$n,year2]}") | $(ratio "${R[$n,year2]}" "$mb_" 3)× | $(awk -v a="${R[$n,year2]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') |"
+    echo "| $n | $(mib "$mb_") | $(mib "$ap") | $(awk -v b="$un" -v n="$N" 'BEGIN {printf "%.2f", b/n/1048576}') | $(mib "${R[$n,year2]}") | $(ratio "${R[$n,year2]}" "$mb_" 3)× | $(awk -v a="${R[$n,year2]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') | $(mib "${R[$n,now]}") | $(ratio "${R[$n,now]}" "$mb_" 3)× | $(awk -v a="${R[$n,now]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') |"
   done
   echo
   [ -n "$minimum" ] && echo -n "Physical minimum at year 2: $(mb "$minimum") MiB/bot."

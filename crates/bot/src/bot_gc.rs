@@ -3,7 +3,7 @@ use crate::history::{gc_history, HistoryGc, Retention};
 use crate::state::{Bot, Driver};
 use anyhow::{Context, Result};
 use fs::walk::du;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use store::{Progress, Store};
 
 /// What [`gc`] removed (or would): history records, the store's sweep
@@ -52,11 +52,14 @@ pub struct LayerGcReport {
 }
 
 /// Removes layers nothing needs: kept are the layer of every image
-/// (so the next bot of it is created in milliseconds) and the layers of
-/// every overlay bot's current tree; likewise image roots (btrfs) are kept
-/// for the trees of images only. Old diff layers, left by commits and
-/// resets, go. Holds the store lock exclusively, like gc, so no layer is
-/// being built meanwhile; a bot's layers change only while it is unmounted.
+/// (so the next bot of it is created in milliseconds) and the diff layers
+/// of mounted bots; likewise image roots (btrfs) are kept for the trees of
+/// images only. A diff layer is a cache of a bot's tree: that of a bot at
+/// rest goes too, and its next mount builds it again (tens of
+/// milliseconds for thousands of changed files), so idle bots cost only
+/// their trees and objects. Holds the store lock exclusively, like gc, so
+/// no layer is being built meanwhile, and the lock of every bot whose
+/// layer it removes, so none is being mounted.
 pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Result<LayerGcReport> {
     let _lock = store.lock(true, progress)?;
     let mut keep = HashSet::new();
@@ -65,11 +68,16 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
         keep.insert(fs::layer_file_name(&r.tree, None));
         image_trees.insert(r.tree);
     }
+    let mut users: HashMap<String, Vec<Bot>> = HashMap::new();
     for id in ids(store)? {
-        let r = Bot::new(store, &id)?.load()?;
+        let bot = Bot::new(store, &id)?;
+        let r = bot.load()?;
         if r.driver == Driver::Overlay {
             keep.insert(fs::layer_file_name(&r.image_tree, None));
-            keep.insert(fs::layer_file_name(&r.tree, Some(&r.image_tree)));
+            users
+                .entry(fs::layer_file_name(&r.tree, Some(&r.image_tree)))
+                .or_default()
+                .push(bot);
         }
     }
     let mut report = LayerGcReport {
@@ -82,8 +90,22 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
     };
     for e in rd {
         let e = e?;
-        if keep.contains(e.file_name().to_string_lossy().as_ref()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if keep.contains(&name) {
             continue;
+        }
+        // Held until the layer is gone: no user can mount meanwhile.
+        let mut held = Vec::new();
+        if let Some(bots) = users.get(&name) {
+            for bot in bots {
+                match bot.try_lock_bare()? {
+                    Some(l) if bot.mounted_at().is_none() => held.push(l),
+                    _ => break,
+                }
+            }
+            if held.len() < bots.len() {
+                continue;
+            }
         }
         report.layers += 1;
         report.bytes += du(&e.path());

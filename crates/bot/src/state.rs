@@ -266,6 +266,17 @@ impl Bot {
         Ok(f)
     }
 
+    /// The bot's lock alone, without the recovery every verb does first
+    /// (for gc, which holds the store lock that recovery may take);
+    /// `None` while another command holds it.
+    pub(crate) fn try_lock_bare(&self) -> Result<Option<std::fs::File>> {
+        match self.home.lock() {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if store::is_kind(&e, store::ErrorKind::Busy) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Where a commit notes the tree it is about to point the bot at.
     pub(crate) fn pending_commit(&self) -> PathBuf {
         self.dir().join("commit-pending")

@@ -366,6 +366,55 @@ fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
 }
 
 #[test]
+fn gc_drops_the_diff_layers_of_bots_at_rest_and_a_mount_builds_them_again() {
+    require_root!();
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/base"), b"base").unwrap();
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    for id in ["idle", "busy"] {
+        env.ok(&["bot", "create", id, "--image", "base:1"]);
+        {
+            let _m = mount(&env, id);
+            std::fs::write(root_of(&env, id).join("etc/own"), id).unwrap();
+        }
+        env.ok(&["bot", "commit", id]);
+    }
+    let diff_layers = || {
+        std::fs::read_dir(env.store.join("layers"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains("-over-")
+            })
+            .count()
+    };
+    assert_eq!(diff_layers(), 2, "a commit builds the bot's next layer");
+    let busy = mount(&env, "busy");
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["layers"]["layers"], 1, "{gc}");
+    assert_eq!(diff_layers(), 1, "the mounted bot's layer stays");
+    assert_eq!(
+        std::fs::read(root_of(&env, "busy").join("etc/own")).unwrap(),
+        b"busy"
+    );
+    drop(busy);
+    {
+        let _m = mount(&env, "idle");
+        assert_eq!(
+            std::fs::read(root_of(&env, "idle").join("etc/own")).unwrap(),
+            b"idle"
+        );
+    }
+    assert_eq!(diff_layers(), 2, "the mount built it again");
+    env.fsck_ok();
+}
+
+#[test]
 fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
     require_root!();
     if !have_tool("debootstrap", "debootstrap") || !have_tool("dpkg-deb", "dpkg") {
