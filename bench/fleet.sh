@@ -198,6 +198,7 @@ run_selective() {
   umount "$v/tmp"; for d in home root var etc; do umount "$v/$d"; done; umount "$v"
 }
 
+split_of() { (cd "$1" && for d in objects trees.db layers bots; do if [ -e "$d" ]; then du -sB1 "$d" | cut -f1; else echo 0; fi; done | paste -sd' '); }
 run_botyard() { # name driver fs
   local name=$1 m t0 t1 s
   m=$(newfs "$3" "$name")
@@ -216,16 +217,17 @@ run_botyard() { # name driver fs
     s=$(now); "$B" bot commit -q --all; record "$name" commit_s "$(awk -v a="$s" -v b="$(now)" 'BEGIN {printf "%.1f", b-a}')"
     "$B" gc -q
     record "$name" "$phase" "$(used "$m")"
-    # Where the bytes go: objects, trees, layers, the bots' own directories
-    # (uppers, or copy roots), and the rest (refs, caches, fs metadata).
-    record "$name" "split-$phase" "$(cd "$m/store" && for d in objects trees.db layers bots; do du -sB1 "$d" | cut -f1; done | paste -sd' ')"
+    # Where the bytes go: objects, trees, layers, the uppers, and the rest
+    # (refs, caches, fs metadata). Overlay only: du counts a copy bot's
+    # reflinked extents once per bot, so it cannot split those.
+    if [ "$2" = overlay ]; then record "$name" "split-$phase" "$(split_of "$m/store")"; fi
   done
   record "$name" apt "$APT_OK"
   "$B" fsck -q
   # The same fleet without its history (the month-6 states): what it holds now.
   "$B" gc -q --keep-commits 1 >/dev/null
   record "$name" now "$(used "$m")"
-  record "$name" split-now "$(cd "$m/store" && for d in objects trees.db layers bots; do du -sB1 "$d" | cut -f1; done | paste -sd' ')"
+  if [ "$2" = overlay ]; then record "$name" split-now "$(split_of "$m/store")"; fi
   # The physical minimum of this fleet, from the bots' own roots.
   local roots=()
   for i in $(seq "$N"); do
@@ -283,9 +285,9 @@ fair=rsync+dedupe; [ -n "${R[$fair,dedupe_s]:-}" ] || fair=rsync+rmlint
     echo "| $n | $f | ${R[$n,prov]} | $(mb "${R[$n,day1]}") | $(mb "${R[$n,month6]}") | $(mb "${R[$n,year2]}") | $vs | ${R[$n,apt]} | $pass |"
   done
   echo
-  echo "Where botyard's bytes go, for the whole fleet (MiB): objects, the tree database, EROFS layers (the image's and the mounted bots'), the bots' own directories (uppers; copy roots), and the rest (refs, caches, filesystem metadata). The physical minimum is measured from the same fleet's roots at year 2 (bench/minimum.py): one copy of each distinct file content as a file of its own in 4 KiB blocks; \"own\" is the part found in one bot only (its own files, its dpkg logs and backups); overhead = year 2 - minimum. Year 2 keeps each bot's month-6 state in its history (gc keeps all commits unless told); \"history let go\" is after \`gc --keep-commits 1\`, only what the bots hold now."
+  echo "Where botyard overlay's bytes go, for the whole fleet (MiB): objects, the tree database, EROFS layers (the image's and the mounted bots'), the uppers, and the rest (refs, caches, filesystem metadata). The physical minimum is measured from the same fleet's roots at year 2 (bench/minimum.py): one copy of each distinct file content as a file of its own in 4 KiB blocks; \"own\" is the part found in one bot only (its own files, its dpkg logs and backups); overhead = year 2 - minimum. Year 2 keeps each bot's month-6 state in its history (gc keeps all commits unless told); \"history let go\" is after \`gc --keep-commits 1\`, only what the bots hold now."
   echo
-  echo "| strategy | phase | objects | trees | layers | bots' dirs | rest | total |"
+  echo "| strategy | phase | objects | trees | layers | uppers | rest | total |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   for n in $STRATEGIES; do
     [ -n "${R[$n,split-year2]:-}" ] || continue
