@@ -74,11 +74,12 @@ fn commit_overlay(
         return Ok(None);
     }
     let staging = Staging::new(store, progress)?;
-    let mut tree = MemTree::load(store, &r.tree)?;
+    let before = MemTree::load(store, &r.tree)?;
+    let mut tree = before.clone();
     fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)
         .map_err(|e| crate::state::too_deep_hint(e, &bot.id))?;
     drop(view);
-    let changes = fs::diff_memtrees(&tree, &MemTree::load(store, &r.tree)?);
+    let changes = fs::diff_memtrees(&tree, &before);
     let (new_tree, _) = tree.write(&staging)?;
     let previous = r.tree;
     let (written, ()) = staging.commit(|store| {

@@ -208,6 +208,7 @@ const T_SOCK: u8 = 6;
 /// Removed: still linked from its parent's list, skipped everywhere.
 const T_DEAD: u8 = 7;
 
+#[derive(Clone)]
 struct Node {
     mtime: i64,
     parent: u32,
@@ -231,6 +232,7 @@ struct Node {
     tag: u8,
 }
 
+#[derive(Clone)]
 struct FileRec {
     object: Hash,
     size: u64,
@@ -241,6 +243,7 @@ struct FileRec {
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A whole directory tree in memory: metadata and hashes only.
+#[derive(Clone)]
 pub struct MemTree {
     nodes: Vec<Node>,
     names: Vec<u8>,

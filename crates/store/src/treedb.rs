@@ -19,8 +19,10 @@ use std::sync::{Arc, Mutex};
 
 /// The database's file name in the store.
 pub const TREES_DB: &str = "trees.db";
-/// Compression level: trees are small, so a high level costs little.
-const LEVEL: i32 = 12;
+/// Compression level: a delta finds its base's bytes at any level, and
+/// higher levels cost commit time for a few per cent of trees that are
+/// already a small part of the store.
+const LEVEL: i32 = 3;
 /// Decoded bases kept in memory, so the deltas of many bots against one
 /// base decompress it once.
 const BASE_CACHE_BYTES: usize = 64 << 20;
@@ -60,6 +62,12 @@ pub(crate) struct Row {
 pub(crate) struct TreeDb {
     conn: Mutex<Connection>,
     bases: Mutex<BaseCache>,
+    /// zstd contexts, made once: making one per tree cost more than the
+    /// work it did.
+    zstd: Mutex<(
+        zstd::bulk::Compressor<'static>,
+        zstd::bulk::Decompressor<'static>,
+    )>,
 }
 
 impl std::fmt::Debug for TreeDb {
@@ -102,11 +110,30 @@ impl TreeDb {
         Ok(TreeDb {
             conn: Mutex::new(conn),
             bases: Mutex::default(),
+            zstd: Mutex::new((
+                zstd::bulk::Compressor::new(LEVEL)?,
+                zstd::bulk::Decompressor::new()?,
+            )),
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decompresses `data` (`size` bytes once decoded) against `dict`
+    /// (empty for a whole tree).
+    fn decompress(&self, data: &[u8], size: usize, dict: &[u8]) -> Result<Vec<u8>> {
+        let mut z = self.zstd.lock().unwrap_or_else(|e| e.into_inner());
+        z.1.set_dictionary(dict)?;
+        Ok(z.1.decompress(data, size)?)
+    }
+
+    /// Compresses `data` against `dict` (empty: on its own).
+    fn compress(&self, data: &[u8], dict: &[u8]) -> Result<Vec<u8>> {
+        let mut z = self.zstd.lock().unwrap_or_else(|e| e.into_inner());
+        z.0.set_dictionary(LEVEL, dict)?;
+        Ok(z.0.compress(data)?)
     }
 
     pub fn contains(&self, h: &Hash) -> Result<bool> {
@@ -137,13 +164,13 @@ impl TreeDb {
         };
         let size = usize::try_from(size).context("a tree row has a negative size")?;
         Ok(Some(match base {
-            None => zstd::bulk::decompress(&data, size)?,
+            None => self.decompress(&data, size, &[])?,
             Some(b) => {
                 let b = hash_of(&b)?;
                 let base = self
                     .whole(&b)?
                     .with_context(|| format!("its base tree {b} is missing"))?;
-                zstd::bulk::Decompressor::with_dictionary(&base)?.decompress(&data, size)?
+                self.decompress(&data, size, &base)?
             }
         }))
     }
@@ -163,7 +190,7 @@ impl TreeDb {
         let Some((size, data)) = row else {
             return Ok(None);
         };
-        let bytes = Arc::new(zstd::bulk::decompress(&data, size.max(0) as usize)?);
+        let bytes = Arc::new(self.decompress(&data, size.max(0) as usize, &[])?);
         let mut cache = self.bases.lock().unwrap();
         if cache.bytes + bytes.len() > BASE_CACHE_BYTES {
             cache.map.clear();
@@ -177,7 +204,7 @@ impl TreeDb {
     /// Compresses a new tree, as a delta against the last whole tree
     /// stored at the same path when that is less than half the size.
     pub fn pack(&self, hash: Hash, path: Option<&[u8]>, data: &[u8]) -> Result<Packed> {
-        let whole = zstd::bulk::compress(data, LEVEL)?;
+        let whole = self.compress(data, &[])?;
         let key = path.map(path_key);
         let mut packed = Packed {
             hash,
@@ -203,7 +230,7 @@ impl TreeDb {
         let Some(bytes) = self.whole(&base)? else {
             return Ok(packed);
         };
-        let delta = zstd::bulk::Compressor::with_dictionary(LEVEL, &bytes)?.compress(data)?;
+        let delta = self.compress(data, &bytes)?;
         if delta.len() * 2 < packed.data.len() {
             packed.base = Some(base);
             packed.data = delta;
