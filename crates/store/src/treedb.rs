@@ -23,6 +23,9 @@ pub const TREES_DB: &str = "trees.db";
 /// higher levels cost commit time for a few per cent of trees that are
 /// already a small part of the store.
 const LEVEL: i32 = 3;
+/// No tree decodes to more (a million entries of a hundred bytes is 100
+/// MiB); a damaged size must give an error, not an allocation that size.
+const MAX_TREE_BYTES: usize = 1 << 30;
 /// Decoded bases kept in memory, so the deltas of many bots against one
 /// base decompress it once.
 const BASE_CACHE_BYTES: usize = 64 << 20;
@@ -124,6 +127,9 @@ impl TreeDb {
     /// Decompresses `data` (`size` bytes once decoded) against `dict`
     /// (empty for a whole tree).
     fn decompress(&self, data: &[u8], size: usize, dict: &[u8]) -> Result<Vec<u8>> {
+        if size > MAX_TREE_BYTES {
+            bail!("its recorded size, {size} bytes, is damaged");
+        }
         let mut z = self.zstd.lock().unwrap_or_else(|e| e.into_inner());
         z.1.set_dictionary(dict)?;
         Ok(z.1.decompress(data, size)?)
@@ -190,7 +196,8 @@ impl TreeDb {
         let Some((size, data)) = row else {
             return Ok(None);
         };
-        let bytes = Arc::new(self.decompress(&data, size.max(0) as usize, &[])?);
+        let size = usize::try_from(size).context("a tree row has a negative size")?;
+        let bytes = Arc::new(self.decompress(&data, size, &[])?);
         let mut cache = self.bases.lock().unwrap();
         if cache.bytes + bytes.len() > BASE_CACHE_BYTES {
             cache.map.clear();
@@ -461,6 +468,17 @@ mod tests {
             f.problems
         );
         assert!(store.read_tree(&h).is_err());
+        // A size no tree has is an error, not an allocation of that size.
+        store
+            .tree_db()
+            .conn()
+            .execute(
+                "UPDATE trees SET size = ?1 WHERE hash = ?2",
+                rusqlite::params![i64::MAX, &h.0[..]],
+            )
+            .unwrap();
+        let e = store.read_tree(&h).unwrap_err();
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
     }
 
     #[test]
