@@ -6,6 +6,9 @@ bash scripts/deps.sh
 cargo build --release --locked -q
 B=$(bash scripts/release-bin.sh)
 ROOTFS=$(bash scripts/debian-rootfs.sh)
+# BLAKE3 (the store's hash) for the benchmarks' hashing references.
+.venv-tools/bin/python -c "import blake3" 2>/dev/null ||
+  .venv-tools/bin/pip install -q --disable-pip-version-check blake3==1.0.11
 # Runs `botyard run BOT -- CMD...`; prints its start and end stamps.
 t_run() { local a b bot=$1; shift; a=$(date +%s.%N); "$B" run "$bot" -- "$@" >/dev/null; b=$(date +%s.%N); echo "$a $b"; }
 # Median of numbers on stdin.
