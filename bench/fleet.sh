@@ -198,7 +198,6 @@ run_selective() {
   umount "$v/tmp"; for d in home root var etc; do umount "$v/$d"; done; umount "$v"
 }
 
-split_of() { (cd "$1" && for d in objects trees.db layers bots; do if [ -e "$d" ]; then du -sB1 "$d" | cut -f1; else echo 0; fi; done | paste -sd' '); }
 run_botyard() { # name driver fs
   local name=$1 m t0 t1 s
   m=$(newfs "$3" "$name")

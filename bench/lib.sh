@@ -33,3 +33,5 @@ xfs_new() {
   echo "$mnt"
 }
 fs_used() { sync -f "$1"; echo $(( $(df -B1 --output=used "$1" | tail -n1) - $(cat "$1.empty") )); }
+# Where a store's bytes go: "objects trees layers bots" (du, in bytes).
+split_of() { (cd "$1" && for d in objects trees.db layers bots; do if [ -e "$d" ]; then du -sB1 "$d" | cut -f1; else echo 0; fi; done | paste -sd' '); }

@@ -75,7 +75,7 @@ after=$(fs_used "$A")
 "$B" image rm -q deb:old
 "$B" gc -q --keep-commits 1 >/dev/null
 after_gc=$(fs_used "$A")
-split=$(cd "$A/store" && for d in objects trees.db layers; do du -sB1 "$d" | cut -f1; done | paste -sd' ')
+split=$(split_of "$A/store")
 "$B" bot mount -q b1 --dev
 audit=$(chroot "$A/store/bots/b1/root" dpkg --audit | wc -l)
 "$B" bot unmount -q b1
@@ -102,7 +102,7 @@ hand_s=$(awk -v a="$t0" -v b="$t1" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / n}
 
 minimum=$(echo "$min_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocks"])')
 apparent=$(echo "$min_json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apparent"])')
-read -r s_objects s_trees s_layers <<<"$split"
+read -r s_objects s_trees s_layers _ <<<"$split"
 s_rest=$(( after_gc - s_objects - s_trees - s_layers ))
 mib() { awk -v b="$1" -v n="${2:-1}" 'BEGIN {printf "%.1f", b / 1048576 / n}'; }
 {

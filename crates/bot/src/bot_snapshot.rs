@@ -4,7 +4,7 @@
 //! them. The CSI driver's CreateSnapshot and CreateVolume from a snapshot.
 
 use crate::state::{now, Bot};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use store::{Hash, Progress, Staging, Store};
 
 /// The ref kind of snapshots.
@@ -60,12 +60,7 @@ pub fn load_snapshot(store: &Store, id: &str) -> Result<Option<Snapshot>> {
     if store::validate_segment("snapshot id", id, store::MAX_NAME_BYTES).is_err() {
         return Ok(None);
     }
-    match store.read_ref(SNAPSHOTS, id)? {
-        Some(v) => Ok(Some(serde_json::from_value(v).with_context(|| {
-            format!("snapshot {id} is damaged; run `botyard fsck`")
-        })?)),
-        None => Ok(None),
-    }
+    store.read_record(SNAPSHOTS, id, &format!("snapshot {id}"))
 }
 
 /// Removes a snapshot; its unique bytes go at the next gc. False if there

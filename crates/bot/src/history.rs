@@ -8,7 +8,7 @@
 //! end of a chain; a record whose parent is gone ends the history there.
 
 use crate::state::{now, Bot, BotRef};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::time::Duration;
 use store::{Hash, Store};
 
@@ -74,12 +74,7 @@ impl Commit {
         if !is_id_like(id) || id.len() != ID_HEX {
             return Ok(None);
         }
-        match store.read_ref(COMMITS, id)? {
-            Some(v) => Ok(Some(serde_json::from_value(v).with_context(|| {
-                format!("commit record {id} is damaged; run `botyard fsck`")
-            })?)),
-            None => Ok(None),
-        }
+        store.read_record(COMMITS, id, &format!("commit record {id}"))
     }
 
     /// Seconds since the record was made (0 if its time cannot be read).

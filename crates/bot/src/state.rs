@@ -2,7 +2,7 @@
 //! (`bots/ID/`, an [`fs::OverlayHome`]), its lock and recovery after an
 //! interrupted command, its view, and the hook that reaps dead sessions.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -171,9 +171,9 @@ impl Bot {
     }
 
     pub fn load(&self) -> Result<BotRef> {
-        match self.store.read_ref("bots", &self.id)? {
-            Some(v) => serde_json::from_value(v)
-                .with_context(|| format!("ref of bot {} is damaged; run `botyard fsck`", self.id)),
+        let what = format!("ref of bot {}", self.id);
+        match self.store.read_record("bots", &self.id, &what)? {
+            Some(r) => Ok(r),
             None => bail!("no bot {} in the store; see `botyard bot ls`", self.id),
         }
     }

@@ -35,6 +35,14 @@ fn mount_with<'a>(env: &'a Env, id: &str, flags: &[&str]) -> Mounted<'a> {
     }
 }
 
+/// Imports `base:1`: one file, `/etc/base`.
+fn small_image(env: &Env) {
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/base"), b"base").unwrap();
+    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+}
+
 fn rich_image(env: &Env) {
     let src = env.path("src");
     std::fs::create_dir(&src).unwrap();
@@ -158,10 +166,7 @@ fn a_bot_behaves_like_a_plain_filesystem_across_commit_and_remount() {
 fn identical_drift_across_bots_is_stored_once() {
     require_root!();
     let env = Env::new();
-    let src = env.path("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    std::fs::write(src.join("etc/base"), b"base").unwrap();
-    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    small_image(&env);
     let t0 = std::time::Instant::now();
     env.ok(&["bot", "create", "a", "--image", "base:1"]);
     let layers = std::fs::read_dir(env.store.join("layers")).unwrap().count();
@@ -369,10 +374,7 @@ fn diff_shows_committed_and_uncommitted_changes_and_reset_discards_them() {
 fn gc_drops_the_diff_layers_of_bots_at_rest_and_a_mount_builds_them_again() {
     require_root!();
     let env = Env::new();
-    let src = env.path("src");
-    std::fs::create_dir_all(src.join("etc")).unwrap();
-    std::fs::write(src.join("etc/base"), b"base").unwrap();
-    env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
+    small_image(&env);
     for id in ["idle", "busy"] {
         env.ok(&["bot", "create", id, "--image", "base:1"]);
         {

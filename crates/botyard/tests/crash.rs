@@ -65,6 +65,50 @@ fn tree_or_none(env: &Env, name: &str) -> Option<store::Hash> {
         .map(|r| r.tree)
 }
 
+/// Kills runs of one kind of command at random instants. A run goes whole
+/// until one has finished (unless how long a run takes is known), to learn
+/// the span a run takes (the shortest seen); later runs die anywhere in it,
+/// up to `over` per cent of it.
+struct Killer {
+    took: Option<Duration>,
+    over: u64,
+    killed: usize,
+    finished: usize,
+}
+
+impl Killer {
+    fn new(over: u64) -> Killer {
+        Killer {
+            took: None,
+            over,
+            killed: 0,
+            finished: 0,
+        }
+    }
+
+    fn knowing(took: Duration, over: u64) -> Killer {
+        Killer {
+            took: Some(took),
+            ..Killer::new(over)
+        }
+    }
+
+    /// Runs botyard with `args`, killed at a random instant.
+    fn run(&mut self, env: &Env, rng: &mut Rng, args: &[String]) {
+        let delay = match self.took {
+            None => Duration::from_secs(120),
+            Some(t) => Duration::from_micros(rng.below(t.as_micros() as u64 * self.over / 100)),
+        };
+        match run_killed(env, args, delay) {
+            Some(t) => {
+                self.finished += 1;
+                self.took = Some(self.took.map_or(t, |k| k.min(t)));
+            }
+            None => self.killed += 1,
+        }
+    }
+}
+
 /// Runs botyard, killing it after `delay`; returns how long it took if it
 /// finished first.
 fn run_killed(env: &Env, args: &[String], delay: Duration) -> Option<Duration> {
@@ -99,9 +143,8 @@ fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
     env.ok(&["image", "import", "x:1", "--dir", src.to_str().unwrap()]);
     // How long each kind of run takes, learnt from runs that finish, so the
     // kills land inside the work rather than after it.
-    let mut took = [t0.elapsed(); 3];
+    let mut killers: [Killer; 3] = std::array::from_fn(|_| Killer::knowing(t0.elapsed(), 100));
     let rounds = 36;
-    let (mut killed, mut finished) = (0, 0);
     for round in 1..=rounds {
         let old = tree_or_none(&env, "x:1");
         mutate(&src, round);
@@ -140,15 +183,7 @@ fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
         } else {
             old
         };
-        let k = kind as usize;
-        let delay = Duration::from_micros(rng.below(took[k].as_micros() as u64));
-        match run_killed(&env, &args, delay) {
-            Some(t) => {
-                finished += 1;
-                took[k] = took[k].min(t);
-            }
-            None => killed += 1,
-        }
+        killers[kind as usize].run(&env, &mut rng, &args);
         env.fsck_ok();
         let now = tree_or_none(&env, "x:1");
         if now != old {
@@ -159,6 +194,8 @@ fn sigkill_of_imports_and_gc_at_random_instants_leaves_a_consistent_store() {
             );
         }
     }
+    let killed: usize = killers.iter().map(|k| k.killed).sum();
+    let finished: usize = killers.iter().map(|k| k.finished).sum();
     eprintln!("{killed} runs killed mid-way, {finished} finished before the kill");
     assert!(
         killed >= rounds as usize / 3,
@@ -274,8 +311,7 @@ fn sigkill_of_bot_commits_loses_no_byte_the_bot_wrote() {
     let root = env.store.join("bots/c/root");
     // Round 0 runs to the end to learn how long a commit takes; later
     // rounds are killed anywhere in that span, up to just after it.
-    let mut took = Duration::from_secs(120);
-    let (mut killed, mut finished) = (0, 0);
+    let mut killer = Killer::new(110);
     for round in 0..16u64 {
         env.ok(&["bot", "mount", "c"]);
         mutate(&root, round);
@@ -284,24 +320,16 @@ fn sigkill_of_bot_commits_loses_no_byte_the_bot_wrote() {
         }
         let want = manifest_of_dir(&root);
         env.ok(&["bot", "unmount", "c"]);
-        let delay = if round == 0 {
-            took
-        } else {
-            Duration::from_micros(rng.below(took.as_micros() as u64 * 11 / 10))
-        };
         let args: Vec<String> = vec!["bot".into(), "commit".into(), "c".into()];
-        match run_killed(&env, &args, delay) {
-            Some(t) => {
-                finished += 1;
-                took = took.min(t);
-            }
-            None => killed += 1,
-        }
+        killer.run(&env, &mut rng, &args);
         env.fsck_ok();
         env.ok(&["bot", "mount", "c"]);
         assert_same(&want, &manifest_of_dir(&root));
         env.ok(&["bot", "unmount", "c"]);
     }
+    let Killer {
+        killed, finished, ..
+    } = killer;
     eprintln!("{killed} commits killed mid-way, {finished} finished");
     assert!(killed >= 5, "too few commits were killed ({killed})");
     env.ok(&["bot", "commit", "c"]);
@@ -321,8 +349,7 @@ fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
     let env = Env::with_store(lfs.mnt.join("store"));
     let src = env.path("src");
     base(&src);
-    let mut took = Duration::from_secs(120);
-    let (mut killed, mut finished) = (0, 0);
+    let mut killer = Killer::new(110);
     for round in 0..12u64 {
         // A new image each round, so each create builds its image root.
         mutate(&src, round);
@@ -339,18 +366,7 @@ fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
         let args: Vec<String> = ["bot", "create", &id, "--image", &image, "--driver", "copy"]
             .map(String::from)
             .to_vec();
-        let delay = if round == 0 {
-            took
-        } else {
-            Duration::from_micros(rng.below(took.as_micros() as u64 * 11 / 10))
-        };
-        match run_killed(&env, &args, delay) {
-            Some(t) => {
-                finished += 1;
-                took = took.min(t);
-            }
-            None => killed += 1,
-        }
+        killer.run(&env, &mut rng, &args);
         env.fsck_ok();
         let made = env
             .cmd()
@@ -374,6 +390,9 @@ fn sigkill_of_copy_bot_creates_on_btrfs_leaves_no_half_made_root() {
         ]);
         assert_dir_is_tree(&env, &env.store.join(format!("bots/{twin}/root")), tree);
     }
+    let Killer {
+        killed, finished, ..
+    } = killer;
     eprintln!("{killed} creates killed mid-way, {finished} finished");
     assert!(killed >= 4, "too few creates were killed ({killed})");
     env.ok(&["gc"]);
@@ -424,8 +443,7 @@ fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
         staged.display()
     ));
     env.ok(&["bot", "unmount", "c"]);
-    let mut killed = 0;
-    let mut took = [Duration::from_secs(120); 3];
+    let mut killers: [Killer; 3] = std::array::from_fn(|_| Killer::new(110));
     for round in 0..24u64 {
         let verb = round % 3;
         let args: Vec<String> = match verb {
@@ -461,15 +479,7 @@ fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
         };
         // The first round of each verb runs whole, to learn how long it
         // takes; later ones are killed anywhere in that span.
-        let delay = if round < 3 {
-            took[verb as usize]
-        } else {
-            Duration::from_micros(rng.below(took[verb as usize].as_micros() as u64 * 11 / 10))
-        };
-        match run_killed(&env, &args, delay) {
-            Some(t) => took[verb as usize] = took[verb as usize].min(t),
-            None => killed += 1,
-        }
+        killers[verb as usize].run(&env, &mut rng, &args);
         env.fsck_ok();
         match verb {
             0 | 1 => {
@@ -497,6 +507,7 @@ fn sigkill_of_forks_adoptions_and_resets_leaves_old_or_new_state() {
             }
         }
     }
+    let killed: usize = killers.iter().map(|k| k.killed).sum();
     eprintln!("{killed} of 21 killed mid-way");
     assert!(killed >= 5, "too few were killed ({killed})");
     env.ok(&["gc"]);
@@ -535,23 +546,15 @@ fn sigkill_of_rebases_leaves_the_old_or_the_new_state() {
     env.ok(&["bot", "rebase", "ref", "--image", "base:2"]);
     let new_tree = env.json(&["bot", "show", "ref", "--json"])["tree"].clone();
     assert_ne!(new_tree, pre_tree);
-    let mut took = Duration::from_secs(120);
-    let (mut killed, mut news) = (0, 0);
+    let mut killer = Killer::new(150);
+    let mut news = 0;
     for round in 0..12 {
         env.ok(&["bot", "reset", "c", "--to", &pre]);
         let args: Vec<String> = ["bot", "rebase", "c", "--image", "base:2"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let delay = if round == 0 {
-            took
-        } else {
-            Duration::from_micros(rng.below(took.as_micros() as u64 * 15 / 10))
-        };
-        match run_killed(&env, &args, delay) {
-            Some(t) => took = took.min(t),
-            None => killed += 1,
-        }
+        killer.run(&env, &mut rng, &args);
         env.fsck_ok();
         let show = env.json(&["bot", "show", "c", "--json"]);
         let old = show["image"] == "base:1" && show["tree"] == pre_tree;
@@ -559,6 +562,7 @@ fn sigkill_of_rebases_leaves_the_old_or_the_new_state() {
         assert!(old || new, "round {round}: {show}");
         news += new as u32;
     }
+    let killed = killer.killed;
     eprintln!("{killed} of 11 rebases killed mid-way; {news} rounds ended on the new image");
     assert!(killed >= 3, "too few were killed ({killed})");
 }
@@ -578,7 +582,7 @@ fn sigkill_of_live_commits_changes_nothing_the_bot_sees() {
     env.ok(&["image", "import", "base:1", "--dir", src.to_str().unwrap()]);
     env.ok(&["bot", "create", "c", "--image", "base:1"]);
     let root = env.store.join("bots/c/root");
-    let (mut killed, mut took) = (0, Duration::from_secs(120));
+    let mut killer = Killer::new(110);
     for round in 0..10u64 {
         env.ok(&["bot", "mount", "c"]);
         // Content the store holds (round 1's files) and content it lacks.
@@ -588,19 +592,12 @@ fn sigkill_of_live_commits_changes_nothing_the_bot_sees() {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let delay = if round == 0 {
-            took
-        } else {
-            Duration::from_micros(rng.below(took.as_micros() as u64 * 11 / 10))
-        };
-        match run_killed(&env, &args, delay) {
-            Some(t) => took = took.min(t),
-            None => killed += 1,
-        }
+        killer.run(&env, &mut rng, &args);
         assert_same(&want, &manifest_of_dir(&root));
         env.ok(&["bot", "unmount", "c"]);
         env.fsck_ok();
     }
+    let killed = killer.killed;
     eprintln!("{killed} of 9 live commits killed mid-way");
     assert!(killed >= 3, "too few were killed ({killed})");
     env.ok(&["bot", "commit", "c"]);

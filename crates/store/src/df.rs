@@ -43,7 +43,7 @@ impl Store {
             }
         }
         let (objects, object_bytes) = count_dir(&self.objects_dir())?;
-        let trees = self.tree_db().rows()?.len() as u64;
+        let trees = self.tree_db()?.count()?;
         let tree_bytes = crate::treedb::disk_bytes(self.root());
         let logical_bytes: u64 = images.iter().map(|i| i.logical_bytes).sum();
         let stored_bytes = object_bytes + tree_bytes;

@@ -85,10 +85,10 @@ impl Store {
         // Every stored object and tree must match its name, reachable or not:
         // a later import would reuse a damaged one.
         progress.phase("verifying trees", None, Unit::Items);
-        if let Some(msg) = self.tree_db().integrity()? {
+        if let Some(msg) = self.tree_db()?.integrity()? {
             problems.push(format!("the tree database is damaged: {msg}"));
         }
-        let rows = self.tree_db().rows()?;
+        let rows = self.tree_db()?.rows()?;
         let bases: std::collections::HashSet<Hash> = rows
             .iter()
             .filter(|r| live.trees.contains(&r.hash))

@@ -86,59 +86,48 @@ impl Store {
         };
         progress.phase("sweeping", Some(257), Unit::Items);
         // A dead tree stays while a live one is a delta against it.
-        let rows = self.tree_db().rows()?;
+        let rows = self.tree_db()?.rows()?;
         let mut keep: HashSet<Hash> = live.trees.clone();
         keep.extend(
             rows.iter()
                 .filter(|r| live.trees.contains(&r.hash))
                 .filter_map(|r| r.base),
         );
-        let dead: Vec<Hash> = rows
-            .iter()
-            .filter(|r| !keep.contains(&r.hash))
-            .map(|r| r.hash)
-            .collect();
+        let dead: Vec<_> = rows.iter().filter(|r| !keep.contains(&r.hash)).collect();
         report.trees = dead.len() as u64;
-        report.bytes += rows
-            .iter()
-            .filter(|r| !keep.contains(&r.hash))
-            .map(|r| r.stored)
-            .sum::<u64>();
+        report.bytes += dead.iter().map(|r| r.stored).sum::<u64>();
+        let dead: Vec<Hash> = dead.iter().map(|r| r.hash).collect();
         if !dry_run && !dead.is_empty() {
-            self.tree_db().remove(&dead)?;
+            self.tree_db()?.remove(&dead)?;
         }
         progress.advance(1);
-        {
-            let top = self.objects_dir();
-            for shard in 0..=255u8 {
-                let dir = top.join(format!("{shard:02x}"));
-                let rd = match fs::read_dir(&dir) {
-                    Ok(rd) => rd,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("cannot read {}", dir.display()))
-                    }
+        let top = self.objects_dir();
+        for shard in 0..=255u8 {
+            let dir = top.join(format!("{shard:02x}"));
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            };
+            for ent in rd {
+                let ent = ent?;
+                let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
+                let keep = match name.parse::<Hash>() {
+                    Ok(h) => live.objects.contains_key(&h),
+                    Err(_) => false,
                 };
-                for ent in rd {
-                    let ent = ent?;
-                    let name = format!("{shard:02x}{}", ent.file_name().to_string_lossy());
-                    let keep = match name.parse::<Hash>() {
-                        Ok(h) => live.objects.contains_key(&h),
-                        Err(_) => false,
-                    };
-                    if keep {
-                        continue;
-                    }
-                    let m = ent.metadata()?;
-                    report.objects += 1;
-                    report.bytes += Store::disk_bytes(&m);
-                    if !dry_run {
-                        fs::remove_file(ent.path())
-                            .with_context(|| format!("cannot remove {}", ent.path().display()))?;
-                    }
+                if keep {
+                    continue;
                 }
-                progress.advance(1);
+                let m = ent.metadata()?;
+                report.objects += 1;
+                report.bytes += Store::disk_bytes(&m);
+                if !dry_run {
+                    fs::remove_file(ent.path())
+                        .with_context(|| format!("cannot remove {}", ent.path().display()))?;
+                }
             }
+            progress.advance(1);
         }
         for ent in fs::read_dir(self.tmp_dir())? {
             let ent = ent?;

@@ -208,6 +208,24 @@ impl Store {
         }
     }
 
+    /// Reads `refs/KIND/ID` as a `T`; `what` names it in the error when it
+    /// does not decode ("snapshot ID is damaged; run `botyard fsck`").
+    pub fn read_record<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        id: &str,
+        what: &str,
+    ) -> Result<Option<T>> {
+        match self.read_ref(kind, id)? {
+            Some(v) => {
+                Ok(Some(serde_json::from_value(v).with_context(|| {
+                    format!("{what} is damaged; run `botyard fsck`")
+                })?))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub fn remove_ref(&self, kind: &str, id: &str) -> Result<()> {
         let dir = self.refs_dir().join(kind);
         fs::remove_file(dir.join(id))?;

@@ -304,7 +304,7 @@ impl Staging {
         if self.trees.lock().unwrap().0.contains(&h) || self.store.has_tree(&h)? {
             return Ok(h);
         }
-        let packed = self.store.tree_db().pack(h, path, data)?;
+        let packed = self.store.tree_db()?.pack(h, path, data)?;
         let mut staged = self.trees.lock().unwrap();
         if staged.0.insert(h) {
             staged.1.push(packed);
@@ -323,7 +323,7 @@ impl Staging {
         publish_dir(&self.dir.join("objects"), &self.store.objects_dir())?;
         self.store.syncfs()?;
         let trees = std::mem::take(&mut *self.trees.lock().unwrap());
-        self.store.tree_db().insert(&trees.1)?;
+        self.store.tree_db()?.insert(&trees.1)?;
         self.done = true;
         let _ = crate::walk::remove_path(&self.dir);
         let out = then(&self.store)?;

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The file that marks a directory as a botyard store.
 pub const STORE_MARKER: &str = "botyard-store.json";
@@ -53,11 +53,12 @@ struct Marker {
 }
 
 /// An opened store directory. Cheap to clone (clones share one connection
-/// to its tree database); holds no lock by itself.
+/// to its tree database, opened when trees are first used, so commands
+/// that read none do not pay for it); holds no lock by itself.
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
-    trees: Arc<TreeDb>,
+    trees: Arc<OnceLock<TreeDb>>,
 }
 
 impl Store {
@@ -109,9 +110,19 @@ impl Store {
             created: now_rfc3339(),
         };
         let data = serde_json::to_vec_pretty(&marker)?;
-        let trees = Arc::new(TreeDb::open(&path.join(TREES_DB))?);
-        write_file_atomic(&path.join("tmp"), &path.join(STORE_MARKER), &data, 0o644)?;
-        Ok((Store { root: path, trees }, false))
+        let store = Store {
+            root: path,
+            trees: Arc::default(),
+        };
+        // The database exists before the marker says the store does.
+        store.tree_db()?;
+        write_file_atomic(
+            &store.root.join("tmp"),
+            &store.root.join(STORE_MARKER),
+            &data,
+            0o644,
+        )?;
+        Ok((store, false))
     }
 
     /// Opens an existing store, refusing anything that is not one.
@@ -148,8 +159,10 @@ impl Store {
         let root = fs::canonicalize(path)?;
         close_to_others(&root)?;
         crate::treedb::check_file(&root.join(TREES_DB))?;
-        let trees = Arc::new(TreeDb::open(&root.join(TREES_DB))?);
-        let store = Store { root, trees };
+        let store = Store {
+            root,
+            trees: Arc::default(),
+        };
         if marker.format == 1 {
             store.upgrade_from_loose_trees(marker)?;
         }
@@ -164,7 +177,7 @@ impl Store {
         let _lock = self.lock(true, &crate::progress::NoProgress)?;
         let loose = self.root.join("trees");
         if loose.is_dir() {
-            self.trees.take_loose(&loose).with_context(|| {
+            self.tree_db()?.take_loose(&loose).with_context(|| {
                 format!(
                     "cannot move the trees of {} into {TREES_DB}",
                     self.root.display()
@@ -202,16 +215,22 @@ impl Store {
     }
 
     pub fn has_tree(&self, h: &Hash) -> Result<bool> {
-        self.trees.contains(h)
+        self.tree_db()?.contains(h)
     }
 
-    pub(crate) fn tree_db(&self) -> &TreeDb {
-        &self.trees
+    pub(crate) fn tree_db(&self) -> Result<&TreeDb> {
+        if let Some(db) = self.trees.get() {
+            return Ok(db);
+        }
+        let db = TreeDb::open(&self.root.join(TREES_DB))?;
+        // Another thread may have opened it meanwhile; either serves.
+        let _ = self.trees.set(db);
+        Ok(self.trees.get().expect("set above"))
     }
 
     /// A tree's encoding as stored, not verified.
     pub(crate) fn tree_bytes(&self, h: &Hash) -> Result<Vec<u8>> {
-        self.trees
+        self.tree_db()?
             .get(h)
             .with_context(|| format!("tree {h} cannot be read; run `botyard fsck`"))?
             .with_context(|| format!("tree {h} is missing from the store; run `botyard fsck`"))
@@ -219,7 +238,12 @@ impl Store {
 
     /// Every stored tree's hash (what `fsck` and tests compare).
     pub fn tree_hashes(&self) -> Result<Vec<Hash>> {
-        Ok(self.trees.rows()?.into_iter().map(|r| r.hash).collect())
+        Ok(self
+            .tree_db()?
+            .rows()?
+            .into_iter()
+            .map(|r| r.hash)
+            .collect())
     }
 
     /// Reads and verifies a tree: its bytes must hash to its name.

@@ -270,6 +270,13 @@ impl TreeDb {
         Ok(())
     }
 
+    pub fn count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM trees", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Every row: its hash, its base and its stored bytes.
     pub fn rows(&self) -> Result<Vec<Row>> {
         let conn = self.conn();
@@ -406,7 +413,7 @@ mod tests {
     }
 
     fn row(store: &Store, h: &Hash) -> super::Row {
-        let rows = store.tree_db().rows().unwrap();
+        let rows = store.tree_db().unwrap().rows().unwrap();
         rows.into_iter().find(|r| r.hash == *h).unwrap()
     }
 
@@ -453,6 +460,7 @@ mod tests {
         let data = zstd::bulk::compress(&other.encode(), 3).unwrap();
         store
             .tree_db()
+            .unwrap()
             .conn()
             .execute(
                 "UPDATE trees SET data = ?1, size = ?2 WHERE hash = ?3",
@@ -471,6 +479,7 @@ mod tests {
         // A size no tree has is an error, not an allocation of that size.
         store
             .tree_db()
+            .unwrap()
             .conn()
             .execute(
                 "UPDATE trees SET size = ?1 WHERE hash = ?2",

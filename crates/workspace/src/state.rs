@@ -1,4 +1,4 @@
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -121,13 +121,9 @@ impl Workspace {
     }
 
     pub fn load(&self) -> Result<WorkspaceRef> {
-        match self.store.read_ref("workspaces", &self.name)? {
-            Some(v) => serde_json::from_value(v).with_context(|| {
-                format!(
-                    "ref of workspace {} is damaged; run `botyard fsck`",
-                    self.name
-                )
-            }),
+        let what = format!("ref of workspace {}", self.name);
+        match self.store.read_record("workspaces", &self.name, &what)? {
+            Some(r) => Ok(r),
             None => bail!(
                 "no workspace {} in the store; see `botyard workspace ls`",
                 self.name
