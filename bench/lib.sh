@@ -35,3 +35,18 @@ xfs_new() {
 fs_used() { sync -f "$1"; echo $(( $(df -B1 --output=used "$1" | tail -n1) - $(cat "$1.empty") )); }
 # Where a store's bytes go: "objects trees layers bots" (du, in bytes).
 split_of() { (cd "$1" && for d in objects trees.db layers bots; do if [ -e "$d" ]; then du -sB1 "$d" | cut -f1; else echo 0; fi; done | paste -sd' '); }
+# Installs the .debs in /tmp/debs of the root it runs in (`chroot ROOT sh
+# -c "$DPKG_INSTALL"`) with the real dpkg. dpkg alone cannot order
+# pre-dependencies as apt does: a pass leaves some packages unpacked, so
+# configuring and installing what is still missing repeats (at most 3
+# times) until everything is installed.
+DPKG_INSTALL='dpkg -i /tmp/debs/*.deb >/dev/null 2>&1
+for pass in 1 2 3; do
+  dpkg --configure -a >/dev/null 2>&1
+  missing=$(for d in /tmp/debs/*.deb; do
+    dpkg -s "$(dpkg-deb -f "$d" Package)" 2>/dev/null | grep -q "^Status: install ok installed" || echo "$d"
+  done)
+  [ -z "$missing" ] && break
+  dpkg -i $missing >/dev/null 2>&1 || true
+done
+test -z "$missing" && test -z "$(dpkg --audit)"'

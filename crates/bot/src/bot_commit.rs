@@ -102,9 +102,12 @@ fn commit_overlay(
         r.head = Some(c.id);
         bot.save(&r)
     })?;
-    empty_dir(&bot.upper())?;
+    // Emptied by renames; the files are removed on a thread while the
+    // caller goes on (with `commit --all`, to the next bot).
+    let trash = fs::walk::set_aside_contents(&bot.upper(), &store.tmp_dir())?;
     empty_dir(&bot.work())?;
     std::fs::remove_file(bot.pending_commit())?;
+    fs::walk::remove_in_background(trash);
     Ok(Some(outcome(&r, new_tree, previous, &changes, written, 0)))
 }
 

@@ -198,7 +198,7 @@ impl Drop for KillOnDrop {
 }
 
 fn is_mount_point(p: &Path) -> bool {
-    fs::mount_fstype(p).is_some()
+    fs::is_mount_point(p)
 }
 
 #[test]

@@ -783,7 +783,7 @@ impl Driver {
                 format!("cannot make the target {}: {e}", target.display()),
             )
         })?;
-        if fs::mount_fstype(&target).is_some() {
+        if fs::is_mount_point(&target) {
             if r.published.contains(&target) {
                 return Ok(()); // published there already
             }
@@ -862,7 +862,7 @@ impl Driver {
             // Unknown: nothing of ours is there (idempotent).
             return Ok(());
         };
-        if fs::mount_fstype(&target).is_some() && r.published.contains(&target) {
+        if fs::is_mount_point(&target) && r.published.contains(&target) {
             fs::unmount(&target)?;
         }
         let _ = std::fs::remove_dir(&target);

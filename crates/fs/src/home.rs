@@ -3,7 +3,7 @@
 //! record of where it is mounted (`mountpoint`), a private read-only
 //! `view`, and the `lock` that lets one command at a time change it.
 
-use crate::overlay::{mount_fstype, mount_overlay, unmount, OverlaySpec};
+use crate::overlay::{is_mount_point, mount_overlay, unmount, OverlaySpec};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,7 @@ impl OverlayHome {
                 .ok()?
                 .trim_end_matches('\n'),
         );
-        mount_fstype(&p).is_some().then_some(p)
+        is_mount_point(&p).then_some(p)
     }
 
     /// Takes its lock (one command at a time), and removes a view an

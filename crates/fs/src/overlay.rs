@@ -305,21 +305,40 @@ pub fn unmount(target: &Path) -> Result<()> {
     }
 }
 
-/// Whether `path` is a mount point of an overlay (read from mountinfo).
+/// Whether `path` is a mount point of an overlay. Asked of the path itself
+/// (statx and fstatfs on one opened object, the final symlink not
+/// followed), not of mountinfo, whose size grows with every bot mounted.
 pub fn is_overlay_mount(path: &Path) -> bool {
-    mount_fstype(path).as_deref() == Some("overlay")
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    mount_root(path).is_some_and(|fd| {
+        rustix::fs::fstatfs(&fd).is_ok_and(|st| st.f_type == OVERLAYFS_SUPER_MAGIC)
+    })
 }
 
-/// The filesystem type mounted at `path`, if `path` is a mount point
-/// (read from mountinfo; the last mount there wins).
-pub fn mount_fstype(path: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_string_lossy();
-    info.lines().rev().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-")?;
-        (f.len() > 4 && unescape(f[4]) == want).then(|| f.get(sep + 1).map(|s| s.to_string()))?
-    })
+/// Whether something is mounted at `path` (the topmost mount there is what
+/// path lookup sees, and what is checked).
+pub fn is_mount_point(path: &Path) -> bool {
+    mount_root(path).is_some()
+}
+
+/// `path` opened (O_PATH, not following a final symlink) if it is the root
+/// of a mount.
+fn mount_root(path: &Path) -> Option<OwnedFd> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = rustix::fs::statx(
+        &fd,
+        "",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::BASIC_STATS,
+    )
+    .ok()?;
+    let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
+    (st.stx_attributes_mask.contains(root) && st.stx_attributes.contains(root)).then_some(fd)
 }
 
 /// Mounts a copy of the mount tree at the opened object `source` (a
@@ -497,10 +516,20 @@ fn set_attrs(
     Ok(())
 }
 
-/// Detaches whatever is mounted at or below `dir` (deepest first).
+/// Detaches whatever is mounted at `dir` or at one of its entries (a
+/// detach takes the mounts below along), stacked mounts included. Asks
+/// each path, not mountinfo, whose size grows with every bot mounted.
 pub fn unmount_below(dir: &Path) {
-    for m in mounts_below(dir) {
-        let _ = rustix::mount::unmount(&m, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for p in entries.map(|e| e.path()).chain([dir.to_path_buf()]) {
+        for _ in 0..64 {
+            if !is_mount_point(&p)
+                || rustix::mount::unmount(&p, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)
+                    .is_err()
+            {
+                break;
+            }
+        }
     }
 }
 
@@ -549,4 +578,45 @@ fn unescape(s: &str) -> String {
         .replace("\\011", "\t")
         .replace("\\012", "\n")
         .replace("\\134", "\\")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mounts are told by the path itself; a symlink to a mount point is
+    /// not one, and an overlay is told from another filesystem.
+    #[test]
+    fn mount_points_are_asked_of_the_path() {
+        let t = tempfile::tempdir().unwrap();
+        let (m, lower, o) = (
+            t.path().join("m"),
+            t.path().join("lower"),
+            t.path().join("o"),
+        );
+        for d in [&m, &lower, &o] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::os::unix::fs::symlink(&m, t.path().join("link")).unwrap();
+        assert!(!is_mount_point(&m));
+        let none = rustix::mount::MountFlags::empty();
+        rustix::mount::mount("none", &m, "tmpfs", none, None).unwrap();
+        rustix::mount::mount("none", &m, "tmpfs", none, None).unwrap();
+        let spec = OverlaySpec {
+            lowers: vec![lower.clone(), m.clone()],
+            readonly: true,
+            user_lower: true,
+            ..Default::default()
+        };
+        mount_overlay(&spec, &o).unwrap();
+        assert!(is_mount_point(&m) && !is_overlay_mount(&m));
+        assert!(!is_mount_point(&t.path().join("link")));
+        assert!(is_mount_point(&o) && is_overlay_mount(&o));
+        assert!(!is_overlay_mount(&lower));
+        // Both stacked tmpfs mounts and the overlay go.
+        unmount_below(t.path());
+        for d in [&m, &o] {
+            assert!(!is_mount_point(d), "{} is still mounted", d.display());
+        }
+    }
 }

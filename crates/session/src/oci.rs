@@ -264,7 +264,7 @@ impl OciSandbox {
             started: store::now_rfc3339(),
             mounted_by_run: held.mounted_by_run,
         };
-        store::write_file_atomic(dir, &held.state, &serde_json::to_vec(&state)?, 0o600)?;
+        store::replace_file(dir, &held.state, &serde_json::to_vec(&state)?, 0o600)?;
         let mut args = entry;
         args.push("supervise".into());
         if self
@@ -317,7 +317,7 @@ impl OciSandbox {
     fn launch(&self, held: &Held, spec: &SandboxSpec, io: RunIo) -> Result<Running0> {
         let bundle = held.dir.join("bundle");
         std::fs::create_dir_all(&bundle)?;
-        store::write_file_atomic(
+        store::replace_file(
             &held.dir,
             &bundle.join("config.json"),
             &serde_json::to_vec_pretty(&config(spec))?,
@@ -567,11 +567,9 @@ impl Drop for OciSandbox {
 /// Removes the mounts a run staged for its sandbox (and their mount points).
 fn unstage(staged: &Path) {
     fs::unmount_below(staged);
-    // Never removed while anything is still mounted there: a staged mount
-    // is a bot's root or a host directory.
-    if fs::mounts_below(staged).is_empty() {
-        let _ = fs::walk::remove_path(staged);
-    }
+    // A removal never crosses into a mount still there (a staged mount is
+    // a bot's root or a host directory): it fails and leaves it alone.
+    let _ = fs::walk::remove_path(staged);
 }
 
 struct Unstage(PathBuf);

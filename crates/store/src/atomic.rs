@@ -21,6 +21,24 @@ pub(crate) fn unique_name(prefix: &str) -> String {
 /// the old file or the new one: write a temporary in `tmp_dir` (same
 /// filesystem), fsync it, rename it over `dest`, fsync the directory.
 pub fn write_file_atomic(tmp_dir: &Path, dest: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(tmp_dir, dest, data, mode, true)
+}
+
+/// [`write_file_atomic`] without the fsyncs, for files that mean nothing
+/// after a reboot (a running sandbox's state, its runtime bundle): a crash
+/// of the process still leaves the old file or the new one, never half of
+/// one, and nothing waits for the disk.
+pub fn replace_file(tmp_dir: &Path, dest: &Path, data: &[u8], mode: u32) -> Result<()> {
+    write_replacing(tmp_dir, dest, data, mode, false)
+}
+
+fn write_replacing(
+    tmp_dir: &Path,
+    dest: &Path,
+    data: &[u8],
+    mode: u32,
+    durable: bool,
+) -> Result<()> {
     let tmp = tmp_dir.join(unique_name("ref"));
     let res = (|| -> Result<()> {
         let mut f = OpenOptions::new()
@@ -31,11 +49,13 @@ pub fn write_file_atomic(tmp_dir: &Path, dest: &Path, data: &[u8], mode: u32) ->
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(data)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        if durable {
+            f.sync_all()
+                .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        }
         std::fs::rename(&tmp, dest)
             .with_context(|| format!("cannot replace {}", dest.display()))?;
-        if let Some(parent) = dest.parent() {
+        if let Some(parent) = dest.parent().filter(|_| durable) {
             fsync_dir(parent)?;
         }
         Ok(())

@@ -38,7 +38,7 @@ mod tree;
 mod treedb;
 pub mod walk;
 
-pub use atomic::write_file_atomic;
+pub use atomic::{replace_file, write_file_atomic};
 pub use df::{DfReport, ImageUsage};
 pub use error::{error, is_kind, kind_of, ErrorKind, KindError};
 pub use fsck::{FsckProblem, FsckReport};

@@ -488,6 +488,60 @@ pub fn empty_dir(p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Moves every entry of the directory `dir` into a new directory under
+/// `trash_parent` (on the same filesystem) and returns that directory:
+/// `dir` is empty at once, keeping its own attributes, and what it held
+/// can be removed later (see [`remove_in_background`]). Renames only, so
+/// the time does not grow with what the entries hold.
+pub fn set_aside_contents(dir: &Path, trash_parent: &Path) -> Result<std::path::PathBuf> {
+    let from = io(rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))
+    .with_context(|| format!("cannot open {}", dir.display()))?;
+    let trash = trash_parent.join(crate::atomic::unique_name("trash"));
+    std::fs::create_dir(&trash).with_context(|| format!("cannot create {}", trash.display()))?;
+    let to = open_dir(&trash)?;
+    for name in read_names(&from).with_context(|| format!("cannot read {}", dir.display()))? {
+        io(rustix::fs::renameat(
+            &from,
+            name.as_slice(),
+            &to,
+            name.as_slice(),
+        ))
+        .with_context(|| format!("cannot move {} out of {}", shown_name(&name), dir.display()))?;
+    }
+    Ok(trash)
+}
+
+/// The removal [`remove_in_background`] started last.
+static REMOVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(None);
+
+/// Removes `p` (as [`remove_path`]) on a thread of its own, after the
+/// removal started before it ends, so a caller goes on with its next piece
+/// of work meanwhile. A failure leaves `p` for whoever cleans its parent
+/// (gc empties the store's `tmp/`). [`wait_for_removals`] waits.
+pub fn remove_in_background(p: std::path::PathBuf) {
+    let mut slot = REMOVING.lock().unwrap_or_else(|e| e.into_inner());
+    let before = slot.take();
+    *slot = Some(std::thread::spawn(move || {
+        if let Some(b) = before {
+            let _ = b.join();
+        }
+        let _ = remove_path(&p);
+    }));
+}
+
+/// Waits for every removal [`remove_in_background`] started.
+pub fn wait_for_removals() {
+    let last = REMOVING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(h) = last {
+        let _ = h.join();
+    }
+}
+
 /// Removes the directory (or file) at `p` and everything below it, at any
 /// depth. Missing is not an error.
 pub fn remove_path(p: &Path) -> Result<()> {
@@ -564,6 +618,34 @@ mod tests {
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{comps:?}");
         }
         assert!(open_beneath(&root, &[b"a"]).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_directory_set_aside_is_empty_at_once_and_its_entries_go_later() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (dir, trash_parent) = (t.path().join("upper"), t.path().join("tmp"));
+        std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+        std::fs::create_dir(&trash_parent).unwrap();
+        std::fs::write(dir.join("usr/lib/f"), b"x").unwrap();
+        std::fs::write(dir.join(".hidden"), b"y").unwrap();
+        std::os::unix::fs::symlink("/nowhere", dir.join("link")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o710)).unwrap();
+        let trash = set_aside_contents(&dir, &trash_parent).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o710, "the directory itself keeps its attributes");
+        let mut moved = read_names(&open_dir(&trash).unwrap()).unwrap();
+        moved.sort();
+        assert_eq!(
+            moved,
+            vec![b".hidden".to_vec(), b"link".to_vec(), b"usr".to_vec()]
+        );
+        assert_eq!(std::fs::read(trash.join("usr/lib/f")).unwrap(), b"x");
+        remove_in_background(trash.clone());
+        wait_for_removals();
+        assert!(!trash.exists());
+        assert_eq!(std::fs::read_dir(&trash_parent).unwrap().count(), 0);
     }
 
     fn deep(root: &Path, depth: usize) {

@@ -81,6 +81,7 @@ pub fn run(ctx: &Ctx, a: BotCommitArgs) -> Result<i32> {
         }
         outcomes.push(row);
     }
+    fs::walk::wait_for_removals();
     if a.json {
         crate::output::json(&outcomes)?;
     }
