@@ -407,10 +407,28 @@ fn finish_sparse(f: &File, size: u64, sparse: bool) -> Result<()> {
     Ok(())
 }
 
+/// Runs `f` with this thread's read buffer of [`CHUNK`] bytes: a new
+/// zeroed buffer for every file cost a memset of it for each small file.
+fn with_chunk<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    thread_local!(static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK]));
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut vec![0; CHUNK]),
+    })
+}
+
 /// Copies `r` to `w`, hashing on the way.
 fn copy_hashing(r: &mut dyn Read, w: &mut File, sparse: bool) -> Result<(Hash, u64)> {
+    with_chunk(|buf| copy_hashing_with(r, w, sparse, buf))
+}
+
+fn copy_hashing_with(
+    r: &mut dyn Read,
+    w: &mut File,
+    sparse: bool,
+    buf: &mut [u8],
+) -> Result<(Hash, u64)> {
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
         // Fill whole chunks so sparse detection sees aligned blocks.
@@ -480,11 +498,21 @@ fn hash_zeros(h: &mut blake3::Hasher, mut n: u64) {
 /// hashed as the zeros they read as, without reading them. Returns the
 /// hash and the size.
 pub fn hash_file(f: &mut File) -> Result<(Hash, u64)> {
-    let size = f.metadata()?.len();
+    with_chunk(|buf| hash_file_with(f, buf))
+}
+
+fn hash_file_with(f: &mut File, buf: &mut [u8]) -> Result<(Hash, u64)> {
+    let m = f.metadata()?;
+    let size = m.len();
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
     let mut at = 0u64;
-    for (start, end) in data_extents(f, size)? {
+    // Most files have no holes: no need to ask for their extents.
+    let extents = if is_sparse(&m) {
+        data_extents(f, size)?
+    } else {
+        vec![(0, size)]
+    };
+    for (start, end) in extents {
         hash_zeros(&mut hasher, start - at);
         let mut pos = start;
         while pos < end {
