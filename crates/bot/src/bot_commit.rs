@@ -107,7 +107,10 @@ fn commit_overlay(
     let trash = fs::walk::set_aside_contents(&bot.upper(), &store.tmp_dir())?;
     empty_dir(&bot.work())?;
     std::fs::remove_file(bot.pending_commit())?;
-    fs::walk::remove_in_background(trash);
+    // The store lock, shared, until the files are gone: gc (which empties
+    // tmp/) waits instead of racing the thread over them.
+    let hold = store.lock(false, &store::NoProgress)?;
+    fs::walk::remove_in_background(trash, hold);
     Ok(Some(outcome(&r, new_tree, previous, &changes, written, 0)))
 }
 

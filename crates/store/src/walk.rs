@@ -521,9 +521,10 @@ static REMOVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
 
 /// Removes `p` (as [`remove_path`]) on a thread of its own, after the
 /// removal started before it ends, so a caller goes on with its next piece
-/// of work meanwhile. A failure leaves `p` for whoever cleans its parent
-/// (gc empties the store's `tmp/`). [`wait_for_removals`] waits.
-pub fn remove_in_background(p: std::path::PathBuf) {
+/// of work meanwhile; `hold` (a store lock, say) is dropped when it is
+/// done. A failure leaves `p` for whoever cleans its parent (gc empties
+/// the store's `tmp/`). [`wait_for_removals`] waits.
+pub fn remove_in_background<H: Send + 'static>(p: std::path::PathBuf, hold: H) {
     let mut slot = REMOVING.lock().unwrap_or_else(|e| e.into_inner());
     let before = slot.take();
     *slot = Some(std::thread::spawn(move || {
@@ -531,6 +532,7 @@ pub fn remove_in_background(p: std::path::PathBuf) {
             let _ = b.join();
         }
         let _ = remove_path(&p);
+        drop(hold);
     }));
 }
 
@@ -642,7 +644,7 @@ mod tests {
             vec![b".hidden".to_vec(), b"link".to_vec(), b"usr".to_vec()]
         );
         assert_eq!(std::fs::read(trash.join("usr/lib/f")).unwrap(), b"x");
-        remove_in_background(trash.clone());
+        remove_in_background(trash.clone(), ());
         wait_for_removals();
         assert!(!trash.exists());
         assert_eq!(std::fs::read_dir(&trash_parent).unwrap().count(), 0);
