@@ -74,6 +74,10 @@ fn commit_overlay(
         return Ok(None);
     }
     let staging = Staging::new(store, progress)?;
+    // The store lock, shared, held until the upper's old files are gone
+    // (below): gc, which empties tmp/, waits instead of racing over them.
+    // Taken before anything changes, so failing to get it changes nothing.
+    let hold = store.lock(false, &store::NoProgress)?;
     let before = MemTree::load(store, &r.tree)?;
     let mut tree = before.clone();
     fs::fold_upper(&mut tree, &bot.upper(), &view.path, &staging, progress)
@@ -107,9 +111,6 @@ fn commit_overlay(
     let trash = fs::walk::set_aside_contents(&bot.upper(), &store.tmp_dir())?;
     empty_dir(&bot.work())?;
     std::fs::remove_file(bot.pending_commit())?;
-    // The store lock, shared, until the files are gone: gc (which empties
-    // tmp/) waits instead of racing the thread over them.
-    let hold = store.lock(false, &store::NoProgress)?;
     fs::walk::remove_in_background(trash, hold);
     Ok(Some(outcome(&r, new_tree, previous, &changes, written, 0)))
 }

@@ -539,9 +539,13 @@ fn copy_file_hashing(src: &File, w: &mut File, sparse: bool) -> Result<(Hash, u6
         r.seek(SeekFrom::Start(0))?;
         return copy_hashing(&mut r, w, false);
     }
+    with_chunk(|buf| copy_extents_hashing(src, w, buf))
+}
+
+/// [`copy_file_hashing`] of a sparse file, through `buf`.
+fn copy_extents_hashing(src: &File, w: &mut File, buf: &mut [u8]) -> Result<(Hash, u64)> {
     let size = src.metadata()?.len();
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
     let mut at = 0u64;
     for (start, end) in data_extents(src, size)? {
         hash_zeros(&mut hasher, start - at);
