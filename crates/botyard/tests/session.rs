@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -749,4 +750,53 @@ fn gc_removes_old_supervisor_copies_not_in_use() {
     assert_eq!(v["supervisors"]["dirs"], 0, "{v}");
     assert_eq!(copies().len(), 1);
     assert!(run(&env, &["b1", "--", "true"]).status.success());
+}
+
+/// A sandbox's supervisor is the small `botyard-supervisor` built beside
+/// botyard when it carries the same supervise code, and botyard itself
+/// when it does not (an older build, or not a supervisor at all).
+#[test]
+fn the_small_supervisor_beside_botyard_is_used_only_when_it_matches() {
+    require_root!();
+    if !have_runc() {
+        return;
+    }
+    let env = setup();
+    let bin = env.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let botyard = bin.join("botyard");
+    std::fs::copy(env!("CARGO_BIN_EXE_botyard"), &botyard).unwrap();
+    let lean = bin.join("botyard-supervisor");
+    let run_with = |label: &str| -> u64 {
+        let out = Command::new(&botyard)
+            .env("BOTYARD_HOME", &env.store)
+            .args(["run", "b1", "--", "echo", "hi"])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&out), "hi\n", "{label}: {}", stderr(&out));
+        // The copy this pair of binaries made (the newest).
+        let newest = std::fs::read_dir(env.store.join("supervisor"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max_by_key(|p| std::fs::metadata(p).unwrap().created().unwrap())
+            .unwrap();
+        std::fs::metadata(newest.join("botyard")).unwrap().len()
+    };
+    // The same supervise code: botyard itself with bytes after its end, so
+    // the copy shows which file it came from.
+    std::fs::copy(&botyard, &lean).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&lean)
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
+    let lean_size = std::fs::metadata(&lean).unwrap().len();
+    assert_eq!(run_with("matching"), lean_size, "the small one supervises");
+    // Not this build's supervisor: botyard supervises, and the run works.
+    std::fs::write(&lean, "#!/bin/sh\necho 0.0.0-other\n").unwrap();
+    let own = std::fs::metadata(&botyard).unwrap().len();
+    assert_eq!(run_with("not matching"), own, "botyard supervises");
+    std::fs::remove_file(&lean).unwrap();
+    assert_eq!(run_with("none beside"), own);
 }

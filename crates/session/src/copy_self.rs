@@ -88,18 +88,62 @@ fn entrypoint(libs: &[PathBuf], at: &Path) -> Result<Vec<String>> {
     ])
 }
 
+/// The small supervisor (crates/supervisor) a build puts beside
+/// `botyard`: it starts in about half the time of all of botyard, so a
+/// sandbox runs it instead when it carries the same supervise code.
+const LEAN: &str = "botyard-supervisor";
+
+/// This build of the supervise code (see build.rs).
+pub(crate) const BUILD_ID: &str = env!("BOTYARD_SUPERVISE_BUILD");
+
+/// What the supervisor's files are made from: this binary and the libraries
+/// it maps, and the small supervisor beside it if there is one.
+struct Sources {
+    exe: PathBuf,
+    libs: Vec<PathBuf>,
+    lean: Option<PathBuf>,
+}
+
+impl Sources {
+    fn find() -> Result<Sources> {
+        let (exe, libs) = mapped_files()?;
+        // Only a dynamic botyard: its loader and libraries go with the
+        // lean binary, which must need no other.
+        let lean = exe
+            .with_file_name(LEAN)
+            .is_file()
+            .then(|| exe.with_file_name(LEAN))
+            .filter(|l| *l != exe && !libs.is_empty());
+        Ok(Sources { exe, libs, lean })
+    }
+
+    /// The copy's name: the identity of every binary it is made from, so
+    /// an upgrade of either gets a new one.
+    fn key(&self) -> Result<String> {
+        let mut key = key_of(&self.exe)?;
+        if let Some(lean) = &self.lean {
+            key = format!("{key}-{}", key_of(lean)?);
+        }
+        Ok(key)
+    }
+}
+
 /// A directory holding the supervisor's files for this binary, made once
-/// per binary under `root` (keyed by the binary's identity, so an upgrade
+/// per binary under `root` (keyed by the binaries' identity, so an upgrade
 /// gets a new one). Returns it with the command line that starts the
 /// supervisor from `at` inside a sandbox.
 pub fn supervisor_dir(root: &Path, at: &Path) -> Result<(PathBuf, Vec<String>)> {
-    let (exe, libs) = mapped_files()?;
-    let key = key_of(&exe)?;
+    let src = Sources::find()?;
+    let key = src.key()?;
     let dir = root.join(&key);
     if !dir.join("botyard").exists() {
         let tmp = root.join(format!(".{key}.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         copy_self(&tmp, at)?;
+        if let Some(lean) = &src.lean {
+            // One that does not match stays out; this binary supervises.
+            let _ = put_lean(&tmp, lean, &src.libs);
+        }
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => {}
             Err(_) if dir.join("botyard").exists() => {
@@ -113,12 +157,57 @@ pub fn supervisor_dir(root: &Path, at: &Path) -> Result<(PathBuf, Vec<String>)> 
     }
     // Marks it as used now, for gc.
     let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
-    Ok((dir, entrypoint(&libs, at)?))
+    Ok((dir, entrypoint(&src.libs, at)?))
+}
+
+/// Puts the lean supervisor in `dir` (made by [`copy_self`]) as its
+/// `botyard`, once it is shown to run on the libraries there alone and to
+/// carry this build's supervise code.
+fn put_lean(dir: &Path, lean: &Path, libs: &[PathBuf]) -> Result<()> {
+    let candidate = dir.join(".lean");
+    std::fs::copy(lean, &candidate)?;
+    let loader = dir.join(loader_name(libs)?);
+    let run = |args: &[&std::ffi::OsStr]| -> Result<String> {
+        let out = std::process::Command::new(&loader)
+            .arg("--library-path")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!("{} failed", lean.display());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let checked = run(&["--list".as_ref(), candidate.as_os_str()]).and_then(|libs| {
+        // Every library it needs resolves to the copies here, none to the host.
+        let all_here = libs
+            .lines()
+            .filter_map(|l| l.split_once("=> ").map(|(_, to)| to))
+            .all(|to| Path::new(to.split(" (").next().unwrap_or("")).starts_with(dir));
+        let id = run(&[
+            candidate.as_os_str(),
+            "supervise".as_ref(),
+            "build-id".as_ref(),
+        ])?;
+        if !all_here || id.trim() != BUILD_ID {
+            bail!("{} is not this build's supervisor", lean.display());
+        }
+        Ok(())
+    });
+    match checked {
+        Ok(()) => Ok(std::fs::rename(&candidate, dir.join("botyard"))?),
+        Err(e) => {
+            let _ = std::fs::remove_file(&candidate);
+            Err(e)
+        }
+    }
 }
 
 /// The name of this binary's copy.
 pub(crate) fn current_key() -> Result<String> {
-    key_of(&mapped_files()?.0)
+    Sources::find()?.key()
 }
 
 /// A binary's identity on disk.

@@ -36,6 +36,10 @@ pub enum SuperviseAction {
     /// Copy this binary, with the loader and libraries it runs with, into
     /// DIR (for an init container); prints the command line that starts it.
     CopySelf { dir: PathBuf },
+    /// Print the build of the supervise code this binary carries (how
+    /// `botyard` tells whether the small supervisor beside it matches).
+    #[command(hide = true)]
+    BuildId,
     /// Write the supervisor's OCI image (this binary, which must be
     /// static, at /botyard and nothing else) as an OCI image layout in
     /// DIR, for `skopeo copy oci:DIR:TAG docker://…` to push;
@@ -57,6 +61,10 @@ pub fn run_supervise(a: SuperviseArgs) -> Result<i32> {
         Some(SuperviseAction::CopySelf { dir }) => {
             let entry = crate::copy_self(&dir, &dir)?;
             println!("{}", entry.join(" "));
+            Ok(0)
+        }
+        Some(SuperviseAction::BuildId) => {
+            println!("{}", crate::copy_self::BUILD_ID);
             Ok(0)
         }
         Some(SuperviseAction::Image { dir, tag, json }) => {
