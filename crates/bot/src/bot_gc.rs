@@ -49,6 +49,9 @@ pub struct LayerGcReport {
     /// image names any more. What they free is counted with the objects:
     /// their extents are the objects'.
     pub roots: u64,
+    /// Shared mounts of image layers (`mounts/`) that no mounted bot
+    /// stacks any more: left by a killed command or a bot unmounted by hand.
+    pub shared_mounts: u64,
 }
 
 /// Removes layers nothing needs: kept are the layer of every image
@@ -86,6 +89,7 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
     };
     let root = fs::layers_root(store);
     let Ok(rd) = std::fs::read_dir(&root) else {
+        report.shared_mounts = crate::shared_layer::gc_shared(store, dry_run)?;
         return Ok(report);
     };
     for e in rd {
@@ -115,5 +119,6 @@ pub fn gc_layers(store: &Store, dry_run: bool, progress: &dyn Progress) -> Resul
             fs::walk::remove_path(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
+    report.shared_mounts = crate::shared_layer::gc_shared(store, dry_run)?;
     Ok(report)
 }

@@ -1,4 +1,5 @@
-use crate::state::{Bot, Driver};
+use crate::shared_layer::SharedLayer;
+use crate::state::{Bot, BotRef, Driver};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use store::Store;
@@ -36,9 +37,13 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>, opts: MountOptions) -> 
             bot.default_mount()
         }
     };
+    let lowers = bot.lowers(&r)?;
+    // The image's layer, at the bottom, is the one every bot of it stacks.
+    let shared = SharedLayer::of(store, lowers.last().expect("a bot has its image's layer"));
     let spec = fs::OverlaySpec {
         upper: Some((bot.upper(), bot.work())),
-        lowers: bot.lowers(&r)?,
+        lowers,
+        shared: vec![shared.spec()],
         data: vec![store.objects_dir()],
         user_lower: false,
         readonly: false,
@@ -50,7 +55,11 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>, opts: MountOptions) -> 
     // mounted, not mounted a second time over an upper in use).
     let record = target.as_os_str().as_encoded_bytes();
     store::write_file_atomic(&store.tmp_dir(), &bot.mount_record(), record, 0o644)?;
-    if let Err(e) = fs::mount_overlay(&spec, &target) {
+    let joined = shared.join(id)?;
+    let mounted = fs::mount_overlay(&spec, &target);
+    drop(joined);
+    if let Err(e) = mounted {
+        shared.leave(id);
         let _ = std::fs::remove_file(bot.mount_record());
         return Err(e).with_context(|| format!("cannot mount bot {id}"));
     }
@@ -70,6 +79,7 @@ pub fn unmount(store: &Store, id: &str) -> Result<PathBuf> {
         ));
     };
     fs::unmount(&p)?;
+    bot.leave_shared_layer(&r);
     Ok(p)
 }
 
@@ -89,4 +99,13 @@ pub fn mount_all(store: &Store) -> Result<Vec<(String, Result<PathBuf>)>> {
         out.push((id, res));
     }
     Ok(out)
+}
+
+impl Bot {
+    /// After the bot's overlay is unmounted: it no longer stacks its
+    /// image's shared layer mount (the last bot to go detaches it).
+    pub(crate) fn leave_shared_layer(&self, r: &BotRef) {
+        let layer = fs::layers_root(&self.store).join(fs::layer_file_name(&r.image_tree, None));
+        SharedLayer::of(&self.store, &layer).leave(&self.id);
+    }
 }

@@ -10,7 +10,7 @@ use store::Store;
 pub fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
     let bot = Bot::new(store, id)?;
     let _lock = bot.lock()?;
-    bot.load()?;
+    let r = bot.load()?;
     if let Some(p) = bot.mounted_at() {
         if !force {
             bail!(
@@ -19,6 +19,7 @@ pub fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
             );
         }
         fs::unmount(&p)?;
+        bot.leave_shared_layer(&r);
     }
     if let Some(m) = fs::mounts_below(&bot.dir()).first() {
         bail!(

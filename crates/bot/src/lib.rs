@@ -24,6 +24,7 @@ mod bot_rm;
 mod bot_snapshot;
 mod history;
 mod image_rm;
+mod shared_layer;
 mod state;
 
 pub use bot_adopt::{adopt, AdoptOutcome};

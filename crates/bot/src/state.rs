@@ -350,6 +350,7 @@ impl Bot {
         let spec = fs::OverlaySpec {
             upper: Some((self.upper(), self.work())),
             lowers: self.lowers(r)?,
+            shared: Vec::new(),
             data: vec![self.store.objects_dir()],
             user_lower: false,
             readonly: true,

@@ -416,6 +416,82 @@ fn gc_drops_the_diff_layers_of_bots_at_rest_and_a_mount_builds_them_again() {
     env.fsck_ok();
 }
 
+/// The mounts of the node's table below the store: (mount point, type).
+fn mounts_in(env: &Env) -> Vec<(String, String)> {
+    let store = env.store.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            f[4].starts_with(&store)
+                .then(|| (f[4].to_string(), f[sep + 1].to_string()))
+        })
+        .collect()
+}
+
+/// The bots of an image stack one mount of its layer, kept while one of
+/// them is mounted (so the layer's metadata is cached once for all); the
+/// last unmount lets it go, and gc one a killed command left.
+#[test]
+fn bots_of_an_image_share_one_mount_of_its_layer() {
+    require_root!();
+    let env = Env::new();
+    small_image(&env);
+    for id in ["a", "b", "c"] {
+        env.ok(&["bot", "create", id, "--image", "base:1"]);
+    }
+    let erofs = |env: &Env| {
+        mounts_in(env)
+            .into_iter()
+            .filter(|(_, t)| t == "erofs")
+            .map(|(m, _)| m)
+            .collect::<Vec<_>>()
+    };
+    let a = mount(&env, "a");
+    let b = mount(&env, "b");
+    let shared = erofs(&env);
+    assert_eq!(shared.len(), 1, "one layer mount for two bots: {shared:?}");
+    assert!(shared[0].starts_with(&*env.store.join("mounts").to_string_lossy()));
+    assert_eq!(mounts_in(&env).len(), 3, "{:?}", mounts_in(&env));
+    assert_eq!(
+        std::fs::read(root_of(&env, "b").join("etc/base")).unwrap(),
+        b"base"
+    );
+    drop(a);
+    assert_eq!(erofs(&env), shared, "b still stacks it");
+    drop(b);
+    assert!(mounts_in(&env).is_empty(), "{:?}", mounts_in(&env));
+    // The next mount makes it again, at the same place.
+    {
+        let _c = mount(&env, "c");
+        assert_eq!(erofs(&env), shared, "mounted again at the same place");
+    }
+    assert!(mounts_in(&env).is_empty());
+    // A bot recorded on it that is not mounted (its command was killed
+    // between the two) keeps it until gc.
+    let c = mount(&env, "c");
+    let users = std::path::PathBuf::from(format!("{}.users", shared[0]));
+    std::fs::write(users.join("a"), b"").unwrap();
+    drop(c);
+    assert_eq!(erofs(&env), shared, "a is still recorded");
+    let gc = env.json(&["gc", "--dry-run", "--json"]);
+    assert_eq!(gc["layers"]["shared_mounts"], 1, "{gc}");
+    assert_eq!(erofs(&env), shared, "a dry run changes nothing");
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["layers"]["shared_mounts"], 1, "{gc}");
+    assert!(mounts_in(&env).is_empty(), "{:?}", mounts_in(&env));
+    // Unmounted by hand: gc lets the layer's mount go too.
+    let _c = mount(&env, "c");
+    sh(&format!("umount '{}'", root_of(&env, "c").display()));
+    assert_eq!(erofs(&env), shared);
+    let gc = env.json(&["gc", "--json"]);
+    assert_eq!(gc["layers"]["shared_mounts"], 1, "{gc}");
+    assert!(mounts_in(&env).is_empty());
+    env.fsck_ok();
+}
+
 #[test]
 fn dpkg_installs_real_debs_in_a_debian_bot_and_the_database_survives_commit() {
     require_root!();

@@ -17,6 +17,12 @@ pub struct OverlaySpec {
     /// Writable upper and work dirs; none for a read-only view.
     pub upper: Option<(PathBuf, PathBuf)>,
     pub lowers: Vec<PathBuf>,
+    /// Layer images among `lowers` that many overlays stack (an image's
+    /// layer, under every bot of the image), each with where its one mount
+    /// is kept: overlays over one EROFS mount share its superblock, so the
+    /// layer's metadata is read and cached once for all of them. The
+    /// caller decides when that mount goes ([`detach_shared`]).
+    pub shared: Vec<(PathBuf, PathBuf)>,
     /// Data-only lower layers (redirect targets of metacopy stubs).
     pub data: Vec<PathBuf>,
     /// Mount read-only (with an upper dir: a consistent view of a bot that
@@ -129,7 +135,11 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
     let mut images = Vec::new();
     for l in &spec.lowers {
         if l.is_file() {
-            let m = mount_image(l)?;
+            let m = match spec.shared.iter().find(|(layer, _)| layer == l) {
+                // Sharing saves memory; a bot mounts without it rather than fail.
+                Some((_, at)) => shared_image(l, at).or_else(|_| mount_image(l))?,
+                None => mount_image(l)?,
+            };
             set(
                 "lowerdir+",
                 Path::new(&format!("/proc/self/fd/{}", m.as_raw_fd())),
@@ -224,6 +234,59 @@ fn mount_image(path: &Path) -> Result<OwnedFd> {
             erofs(&dev).map_err(|e| anyhow::anyhow!("{}: {}", what(), kernel_hint(e)))
         }
     }
+}
+
+/// EROFS's `f_type`.
+const EROFS_MAGIC: i64 = 0xE0F5_E1E2;
+
+/// A detached clone of the one mount of the layer image `layer` kept at
+/// `at`, which is mounted there first if nothing is; the clone shares the
+/// mount's superblock.
+fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
+    let clone = |m: &OwnedFd| {
+        rustix::mount::open_tree(
+            m,
+            "",
+            rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
+                | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | rustix::mount::OpenTreeFlags::AT_EMPTY_PATH,
+        )
+        .map_err(|e| kernel_error(format!("cannot share the layer mount {}", at.display()), e))
+    };
+    if let Some(m) = mount_root(at) {
+        let fstype = rustix::fs::fstatfs(&m).map(|s| s.f_type as i64);
+        if fstype != Ok(EROFS_MAGIC) {
+            bail!("{} is a mount point, but not of a layer", at.display());
+        }
+        return clone(&m);
+    }
+    std::fs::create_dir_all(at)
+        .with_context(|| format!("cannot create the layer mount point {}", at.display()))?;
+    let m = mount_image(layer)?;
+    let dir = rustix::fs::open(
+        at,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("cannot open {}", at.display()))?;
+    move_mount(
+        &m,
+        "",
+        &dir,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| kernel_error(format!("cannot attach the layer at {}", at.display()), e))?;
+    clone(&m)
+}
+
+/// Lets go of a layer's shared mount at `at` and removes its mount point.
+/// Lazily: overlays that stack it hold clones, which keep its superblock
+/// until they go.
+pub fn detach_shared(at: &Path) {
+    let _ = rustix::mount::unmount(at, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
+    let _ = std::fs::remove_dir(at);
 }
 
 /// Attaches `path` read-only to a free loop device that detaches itself
@@ -604,6 +667,7 @@ mod tests {
         rustix::mount::mount("none", &m, "tmpfs", none, None).unwrap();
         let spec = OverlaySpec {
             lowers: vec![lower.clone(), m.clone()],
+            shared: Vec::new(),
             readonly: true,
             user_lower: true,
             ..Default::default()

@@ -176,6 +176,7 @@ impl Workspace {
         let spec = fs::OverlaySpec {
             upper: Some((self.upper(), self.work())),
             lowers: vec![r.project.clone()],
+            shared: Vec::new(),
             data: vec![],
             user_lower: true,
             readonly: true,

@@ -130,6 +130,7 @@ pub fn mount(
             let spec = fs::OverlaySpec {
                 upper: Some((ws.upper(), ws.work())),
                 lowers: vec![r.project.clone()],
+                shared: Vec::new(),
                 data: vec![],
                 user_lower: true,
                 readonly: false,

@@ -45,5 +45,20 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
             crate::output::n(layers.roots, "copy-bot image root", "copy-bot image roots"),
         ));
     }
+    if layers.shared_mounts > 0 {
+        let unmounted = if verb.starts_with("would") {
+            "would unmount"
+        } else {
+            "unmounted"
+        };
+        ctx.say(format!(
+            "{unmounted} {} no mounted bot stacks",
+            crate::output::n(
+                layers.shared_mounts,
+                "shared image layer",
+                "shared image layers"
+            ),
+        ));
+    }
     Ok(0)
 }
