@@ -254,8 +254,7 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
         .map_err(|e| kernel_error(format!("cannot share the layer mount {}", at.display()), e))
     };
     if let Some(m) = mount_root(at) {
-        let fstype = rustix::fs::fstatfs(&m).map(|s| s.f_type as i64);
-        if fstype != Ok(EROFS_MAGIC) {
+        if !rustix::fs::fstatfs(&m).is_ok_and(|st| st.f_type == EROFS_MAGIC) {
             bail!("{} is a mount point, but not of a layer", at.display());
         }
         return clone(&m);
