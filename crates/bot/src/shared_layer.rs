@@ -7,7 +7,8 @@
 //! `mounts/NAME` is the mount (NAME is the layer's file name), with an
 //! empty file per bot stacked on it in `mounts/NAME.users/`, and
 //! `mounts/NAME.lock` ordering the bots that join and leave. The last bot
-//! to unmount detaches it; gc lets go of those a killed command left.
+//! to unmount detaches it; gc lets go of those a killed command left, and
+//! of the directories of layers that are gone.
 
 use crate::state::Bot;
 use anyhow::{Context, Result};
@@ -86,13 +87,11 @@ impl SharedLayer {
         self.detach_if_unused();
     }
 
-    /// Detaches the mount if no bot is recorded on it (the kernel's rmdir
-    /// of the users directory is the check: it fails while one is there).
+    /// Detaches the mount if no bot is recorded on it; the caller holds
+    /// the lock, so none joins meanwhile. The directories stay for the next
+    /// bot (making and removing them cost more than the mount).
     fn detach_if_unused(&self) -> bool {
-        let unused = match std::fs::remove_dir(&self.users) {
-            Ok(()) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        };
+        let unused = std::fs::read_dir(&self.users).map_or(true, |mut d| d.next().is_none());
         if unused {
             fs::detach_shared(&self.at);
         }
@@ -142,8 +141,10 @@ pub(crate) fn gc_shared(store: &Store, dry_run: bool) -> Result<u64> {
             gone += 1;
         }
         // Nobody can join a layer whose file is gone (gc keeps the layer
-        // of every bot's image), so its lock can go too.
-        if !shared.layer.exists() {
+        // of every bot's image): what is left of it goes, the lock too.
+        if !shared.layer.exists() && !fs::is_mount_point(&shared.at) {
+            let _ = std::fs::remove_dir(&shared.users);
+            let _ = std::fs::remove_dir(&shared.at);
             let _ = std::fs::remove_file(&shared.lock);
         }
         drop(lock);

@@ -280,12 +280,13 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
     clone(&m)
 }
 
-/// Lets go of a layer's shared mount at `at` and removes its mount point.
-/// Lazily: overlays that stack it hold clones, which keep its superblock
-/// until they go.
+/// Lets go of a layer's shared mount at `at` (the mount point stays, for
+/// the next one). Lazily: overlays that stack it hold clones, which keep
+/// its superblock until they go.
 pub fn detach_shared(at: &Path) {
-    let _ = rustix::mount::unmount(at, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
-    let _ = std::fs::remove_dir(at);
+    if is_mount_point(at) {
+        let _ = rustix::mount::unmount(at, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
+    }
 }
 
 /// Attaches `path` read-only to a free loop device that detaches itself
