@@ -83,7 +83,8 @@ for r in range(runs + 1):
         if r > 0:  # the first round warms up
             times[i].append(t)
 # Each run against runc's run of the same round: the machine's drift
-# (this VM's host is shared) moves both, and the ratio less than either.
+# (on a shared or virtual machine) moves both, and their ratio less than
+# either.
 results = [(c[0], statistics.median(xs), min(xs), max(xs),
             statistics.median(x / r for x, r in zip(xs, times[0])))
            for c, xs in zip(contenders, times)]
