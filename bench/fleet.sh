@@ -31,7 +31,8 @@
 # FIDEDUPERANGE itself in batches (bench/dedupe.py), as a careful operator
 # would. The physical minimum is measured from each botyard strategy's own
 # bots at year 2 (bench/minimum.py), with where its bytes go.
-# Results go to bench/results/fleet.md (fleet-dpkg.md for WORKLOAD=dpkg).
+# Results go to bench/results/fleet.md (fleet-dpkg.md for WORKLOAD=dpkg), or
+# to the file RESULTS names (a subset run that should not replace them).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 N=${1:-12}
@@ -41,8 +42,12 @@ case $WORKLOAD in
   dpkg) OWN6=${OWN6:-40}; OWN24=${OWN24:-40}; SMALL=${SMALL:-300}; OUT=bench/results/fleet-dpkg.md ;;
   *) echo "fleet: WORKLOAD is same or dpkg, not $WORKLOAD" >&2; exit 2 ;;
 esac
+OUT=${RESULTS:-$OUT}
 ALL="rsync rsync+rmlint rsync+dedupe btrfs-snapshot overlay-upper selective-sync botyard-overlay botyard-overlay-ext4 botyard-copy botyard-copy-btrfs"
 STRATEGIES=${STRATEGIES:-$ALL}
+for s in $STRATEGIES; do
+  case " $ALL " in *" $s "*) ;; *) echo "fleet: unknown strategy $s (one of: $ALL)" >&2; exit 2 ;; esac
+done
 W=$PWD/bench/cache/fleet
 DEDUPE=$PWD/bench/dedupe.py
 cleanup() {
@@ -234,6 +239,9 @@ run_botyard() { # name driver fs
     roots+=("$BOTYARD_HOME/bots/bot$i/root")
   done
   record "$name" minimum "$(python3 bench/minimum.py "${roots[@]}")"
+  # The same with the image's own root: the store keeps the image (for new
+  # bots and rebase), also the files of it that every bot has replaced.
+  record "$name" minimum_image "$(python3 bench/minimum.py "$ROOTFS" "${roots[@]}")"
   if [ "$2" = overlay ]; then for i in $(seq "$N"); do "$B" bot unmount -q "bot$i"; done; fi
   unset BOTYARD_HOME
 }
@@ -252,6 +260,10 @@ for s in $STRATEGIES; do
     botyard-copy-btrfs) run_botyard botyard-copy-btrfs copy btrfs ;;
     *) echo "fleet: unknown strategy $s (one of: $ALL)" >&2; exit 2 ;;
   esac
+  # Its figures are recorded: its filesystem goes now. A loop image keeps
+  # the blocks its filesystem ever wrote, and the ten together need more
+  # free disk (about 40 GB) than many machines have.
+  cleanup; rm -f "$W"/*.img
 done
 
 base=$(du -sb "$ROOTFS" | cut -f1)
@@ -297,12 +309,12 @@ fair=rsync+dedupe; [ -n "${R[$fair,dedupe_s]:-}" ] || fair=rsync+rmlint
     done
   done
   echo
-  echo "| strategy | minimum (files, 4 KiB blocks) | its bytes alone | own to one bot, per bot | year 2 | vs minimum | overhead per bot | history let go | vs minimum | overhead per bot |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| strategy | minimum (files, 4 KiB blocks) | its bytes alone | own to one bot, per bot | year 2 | vs minimum | overhead per bot | history let go | vs minimum | overhead per bot | minimum with the image's own files | year 2 vs it |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for n in $STRATEGIES; do
     [ -n "${R[$n,minimum]:-}" ] || continue
     mb_=$(jget "${R[$n,minimum]}" blocks); ap=$(jget "${R[$n,minimum]}" apparent); un=$(jget "${R[$n,minimum]}" unique)
-    echo "| $n | $(mib "$mb_") | $(mib "$ap") | $(awk -v b="$un" -v n="$N" 'BEGIN {printf "%.2f", b/n/1048576}') | $(mib "${R[$n,year2]}") | $(ratio "${R[$n,year2]}" "$mb_" 3)× | $(awk -v a="${R[$n,year2]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') | $(mib "${R[$n,now]}") | $(ratio "${R[$n,now]}" "$mb_" 3)× | $(awk -v a="${R[$n,now]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') |"
+    echo "| $n | $(mib "$mb_") | $(mib "$ap") | $(awk -v b="$un" -v n="$N" 'BEGIN {printf "%.2f", b/n/1048576}') | $(mib "${R[$n,year2]}") | $(ratio "${R[$n,year2]}" "$mb_" 3)× | $(awk -v a="${R[$n,year2]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') | $(mib "${R[$n,now]}") | $(ratio "${R[$n,now]}" "$mb_" 3)× | $(awk -v a="${R[$n,now]}" -v b="$mb_" -v n="$N" 'BEGIN {printf "%.2f", (a-b)/n/1048576}') | $(mib "$(jget "${R[$n,minimum_image]}" blocks)") | $(ratio "${R[$n,year2]}" "$(jget "${R[$n,minimum_image]}" blocks)" 3)× |"
   done
   echo
   [ -n "$minimum" ] && echo -n "Physical minimum at year 2: $(mb "$minimum") MiB/bot."

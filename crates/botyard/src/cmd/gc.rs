@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<i32> {
         ));
     }
     if layers.shared_mounts > 0 {
-        let unmounted = if verb.starts_with("would") {
+        let unmounted = if a.dry_run {
             "would unmount"
         } else {
             "unmounted"
