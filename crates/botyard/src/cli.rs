@@ -79,6 +79,9 @@ pub enum Command {
     Df(JsonFlag),
     /// Remove objects and trees that no ref reaches.
     ///
+    /// Also layers nothing needs, copies of the supervisor no binary uses,
+    /// history past the retention, and mounts of image layers that no
+    /// mounted bot stacks (left by a killed `bot mount` or a plain umount).
     /// Takes the store lock exclusively: imports wait for gc and gc waits
     /// for imports, so a sweep never deletes what an import is about to name.
     Gc(GcArgs),
