@@ -489,6 +489,25 @@ fn bots_of_an_image_share_one_mount_of_its_layer() {
     let gc = env.json(&["gc", "--json"]);
     assert_eq!(gc["layers"]["shared_mounts"], 1, "{gc}");
     assert!(mounts_in(&env).is_empty());
+    // Something else mounted where the layer's mount goes: the bot mounts
+    // its layer for itself, and its unmount leaves that mount alone.
+    sh(&format!("mount -t tmpfs botyard-test '{}'", shared[0]));
+    {
+        let _c = mount(&env, "c");
+        assert_eq!(
+            std::fs::read(root_of(&env, "c").join("etc/base")).unwrap(),
+            b"base"
+        );
+        assert!(
+            erofs(&env).is_empty(),
+            "a private layer mount, not in the table"
+        );
+    }
+    assert_eq!(
+        mounts_in(&env),
+        vec![(shared[0].clone(), "tmpfs".to_string())]
+    );
+    sh(&format!("umount '{}'", shared[0]));
     env.fsck_ok();
 }
 

@@ -254,7 +254,7 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
         .map_err(|e| kernel_error(format!("cannot share the layer mount {}", at.display()), e))
     };
     if let Some(m) = mount_root(at) {
-        if !rustix::fs::fstatfs(&m).is_ok_and(|st| st.f_type == EROFS_MAGIC) {
+        if !is_layer_mount(&m) {
             bail!("{} is a mount point, but not of a layer", at.display());
         }
         return clone(&m);
@@ -284,9 +284,14 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
 /// the next one). Lazily: overlays that stack it hold clones, which keep
 /// its superblock until they go.
 pub fn detach_shared(at: &Path) {
-    if is_mount_point(at) {
+    // Only a layer: whatever else someone mounted there is not ours.
+    if mount_root(at).is_some_and(|m| is_layer_mount(&m)) {
         let _ = rustix::mount::unmount(at, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
     }
+}
+
+fn is_layer_mount(m: &OwnedFd) -> bool {
+    rustix::fs::fstatfs(m).is_ok_and(|st| st.f_type == EROFS_MAGIC)
 }
 
 /// Attaches `path` read-only to a free loop device that detaches itself
