@@ -37,12 +37,11 @@ pub fn mount(store: &Store, id: &str, at: Option<&Path>, opts: MountOptions) -> 
             bot.default_mount()
         }
     };
-    let lowers = bot.lowers(&r)?;
-    // The image's layer, at the bottom, is the one every bot of it stacks.
-    let shared = SharedLayer::of(store, lowers.last().expect("a bot has its image's layer"));
+    // The image's layer is the one every bot of the image stacks.
+    let shared = SharedLayer::of_image(store, &r.image_tree);
     let spec = fs::OverlaySpec {
         upper: Some((bot.upper(), bot.work())),
-        lowers,
+        lowers: bot.lowers(&r)?,
         shared: vec![shared.spec()],
         data: vec![store.objects_dir()],
         user_lower: false,
@@ -105,7 +104,6 @@ impl Bot {
     /// After the bot's overlay is unmounted: it no longer stacks its
     /// image's shared layer mount (the last bot to go detaches it).
     pub(crate) fn leave_shared_layer(&self, r: &BotRef) {
-        let layer = fs::layers_root(&self.store).join(fs::layer_file_name(&r.image_tree, None));
-        SharedLayer::of(&self.store, &layer).leave(&self.id);
+        SharedLayer::of_image(&self.store, &r.image_tree).leave(&self.id);
     }
 }

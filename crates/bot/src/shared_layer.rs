@@ -13,8 +13,8 @@
 use crate::state::Bot;
 use anyhow::{Context, Result};
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use store::Store;
+use std::path::PathBuf;
+use store::{Hash, Store};
 
 /// Where shared layer mounts live.
 pub(crate) fn mounts_root(store: &Store) -> PathBuf {
@@ -29,13 +29,9 @@ pub(crate) struct SharedLayer {
 }
 
 impl SharedLayer {
-    /// The shared mount of the layer file `layer` (in `layers/`).
-    pub(crate) fn of(store: &Store, layer: &Path) -> SharedLayer {
-        let name = layer
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Self::named(store, &name)
+    /// The shared mount of the layer of the image tree `image`.
+    pub(crate) fn of_image(store: &Store, image: &Hash) -> SharedLayer {
+        Self::named(store, &fs::layer_file_name(image, None))
     }
 
     fn named(store: &Store, name: &str) -> SharedLayer {
@@ -90,12 +86,10 @@ impl SharedLayer {
     /// Detaches the mount if no bot is recorded on it; the caller holds
     /// the lock, so none joins meanwhile. The directories stay for the next
     /// bot (making and removing them cost more than the mount).
-    fn detach_if_unused(&self) -> bool {
-        let unused = std::fs::read_dir(&self.users).map_or(true, |mut d| d.next().is_none());
-        if unused {
+    fn detach_if_unused(&self) {
+        if std::fs::read_dir(&self.users).map_or(true, |mut d| d.next().is_none()) {
             fs::detach_shared(&self.at);
         }
-        unused
     }
 }
 
@@ -122,41 +116,39 @@ pub(crate) fn gc_shared(store: &Store, dry_run: bool) -> Result<u64> {
     let mut gone = 0;
     for name in names {
         let shared = SharedLayer::named(store, &name);
-        let mounted = fs::is_mount_point(&shared.at);
-        if dry_run {
-            gone += u64::from(mounted && !has_live_user(store, &shared));
-            continue;
-        }
-        let lock = shared.locked()?;
-        if let Ok(users) = std::fs::read_dir(&shared.users) {
-            for u in users.flatten() {
-                let id = u.file_name().to_string_lossy().into_owned();
-                let live = Bot::new(store, &id).is_ok_and(|b| b.mounted_at().is_some());
-                if !live {
-                    let _ = std::fs::remove_file(u.path());
-                }
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(shared.locked()?)
+        };
+        let mut live = false;
+        for u in std::fs::read_dir(&shared.users)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = u.file_name().to_string_lossy().into_owned();
+            if Bot::new(store, &id).is_ok_and(|b| b.mounted_at().is_some()) {
+                live = true;
+            } else if !dry_run {
+                let _ = std::fs::remove_file(u.path());
             }
         }
-        if shared.detach_if_unused() && mounted {
-            gone += 1;
+        let detach = !live && fs::is_layer_mounted_at(&shared.at);
+        gone += u64::from(detach);
+        if dry_run {
+            continue;
         }
-        // Nobody can join a layer whose file is gone (gc keeps the layer
-        // of every bot's image): what is left of it goes, the lock too.
-        if !shared.layer.exists() && !fs::is_mount_point(&shared.at) {
+        if detach {
+            fs::detach_shared(&shared.at);
+        }
+        // Nobody can join a layer whose file is gone (gc keeps the layer of
+        // every bot's image): what is left of it goes too.
+        if !shared.layer.exists() {
             let _ = std::fs::remove_dir(&shared.users);
             let _ = std::fs::remove_dir(&shared.at);
             let _ = std::fs::remove_file(&shared.lock);
         }
-        drop(lock);
     }
     Ok(gone)
-}
-
-fn has_live_user(store: &Store, shared: &SharedLayer) -> bool {
-    std::fs::read_dir(&shared.users).is_ok_and(|users| {
-        users.flatten().any(|u| {
-            Bot::new(store, &u.file_name().to_string_lossy())
-                .is_ok_and(|b| b.mounted_at().is_some())
-        })
-    })
 }

@@ -50,8 +50,9 @@ pub use memtree::{
 };
 pub use merge::{merge_trees, Conflict, MergeReport, Side};
 pub use overlay::{
-    detach_shared, fstype_of, is_mount_point, is_overlay_mount, mount_clone, mount_clone_idmapped,
-    mount_clone_onto, mount_overlay, mounts_below, unmount, unmount_below, OverlaySpec,
+    detach_shared, fstype_of, is_layer_mounted_at, is_mount_point, is_overlay_mount, mount_clone,
+    mount_clone_idmapped, mount_clone_onto, mount_overlay, mounts_below, unmount, unmount_below,
+    OverlaySpec,
 };
 pub use roots::{gc_roots, materialize_root, roots_dir};
 pub use scan::{scan_dir, ScanOptions};

@@ -190,20 +190,24 @@ fn mount_once(spec: &OverlaySpec, target: &Path) -> Result<()> {
     )
     .map_err(std::io::Error::from)
     .with_context(|| format!("mount point {} is not a directory", target.display()))?;
-    move_mount(
-        &mnt,
-        "",
-        &dir,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .map_err(|e| {
+    attach(&mnt, &dir).map_err(|e| {
         kernel_error(
             format!("cannot attach the overlay at {}", target.display()),
             e,
         )
     })?;
     Ok(())
+}
+
+/// Attaches the detached mount `mnt` at the directory opened as `to`.
+fn attach(mnt: &OwnedFd, to: &OwnedFd) -> rustix::io::Result<()> {
+    move_mount(
+        mnt,
+        "",
+        to,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
 }
 
 /// A read-only, detached mount of the EROFS image at `path`: straight from
@@ -262,6 +266,19 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
     std::fs::create_dir_all(at)
         .with_context(|| format!("cannot create the layer mount point {}", at.display()))?;
     let m = mount_image(layer)?;
+    // It sits in the node's mount table: it hands out no setuid bit or
+    // device of the image itself (the overlays above decide for theirs).
+    set_attrs(
+        &m,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+        None,
+    )
+    .map_err(|e| {
+        kernel_error(
+            format!("cannot restrict the layer mount {}", at.display()),
+            e,
+        )
+    })?;
     let dir = rustix::fs::open(
         at,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -269,14 +286,8 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
     )
     .map_err(std::io::Error::from)
     .with_context(|| format!("cannot open {}", at.display()))?;
-    move_mount(
-        &m,
-        "",
-        &dir,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .map_err(|e| kernel_error(format!("cannot attach the layer at {}", at.display()), e))?;
+    attach(&m, &dir)
+        .map_err(|e| kernel_error(format!("cannot attach the layer at {}", at.display()), e))?;
     clone(&m)
 }
 
@@ -285,9 +296,14 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
 /// its superblock until they go.
 pub fn detach_shared(at: &Path) {
     // Only a layer: whatever else someone mounted there is not ours.
-    if mount_root(at).is_some_and(|m| is_layer_mount(&m)) {
+    if is_layer_mounted_at(at) {
         let _ = rustix::mount::unmount(at, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
     }
+}
+
+/// Whether a layer (an EROFS mount) is mounted at `at`.
+pub fn is_layer_mounted_at(at: &Path) -> bool {
+    mount_root(at).is_some_and(|m| is_layer_mount(&m))
 }
 
 fn is_layer_mount(m: &OwnedFd) -> bool {
@@ -518,14 +534,7 @@ fn clone_onto(
             )
         })?;
     }
-    move_mount(
-        &tree,
-        "",
-        to,
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-    .map_err(|e| {
+    attach(&tree, to).map_err(|e| {
         anyhow::anyhow!(
             "cannot attach the mount at {}: {}",
             target.display(),

@@ -109,11 +109,8 @@ impl Sources {
         let (exe, libs) = mapped_files()?;
         // Only a dynamic botyard: its loader and libraries go with the
         // lean binary, which must need no other.
-        let lean = exe
-            .with_file_name(LEAN)
-            .is_file()
-            .then(|| exe.with_file_name(LEAN))
-            .filter(|l| *l != exe && !libs.is_empty());
+        let lean =
+            Some(exe.with_file_name(LEAN)).filter(|l| !libs.is_empty() && *l != exe && l.is_file());
         Ok(Sources { exe, libs, lean })
     }
 
