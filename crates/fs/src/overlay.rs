@@ -266,6 +266,19 @@ fn shared_image(layer: &Path, at: &Path) -> Result<OwnedFd> {
     std::fs::create_dir_all(at)
         .with_context(|| format!("cannot create the layer mount point {}", at.display()))?;
     let m = mount_image(layer)?;
+    // It sits in the node's mount table: it hands out no setuid bit or
+    // device of the image itself (the overlays above decide for theirs).
+    set_attrs(
+        &m,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+        None,
+    )
+    .map_err(|e| {
+        kernel_error(
+            format!("cannot restrict the layer mount {}", at.display()),
+            e,
+        )
+    })?;
     let dir = rustix::fs::open(
         at,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
